@@ -1,0 +1,60 @@
+"""batchline: fast, failure-tolerant batched database loading.
+
+Collect each record's writes, flush them as set-based statements in chunks, isolate the
+bad records (bisect) into a dead-letter table, and checkpoint so a crashed run resumes
+exactly where it stopped. See README.md and DESIGN.md.
+"""
+
+from __future__ import annotations
+
+from ._dead_letters import DeadLetters
+from ._errors import (
+    BatchlineError,
+    ConfigError,
+    DatabaseError,
+    FatalDatabaseError,
+    ResumeMismatch,
+    SourceError,
+    TransientExhausted,
+)
+from ._out import Out
+from ._pipeline import Pipeline
+from ._result import FailedItem, Result
+from ._retry import RetryPolicy
+from ._sources import FileSource, ReadFailure, SourceRecord, read_file
+from ._state import DeadLetter, JobState
+from ._writes import Delete, Increment, Insert, Lookup, Ref, Upsert, Write
+
+__version__ = "0.1.0"
+
+read = read_file
+
+__all__ = [
+    "BatchlineError",
+    "ConfigError",
+    "DatabaseError",
+    "DeadLetter",
+    "DeadLetters",
+    "Delete",
+    "FailedItem",
+    "FatalDatabaseError",
+    "FileSource",
+    "Increment",
+    "Insert",
+    "JobState",
+    "Lookup",
+    "Out",
+    "Pipeline",
+    "ReadFailure",
+    "Ref",
+    "Result",
+    "ResumeMismatch",
+    "RetryPolicy",
+    "SourceError",
+    "SourceRecord",
+    "TransientExhausted",
+    "Upsert",
+    "Write",
+    "__version__",
+    "read",
+]

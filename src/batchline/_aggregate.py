@@ -1,0 +1,119 @@
+"""Turn the per-record writes of a batch into one row set per declared write.
+
+This is the "aggregate before update" rule: increments to the same key are summed, upserts
+to the same key are merged in input order, deletes are de-duplicated. It runs for every
+flush attempt, from the records' own emitted writes, so a sub-batch during isolation gets
+aggregates of exactly its own records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from ._items import Item
+from ._writes import Delete, Increment, Insert, Ref, Upsert, Write
+
+__all__ = ["RowGroup", "aggregate"]
+
+#: Rows of one write that share a column list: (columns, rows in that column order).
+RowGroup = tuple[tuple[str, ...], list[tuple[Any, ...]]]
+Resolve = Callable[[Ref], Any]
+
+
+def _sorted_by_key(rows: list[tuple[Any, ...]], nkey: int) -> list[tuple[Any, ...]]:
+    """Rows in key order, so concurrent writers take row locks in the same order."""
+    try:
+        return sorted(rows, key=lambda r: r[:nkey])
+    except TypeError:  # keys of mixed types: any stable total order will do
+        return sorted(rows, key=lambda r: repr(r[:nkey]))
+
+
+def _add(a: Any, b: Any) -> Any:
+    if isinstance(a, Decimal) and isinstance(b, float):
+        return a + Decimal(repr(b))
+    if isinstance(a, float) and isinstance(b, Decimal):
+        return Decimal(repr(a)) + b
+    return a + b
+
+
+def _resolved(row: dict[str, Any], resolve: Resolve) -> dict[str, Any]:
+    return {k: (resolve(v) if isinstance(v, Ref) else v) for k, v in row.items()}
+
+
+def aggregate(write: Write, index: int, items: Sequence[Item], resolve: Resolve) -> list[RowGroup]:
+    """The row groups for ``write`` (declared at ``index``) over ``items``, ready to send."""
+    if isinstance(write, Insert):
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for item in items:
+            refs = item.has_refs
+            for idx, row in item.ops:
+                if idx != index:
+                    continue
+                if refs:
+                    row = _resolved(row, resolve)
+                cols = tuple(row)
+                bucket = groups.get(cols)
+                if bucket is None:
+                    bucket = groups[cols] = []
+                bucket.append(tuple(row.values()))
+        return list(groups.items())
+
+    keys: tuple[str, ...] = write.key_columns
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if isinstance(write, Increment):
+        add = write.columns
+        for item in items:
+            refs = item.has_refs
+            for idx, row in item.ops:
+                if idx != index:
+                    continue
+                if refs:
+                    row = _resolved(row, resolve)
+                k = tuple(row[c] for c in keys)
+                cur = merged.get(k)
+                if cur is None:
+                    merged[k] = dict(row)
+                else:
+                    for c in add:
+                        cur[c] = _add(cur[c], row[c])
+                    for c, v in row.items():  # create-only columns: first record's value wins
+                        cur.setdefault(c, v)
+    elif isinstance(write, (Upsert, Delete)):
+        for item in items:
+            refs = item.has_refs
+            for idx, row in item.ops:
+                if idx != index:
+                    continue
+                if refs:
+                    row = _resolved(row, resolve)
+                k = tuple(row[c] for c in keys)
+                cur = merged.get(k)
+                if cur is None or isinstance(write, Delete):
+                    merged[k] = (
+                        dict(row) if isinstance(write, Upsert) else {c: row[c] for c in keys}
+                    )
+                else:
+                    cur.update(row)  # later records win, as applying them in order would
+    else:  # pragma: no cover - every Write subclass is handled above
+        raise TypeError(f"unknown write {write!r}")
+
+    groups = {}
+    for row in merged.values():
+        cols = tuple(row)
+        bucket = groups.get(cols)
+        if bucket is None:
+            bucket = groups[cols] = []
+        bucket.append(tuple(row.values()))
+    out: list[RowGroup] = []
+    for cols, rows in groups.items():
+        pos = [cols.index(c) for c in keys]
+        if pos == list(range(len(keys))):
+            out.append((cols, _sorted_by_key(rows, len(keys))))
+        else:  # key columns first, so sorting by the key prefix works
+            order = pos + [i for i in range(len(cols)) if i not in pos]
+            cols2 = tuple(cols[i] for i in order)
+            rows2 = [tuple(r[i] for i in order) for r in rows]
+            out.append((cols2, _sorted_by_key(rows2, len(keys))))
+    return out

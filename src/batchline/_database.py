@@ -1,0 +1,154 @@
+"""Engines, URLs without passwords, and the session that runs batchline's statements.
+
+SQLAlchemy gives us URL parsing, pooling, quoting and reflection. The hot path then runs on
+the pooled DBAPI connection directly (COPY needs it, and it keeps per-statement overhead
+off the loop), inside transactions batchline begins and ends itself. Every statement goes
+through :class:`Session`, which is where statements are counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from ._dialects import Dialect, Executor
+from ._errors import ConfigError
+
+__all__ = ["Session", "StatementListener", "make_engine", "redact_url"]
+
+#: Called with (sql, rows) for every statement batchline sends; rows is how many rows the
+#: statement carries (1 for plain statements).
+StatementListener = Callable[[str, int], None]
+
+_DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+
+
+def redact_url(url: str | sa.URL | sa.Engine) -> str:
+    """The URL with its password masked, for anything a person or a log will see."""
+    if isinstance(url, sa.Engine):
+        url = url.url
+    if isinstance(url, str):
+        try:
+            url = sa.make_url(url)
+        except Exception:
+            return "<unparseable database URL>"
+    return url.render_as_string(hide_password=True)
+
+
+def make_engine(db: str | sa.Engine | sa.URL) -> tuple[sa.Engine, bool]:
+    """An engine for ``db``, and whether batchline owns it (and so disposes of it)."""
+    if isinstance(db, sa.Engine):
+        return db, False
+    try:
+        url = sa.make_url(db)
+    except Exception as exc:
+        raise ConfigError(
+            f"not a database URL: {redact_url(db)!s} ({type(exc).__name__})"
+        ) from None
+    driver = _DEFAULT_DRIVERS.get(url.drivername)
+    if driver:
+        url = url.set(drivername=driver)
+    kwargs: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        # The flush runs on batchline's own worker thread; the pool hands connections out
+        # to one thread at a time.
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = sa.create_engine(url, **kwargs)
+    except Exception as exc:
+        raise ConfigError(f"cannot use database {redact_url(url)}: {exc}") from None
+    return engine, True
+
+
+class Session(Executor):
+    """One pooled DBAPI connection, held for a run, with explicit transactions."""
+
+    def __init__(
+        self, engine: sa.Engine, dialect: Dialect, listeners: Sequence[StatementListener] = ()
+    ) -> None:
+        self.engine = engine
+        self.dialect = dialect
+        self.listeners = listeners
+        self._raw: Any = None
+        self._cursor: Any = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _connection(self) -> Any:
+        if self._raw is None:
+            raw = self.engine.raw_connection()
+            self.dialect.on_acquire(raw.driver_connection)
+            self._raw = raw
+            self._cursor = raw.cursor()
+        return self._raw
+
+    @property
+    def driver_connection(self) -> Any:
+        return self._connection().driver_connection
+
+    def close(self) -> None:
+        raw, self._raw, self._cursor = self._raw, None, None
+        if raw is None:
+            return
+        try:
+            self.dialect.on_release(raw.driver_connection)
+            raw.close()
+        except Exception:
+            raw.invalidate()
+
+    def discard(self) -> None:
+        """Throw the connection away (it broke); the next statement gets a fresh one."""
+        raw, self._raw, self._cursor = self._raw, None, None
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.invalidate()
+
+    # -- transactions -----------------------------------------------------------------------
+    def begin(self) -> None:
+        self._connection()
+        self.dialect.begin(self)
+
+    def commit(self) -> None:
+        self._notify("COMMIT", 1)
+        self._connection().commit()
+
+    def rollback(self) -> None:
+        if self._raw is None:
+            return
+        try:
+            self._raw.rollback()
+        except Exception:
+            self.discard()
+
+    # -- statements -------------------------------------------------------------------------
+    def _notify(self, sql: str, rows: int) -> None:
+        for listener in self.listeners:
+            listener(sql, rows)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._connection()
+        self._notify(sql, 1)
+        self._cursor.execute(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._connection()
+        self._notify(sql, 1)
+        self._cursor.execute(sql, params)
+        return [tuple(r) for r in self._cursor.fetchall()]
+
+    def copy_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._connection()
+        self._notify(sql, len(rows))
+        with self._cursor.copy(sql) as copy:
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)

@@ -1,0 +1,255 @@
+"""What every dialect provides, and the portable multi-row ``VALUES`` statements.
+
+A dialect turns one aggregated write (many rows) into as few set-based statements as the
+database allows, and classifies the driver's exceptions into transient / data / fatal. The
+flush code never looks at the dialect's name; it calls these methods.
+
+Values always travel as bound parameters (or COPY data); identifiers are quoted by the
+SQLAlchemy dialect's identifier preparer.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+__all__ = [
+    "Classified",
+    "Dialect",
+    "ErrorKind",
+    "Executor",
+    "TableInfo",
+]
+
+
+class ErrorKind(enum.Enum):
+    """How a database error is handled (the failure contract in DESIGN.md)."""
+
+    TRANSIENT = "transient"  # roll back, retry the same transaction
+    DATA = "data"  # a record's fault: isolate it
+    FATAL = "fatal"  # the setup's fault: stop at once
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    kind: ErrorKind
+    error_class: str  # e.g. "UniqueViolation", "IntegrityError"
+    message: str  # first line of the driver message, without connection details
+    code: str | None = None  # SQLSTATE or driver error number
+
+
+class Executor:
+    """The statement interface a dialect writes through (implemented by the session).
+
+    It counts statements, so tests and the benchmark can see how many reach the database.
+    """
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def copy_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    @property
+    def driver_connection(self) -> Any:
+        raise NotImplementedError
+
+
+_TYPE_MODIFIERS = re.compile(r"\(\s*\d+(?:\s*,\s*\d+)?\s*\)")
+
+
+@dataclass(slots=True)
+class TableInfo:
+    """A target table as reflected once at pipeline start."""
+
+    name: str  # as the user wrote it
+    sql: str  # quoted, schema-qualified
+    columns: dict[str, str] = field(default_factory=dict)  # column -> base SQL type, no modifiers
+
+    @staticmethod
+    def base_type(type_: Any, dialect: sa.engine.Dialect) -> str:
+        """The column's type without length/precision, safe to cast parameters to."""
+        try:
+            compiled = str(type_.compile(dialect=dialect))
+        except Exception:  # NullType and unknown user types: let the server infer
+            return ""
+        return _TYPE_MODIFIERS.sub("", compiled).strip()
+
+
+def chunked(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+class Dialect:
+    """Portable SQL built from multi-row ``VALUES``; subclasses add the fast paths."""
+
+    name = "generic"
+    placeholder = "%s"
+    #: Bound parameters allowed in one statement (SQLite's limit is read per connection).
+    max_params = 30_000
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.sa_dialect = engine.dialect
+        self._preparer = engine.dialect.identifier_preparer
+
+    # -- identifiers ------------------------------------------------------------------------
+    def quote(self, ident: str) -> str:
+        quoted = self._preparer.quote(ident)
+        if self.placeholder == "%s":
+            # In format paramstyle a literal % must be doubled, even inside quotes.
+            quoted = quoted.replace("%", "%%")
+        return quoted
+
+    def table_sql(self, name: str) -> str:
+        return ".".join(self.quote(part) for part in name.split("."))
+
+    def columns_sql(self, columns: Sequence[str]) -> str:
+        return ", ".join(self.quote(c) for c in columns)
+
+    def reflect(self, conn: sa.Connection, name: str) -> TableInfo:
+        """Reflect ``name``; raises ``sqlalchemy.exc.NoSuchTableError`` when it is missing."""
+        schema, _, table = name.rpartition(".")
+        cols = sa.inspect(conn).get_columns(table, schema=schema or None)
+        if not cols:
+            raise sa.exc.NoSuchTableError(name)
+        types = {c["name"]: TableInfo.base_type(c["type"], self.sa_dialect) for c in cols}
+        return TableInfo(name=name, sql=self.table_sql(name), columns=types)
+
+    # -- connections --------------------------------------------------------------------------
+    def on_acquire(self, dbapi_conn: Any) -> None:
+        """Prepare a pooled connection for batchline's explicit transactions."""
+
+    def on_release(self, dbapi_conn: Any) -> None:
+        """Undo :meth:`on_acquire` before the connection goes back to the pool."""
+
+    def begin(self, ex: Executor) -> None:
+        """Start a transaction (drivers that begin implicitly need nothing)."""
+
+    def params_per_statement(self, ex: Executor) -> int:
+        return self.max_params
+
+    # -- error classification -------------------------------------------------------------
+    def classify(self, exc: BaseException) -> Classified:
+        raise NotImplementedError
+
+    @staticmethod
+    def first_line(exc: BaseException) -> str:
+        text = str(exc).strip() or type(exc).__name__
+        return text.splitlines()[0][:500]
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _values(self, ncols: int, nrows: int) -> str:
+        one = "(" + ", ".join([self.placeholder] * ncols) + ")"
+        return ", ".join([one] * nrows)
+
+    def _rows_per_statement(self, ex: Executor, ncols: int) -> int:
+        return max(1, self.params_per_statement(ex) // max(1, ncols))
+
+    def _each_values_batch(
+        self,
+        ex: Executor,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        build: Callable[[str], str],
+    ) -> None:
+        """Run ``build(values_sql)`` once per batch of rows that fits the parameter limit."""
+        per = self._rows_per_statement(ex, len(columns))
+        for batch in chunked(rows, per):
+            params = [v for row in batch for v in row]
+            ex.execute(build(self._values(len(columns), len(batch))), params)
+
+    # -- writes (portable forms) ---------------------------------------------------------------
+    def insert(
+        self, ex: Executor, t: TableInfo, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        head = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES "  # noqa: S608
+        self._each_values_batch(ex, columns, rows, lambda values: head + values)
+
+    def upsert(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        columns: Sequence[str],
+        update: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        raise NotImplementedError
+
+    def increment(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        columns: Sequence[str],
+        add: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        create: bool,
+    ) -> None:
+        raise NotImplementedError
+
+    def delete(
+        self, ex: Executor, t: TableInfo, key: Sequence[str], keys: Sequence[Sequence[Any]]
+    ) -> None:
+        per = self._rows_per_statement(ex, len(key))
+        for batch in chunked(keys, per):
+            if len(key) == 1:
+                marks = ", ".join([self.placeholder] * len(batch))
+                where = f"{self.quote(key[0])} IN ({marks})"
+            else:
+                where = f"({self.columns_sql(key)}) IN ({self._row_values(len(key), len(batch))})"
+            sql = f"DELETE FROM {t.sql} WHERE {where}"  # noqa: S608
+            ex.execute(sql, [v for k in batch for v in k])
+
+    def _row_values(self, ncols: int, nrows: int) -> str:
+        """A list of row constructors usable after ``IN``; SQLite overrides with VALUES."""
+        return self._values(ncols, nrows)
+
+    # -- lookups ------------------------------------------------------------------------------
+    def lookup_select(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        returns: str,
+        keys: Sequence[tuple[Any, ...]],
+    ) -> list[tuple[Any, ...]]:
+        """Rows of (key..., returns) for those of ``keys`` that exist."""
+        out: list[tuple[Any, ...]] = []
+        per = self._rows_per_statement(ex, len(key))
+        cols = self.columns_sql([*key, returns])
+        for batch in chunked(keys, per):
+            if len(key) == 1:
+                marks = ", ".join([self.placeholder] * len(batch))
+                where = f"{self.quote(key[0])} IN ({marks})"
+            else:
+                where = f"({self.columns_sql(key)}) IN ({self._row_values(len(key), len(batch))})"
+            sql = f"SELECT {cols} FROM {t.sql} WHERE {where}"  # noqa: S608
+            out.extend(ex.query(sql, [v for k in batch for v in k]))
+        return out
+
+    def lookup_insert(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        columns: Sequence[str],
+        returns: str,
+        rows: Sequence[Sequence[Any]],
+    ) -> list[tuple[Any, ...]] | None:
+        """Insert missing lookup rows, ignoring key conflicts.
+
+        Returns the (key..., returns) of the inserted rows when the database can say so in
+        the same statement, or ``None`` to make the caller select them.
+        """
+        raise NotImplementedError

@@ -1,0 +1,181 @@
+"""PostgreSQL through psycopg 3: COPY for inserts, ``unnest`` arrays for set-based writes.
+
+Set-based statements take one array parameter per column (``unnest(%s::int[], …)``), so
+the SQL text is the same for every chunk and psycopg prepares it once; arrays are cast to
+the column's base type without length or precision, so a too-long or out-of-range value
+still fails on assignment instead of being silently truncated by the cast.
+
+Errors are classified by SQLSTATE class, as psycopg's own ``errors`` module groups them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._base import Classified, Dialect, ErrorKind, Executor, TableInfo
+
+__all__ = ["PostgresDialect"]
+
+# SQLSTATE class → handling.
+_CLASSES = {
+    "08": ErrorKind.TRANSIENT,  # connection exception
+    "40": ErrorKind.TRANSIENT,  # transaction rollback: serialization failure, deadlock
+    "53": ErrorKind.TRANSIENT,  # insufficient resources: too many connections, disk full
+    "57": ErrorKind.TRANSIENT,  # operator intervention: admin shutdown, crash shutdown
+    "22": ErrorKind.DATA,  # data exception: bad number/date, value too long, out of range
+    "23": ErrorKind.DATA,  # integrity constraint violation
+    "42": ErrorKind.FATAL,  # syntax error or access rule violation: no such table/column
+}
+# Single SQLSTATEs that differ from their class.
+_CODES = {
+    "55P03": ErrorKind.TRANSIENT,  # lock_not_available (lock timeout)
+    "55006": ErrorKind.TRANSIENT,  # object_in_use
+    "57014": ErrorKind.TRANSIENT,  # query_canceled (statement timeout)
+}
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+    placeholder = "%s"
+
+    def classify(self, exc: BaseException) -> Classified:
+        import psycopg
+
+        name = type(exc).__name__
+        msg = self.first_line(exc)
+        code: str | None = getattr(exc, "sqlstate", None)
+        if isinstance(exc, psycopg.Error) and code:
+            kind = _CODES.get(code) or _CLASSES.get(code[:2], ErrorKind.FATAL)
+            if code == "57014" and "COPY from stdin failed" in str(exc):
+                # A COPY aborted on our side: the cause is the value we could not send.
+                cause = exc.__cause__ or exc.__context__
+                if cause is not None and cause is not exc:
+                    return self.classify(cause)
+            return Classified(kind, name, msg, code)
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return Classified(ErrorKind.TRANSIENT, name, msg, None)
+        if isinstance(exc, psycopg.DataError) or (
+            isinstance(exc, psycopg.ProgrammingError)
+            and ("cannot adapt" in msg or "cannot dump" in msg)
+        ):
+            return Classified(ErrorKind.DATA, name, msg, None)
+        if isinstance(exc, (TypeError, ValueError, OverflowError)):
+            return Classified(ErrorKind.DATA, name, msg, None)
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return Classified(ErrorKind.TRANSIENT, name, msg, None)
+        return Classified(ErrorKind.FATAL, name, msg, code)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _unnest(self, t: TableInfo, columns: Sequence[str]) -> str:
+        parts = []
+        for col in columns:
+            base = t.columns.get(col, "")
+            parts.append(f"%s::{base}[]" if base else "%s")
+        return "unnest(" + ", ".join(parts) + ")"
+
+    @staticmethod
+    def _arrays(rows: Sequence[Sequence[Any]], ncols: int) -> list[list[Any]]:
+        return [[row[i] for row in rows] for i in range(ncols)]
+
+    # -- writes -----------------------------------------------------------------------------
+    def insert(
+        self, ex: Executor, t: TableInfo, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        ex.copy_rows(f"COPY {t.sql} ({self.columns_sql(columns)}) FROM STDIN", rows)
+
+    def upsert(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        columns: Sequence[str],
+        update: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        if update:
+            sets = ", ".join(f"{self.quote(c)} = EXCLUDED.{self.quote(c)}" for c in update)
+            action = f"DO UPDATE SET {sets}"
+        else:
+            action = "DO NOTHING"
+        sql = (
+            f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) "  # noqa: S608
+            f"SELECT * FROM {self._unnest(t, columns)} "
+            f"ON CONFLICT ({self.columns_sql(key)}) {action}"
+        )
+        ex.execute(sql, self._arrays(rows, len(columns)))
+
+    def increment(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        columns: Sequence[str],
+        add: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        create: bool,
+    ) -> None:
+        if create:
+            sets = ", ".join(
+                f"{self.quote(c)} = {t.sql}.{self.quote(c)} + EXCLUDED.{self.quote(c)}" for c in add
+            )
+            sql = (
+                f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) "  # noqa: S608
+                f"SELECT * FROM {self._unnest(t, columns)} "
+                f"ON CONFLICT ({self.columns_sql(key)}) DO UPDATE SET {sets}"
+            )
+            ex.execute(sql, self._arrays(rows, len(columns)))
+            return
+        cols = [*key, *add]
+        idx = [list(columns).index(c) for c in cols]
+        narrowed = [[row[i] for i in idx] for row in rows]
+        sets = ", ".join(
+            f"{self.quote(c)} = {t.sql}.{self.quote(c)} + v.{self.quote(c)}" for c in add
+        )
+        match = " AND ".join(f"{t.sql}.{self.quote(c)} = v.{self.quote(c)}" for c in key)
+        sql = (
+            f"UPDATE {t.sql} SET {sets} "  # noqa: S608
+            f"FROM {self._unnest(t, cols)} AS v({self.columns_sql(cols)}) WHERE {match}"
+        )
+        ex.execute(sql, self._arrays(narrowed, len(cols)))
+
+    def delete(
+        self, ex: Executor, t: TableInfo, key: Sequence[str], keys: Sequence[Sequence[Any]]
+    ) -> None:
+        sql = (
+            f"DELETE FROM {t.sql} WHERE ({self.columns_sql(key)}) IN "  # noqa: S608
+            f"(SELECT * FROM {self._unnest(t, key)})"
+        )
+        ex.execute(sql, self._arrays(keys, len(key)))
+
+    # -- lookups ----------------------------------------------------------------------------
+    def lookup_select(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        returns: str,
+        keys: Sequence[tuple[Any, ...]],
+    ) -> list[tuple[Any, ...]]:
+        sql = (
+            f"SELECT {self.columns_sql([*key, returns])} FROM {t.sql} "  # noqa: S608
+            f"WHERE ({self.columns_sql(key)}) IN (SELECT * FROM {self._unnest(t, key)})"
+        )
+        return ex.query(sql, self._arrays(keys, len(key)))
+
+    def lookup_insert(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        columns: Sequence[str],
+        returns: str,
+        rows: Sequence[Sequence[Any]],
+    ) -> list[tuple[Any, ...]] | None:
+        sql = (
+            f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) "  # noqa: S608
+            f"SELECT * FROM {self._unnest(t, columns)} "
+            f"ON CONFLICT ({self.columns_sql(key)}) DO NOTHING "
+            f"RETURNING {self.columns_sql([*key, returns])}"
+        )
+        return ex.query(sql, self._arrays(rows, len(columns)))

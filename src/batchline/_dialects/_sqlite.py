@@ -1,0 +1,160 @@
+"""SQLite: multi-row VALUES within its variable limit, ``ON CONFLICT`` upserts.
+
+The stdlib driver's implicit transactions begin only before DML, so a lookup's SELECT
+would run outside the chunk's transaction. batchline switches the connection to autocommit
+mode while it holds it and issues ``BEGIN IMMEDIATE`` itself: the write lock is taken up
+front, and "database is locked" surfaces at BEGIN, where it is cleanly retried.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from ._base import Classified, Dialect, ErrorKind, Executor, TableInfo
+
+__all__ = ["SQLiteDialect"]
+
+_TRANSIENT = ("database is locked", "database table is locked", "busy", "disk i/o error")
+_FATAL = (
+    "no such table",
+    "no such column",
+    "has no column",
+    "syntax error",
+    "no such function",
+    "readonly database",
+    "attempt to write a readonly",
+    "too many sql variables",
+    "unable to open database",
+    "not authorized",
+    "on conflict clause does not match",
+)
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+    placeholder = "?"
+
+    def on_acquire(self, dbapi_conn: Any) -> None:
+        dbapi_conn.isolation_level = None
+
+    def on_release(self, dbapi_conn: Any) -> None:
+        if dbapi_conn.in_transaction:
+            dbapi_conn.execute("ROLLBACK")
+        dbapi_conn.isolation_level = ""
+
+    def begin(self, ex: Executor) -> None:
+        ex.execute("BEGIN IMMEDIATE")
+
+    def params_per_statement(self, ex: Executor) -> int:
+        conn = ex.driver_connection
+        try:
+            limit = int(conn.getlimit(getattr(sqlite3, "SQLITE_LIMIT_VARIABLE_NUMBER", 9)))
+        except AttributeError:  # Python < 3.11 has no getlimit
+            limit = 999
+        return max(1, min(limit, 32_766))
+
+    def classify(self, exc: BaseException) -> Classified:
+        msg = self.first_line(exc)
+        low = msg.lower()
+        name = type(exc).__name__
+        code = getattr(exc, "sqlite_errorname", None)
+        if isinstance(exc, sqlite3.IntegrityError):
+            return Classified(ErrorKind.DATA, name, msg, code)
+        if isinstance(exc, sqlite3.OperationalError):
+            if any(s in low for s in _TRANSIENT):
+                return Classified(ErrorKind.TRANSIENT, name, msg, code)
+            if any(s in low for s in _FATAL):
+                return Classified(ErrorKind.FATAL, name, msg, code)
+            return Classified(ErrorKind.FATAL, name, msg, code)
+        if isinstance(exc, (sqlite3.DataError, OverflowError)):
+            return Classified(ErrorKind.DATA, name, msg, code)
+        if isinstance(exc, sqlite3.ProgrammingError):
+            if "type" in low and "not supported" in low:  # a value the driver cannot bind
+                return Classified(ErrorKind.DATA, name, msg, code)
+            if "closed" in low:
+                return Classified(ErrorKind.TRANSIENT, name, msg, code)
+            return Classified(ErrorKind.FATAL, name, msg, code)
+        if isinstance(exc, (TypeError, ValueError)):
+            return Classified(ErrorKind.DATA, name, msg, code)
+        return Classified(ErrorKind.FATAL, name, msg, code)
+
+    def _row_values(self, ncols: int, nrows: int) -> str:
+        return "VALUES " + self._values(ncols, nrows)
+
+    def upsert(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        columns: Sequence[str],
+        update: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        if update:
+            sets = ", ".join(f"{self.quote(c)} = excluded.{self.quote(c)}" for c in update)
+            action = f"DO UPDATE SET {sets}"
+        else:
+            action = "DO NOTHING"
+        head = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES "  # noqa: S608
+        tail = f" ON CONFLICT ({self.columns_sql(key)}) {action}"
+        self._each_values_batch(ex, columns, rows, lambda values: head + values + tail)
+
+    def increment(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        columns: Sequence[str],
+        add: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        create: bool,
+    ) -> None:
+        if create:
+            sets = ", ".join(
+                f"{self.quote(c)} = {t.sql}.{self.quote(c)} + excluded.{self.quote(c)}" for c in add
+            )
+            head = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES "  # noqa: S608
+            tail = f" ON CONFLICT ({self.columns_sql(key)}) DO UPDATE SET {sets}"
+            self._each_values_batch(ex, columns, rows, lambda values: head + values + tail)
+            return
+        cols = [*key, *add]
+        idx = [list(columns).index(c) for c in cols]
+        narrowed = [[row[i] for i in idx] for row in rows]
+        names = ", ".join(f"c{i}" for i in range(len(cols)))
+        sets = ", ".join(
+            f"{self.quote(c)} = {t.sql}.{self.quote(c)} + v.c{len(key) + i}"
+            for i, c in enumerate(add)
+        )
+        match = " AND ".join(f"{t.sql}.{self.quote(c)} = v.c{i}" for i, c in enumerate(key))
+
+        def build(values: str) -> str:
+            return (
+                f"WITH v({names}) AS (VALUES {values}) "  # noqa: S608
+                f"UPDATE {t.sql} SET {sets} FROM v WHERE {match}"
+            )
+
+        self._each_values_batch(ex, cols, narrowed, build)
+
+    def lookup_insert(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        columns: Sequence[str],
+        returns: str,
+        rows: Sequence[Sequence[Any]],
+    ) -> list[tuple[Any, ...]] | None:
+        out: list[tuple[Any, ...]] = []
+        head = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES "  # noqa: S608
+        tail = (
+            f" ON CONFLICT ({self.columns_sql(key)}) DO NOTHING "
+            f"RETURNING {self.columns_sql([*key, returns])}"
+        )
+        per = self._rows_per_statement(ex, len(columns))
+        for start in range(0, len(rows), per):
+            batch = rows[start : start + per]
+            params = [v for row in batch for v in row]
+            out.extend(ex.query(head + self._values(len(columns), len(batch)) + tail, params))
+        return out

@@ -1,0 +1,78 @@
+"""The one exception tree of batchline.
+
+Every error batchline raises on purpose derives from :class:`BatchlineError`, so callers
+can catch one class. The tree is kept shallow::
+
+    BatchlineError
+    ├── ConfigError            the pipeline or a call is wrongly set up (a user bug)
+    ├── SourceError            the input cannot be opened or read at all
+    ├── ResumeMismatch         a job is resumed on a different source
+    └── DatabaseError          the database refused, and the run cannot go on
+        ├── FatalDatabaseError     no such table/column, syntax, permission: stop at once
+        └── TransientExhausted     a transient failure outlasted the retries
+
+Per-record problems (a constraint violation, a bad value, a map function that raised) are
+*not* exceptions to the caller: those records go to the dead letters and the run goes on.
+
+Driver exceptions are classified in one place per dialect (``_dialects``) and re-raised as
+the most specific class here with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BatchlineError",
+    "ConfigError",
+    "DatabaseError",
+    "FatalDatabaseError",
+    "ResumeMismatch",
+    "SourceError",
+    "TransientExhausted",
+]
+
+
+class BatchlineError(Exception):
+    """Root of every error batchline raises."""
+
+
+class ConfigError(BatchlineError):
+    """The pipeline, a write or a call is set up wrongly; fix the code, not the data."""
+
+
+class SourceError(BatchlineError):
+    """The input cannot be opened or read at all (a bad single record is a dead letter)."""
+
+
+class ResumeMismatch(BatchlineError):
+    """A job was resumed on a source other than the one it started on."""
+
+    def __init__(self, job: str, expected: str | None, found: str | None) -> None:
+        self.job = job
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"job {job!r} was started on a different source (fingerprint {expected}, "
+            f"this source is {found}); use another job name or restart=True"
+        )
+
+
+class DatabaseError(BatchlineError):
+    """The database refused in a way that stops the run.
+
+    Attributes:
+        code: SQLSTATE (PostgreSQL) or the driver's error number (MySQL), when known.
+        job: the job that was running, when there is one.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, job: str | None = None) -> None:
+        self.code = code
+        self.job = job
+        super().__init__(message)
+
+
+class FatalDatabaseError(DatabaseError):
+    """A mistake that is not the records' fault: no such table or column, syntax, permission."""
+
+
+class TransientExhausted(DatabaseError):
+    """A transient failure (connection lost, deadlock, locked) outlasted every retry."""

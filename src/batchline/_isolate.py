@@ -1,0 +1,139 @@
+"""What to do when a batch fails because of its data: find the bad records, keep the rest.
+
+Each policy is a small object with one method. They drive a ``Committer`` (the flusher):
+``commit(batch, end)`` tries one transaction and raises :class:`DataFailure` when a record
+is at fault; ``fail(item, exc)`` turns a record found bad on its own into a dead letter.
+Batches are always tried left to right, so when two records conflict the earlier one wins,
+as it would applying them one at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ._errors import ConfigError
+from ._items import Item
+
+__all__ = ["Bisect", "DataFailure", "Isolation", "NoIsolation", "Sequential", "isolation_for"]
+
+
+class DataFailure(Exception):
+    """Internal: a transaction failed because some record's data is bad."""
+
+    def __init__(
+        self, message: str, error_class: str, code: str | None = None, *, stage: str = "write"
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_class = error_class
+        self.code = code
+        self.stage = stage
+
+
+class Committer(Protocol):
+    def commit(self, batch: Sequence[Item], end: int) -> None: ...
+
+    def fail(self, item: Item, exc: DataFailure) -> None: ...
+
+    @property
+    def result(self) -> _Counts: ...
+
+
+class _Counts(Protocol):
+    isolation_flushes: int
+
+
+class Isolation(Protocol):
+    """A fallback policy for a failed batch."""
+
+    name: str
+
+    def isolate(self, items: Sequence[Item], end: int, exc: DataFailure, to: Committer) -> None: ...
+
+
+def _try(to: Committer, batch: Sequence[Item], end: int) -> DataFailure | None:
+    to.result.isolation_flushes += 1
+    try:
+        to.commit(batch, end)
+    except DataFailure as exc:
+        return exc
+    return None
+
+
+class Bisect:
+    """Split the failed batch in halves until each bad record stands alone: ~2·k·log2(n/k)."""
+
+    name = "bisect"
+
+    def isolate(self, items: Sequence[Item], end: int, exc: DataFailure, to: Committer) -> None:
+        self._split(items, end, exc, to)
+
+    def _split(
+        self, items: Sequence[Item], end: int, exc: DataFailure | None, to: Committer
+    ) -> None:
+        if not items:
+            return
+        if len(items) == 1:
+            if exc is None:
+                exc = _try(to, items, end)
+            if exc is not None:
+                to.fail(items[0], exc)
+            return
+        mid = len(items) // 2
+        left, right = items[:mid], items[mid:]
+        left_exc = _try(to, left, left[-1].position)
+        if left_exc is not None:
+            self._split(left, left[-1].position, left_exc, to)
+            right_exc = _try(to, right, end)
+            if right_exc is not None:
+                self._split(right, end, right_exc, to)
+        else:
+            # The whole failed and its left half did not: the fault is on the right, so
+            # split it straight away rather than paying for a flush that would fail.
+            self._split(right, end, None, to)
+
+
+class Sequential:
+    """Retry the failed batch one record per transaction (the seed's fallback)."""
+
+    name = "sequential"
+
+    def isolate(self, items: Sequence[Item], end: int, exc: DataFailure, to: Committer) -> None:
+        for i, item in enumerate(items):
+            item_end = end if i == len(items) - 1 else item.position
+            failure = _try(to, [item], item_end)
+            if failure is not None:
+                to.fail(item, failure)
+
+
+class NoIsolation:
+    """Fail the whole batch: every record of it is dead-lettered with the batch's error."""
+
+    name = "none"
+
+    def isolate(self, items: Sequence[Item], end: int, exc: DataFailure, to: Committer) -> None:
+        chunk_exc = DataFailure(
+            f"batch failed (fallback='none'): {exc.message}",
+            exc.error_class,
+            exc.code,
+            stage=exc.stage,
+        )
+        for item in items:
+            to.fail(item, chunk_exc)
+
+
+_POLICIES: dict[str, type[Bisect] | type[Sequential] | type[NoIsolation]] = {
+    "bisect": Bisect,
+    "sequential": Sequential,
+    "none": NoIsolation,
+}
+
+
+def isolation_for(fallback: str | Isolation) -> Isolation:
+    if not isinstance(fallback, str):
+        return fallback
+    cls = _POLICIES.get(fallback)
+    if cls is None:
+        raise ConfigError(f"fallback must be one of {sorted(_POLICIES)}, not {fallback!r}")
+    return cls()

@@ -1,0 +1,119 @@
+"""``Out``: what a mapping function writes through, and the per-record write list it fills.
+
+The mapping runs once per record. ``Out`` only records what it emits (cheaply, in memory);
+nothing touches the database until the chunk is flushed, so a record's writes can be
+replayed against any sub-batch during isolation without running user code again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from ._errors import ConfigError
+from ._writes import Delete, Increment, Insert, Ref, Upsert, Write
+
+__all__ = ["Op", "Out", "WriteIndex"]
+
+# One emitted write: (index of the declared write, row).
+Op = tuple[int, dict[str, Any]]
+
+_NUMBER = (int, float, Decimal)
+
+
+class WriteIndex:
+    """Finds the declared write a mapping means by table name and kind, once, up front."""
+
+    __slots__ = ("by_kind", "by_table", "writes")
+
+    def __init__(self, writes: Sequence[Write]) -> None:
+        self.writes = tuple(writes)
+        self.by_kind: dict[tuple[str, str], int] = {}
+        self.by_table: dict[str, list[int]] = {}
+        for i, w in enumerate(self.writes):
+            if (w.kind, w.table) in self.by_kind:
+                raise ConfigError(f"{w.describe()} is declared twice")
+            self.by_kind[(w.kind, w.table)] = i
+            self.by_table.setdefault(w.table, []).append(i)
+
+    def find(self, kind: str | None, table: str) -> int:
+        if kind is not None:
+            idx = self.by_kind.get((kind, table))
+            if idx is None:
+                declared = ", ".join(w.describe() for w in self.writes) or "none"
+                raise ConfigError(
+                    f"the mapping emitted {kind} {table!r}, but no such write is declared "
+                    f"(declared: {declared})"
+                )
+            return idx
+        found = self.by_table.get(table, [])
+        if len(found) != 1:
+            raise ConfigError(
+                f"the mapping wrote to {table!r}: "
+                + ("no write is declared for it" if not found else "several writes match")
+            )
+        return found[0]
+
+
+class Out:
+    """Collects the writes one record emits; handed to the mapping function."""
+
+    __slots__ = ("_index", "has_refs", "ops", "size")
+
+    def __init__(self, index: WriteIndex) -> None:
+        self._index = index
+        self.ops: list[Op] = []
+        self.size = 0
+        self.has_refs = False
+
+    def _add(self, idx: int, row: Mapping[str, Any]) -> None:
+        if not isinstance(row, Mapping):
+            raise TypeError(f"a row must be a mapping, got {type(row).__name__}")
+        values = dict(row)
+        write = self._index.writes[idx]
+        for col in write.key_columns:
+            if values.get(col) is None:
+                raise ValueError(f"{write.describe()}: key column {col!r} is missing or empty")
+        self.ops.append((idx, values))
+        size = 16 * len(values)
+        for v in values.values():
+            if isinstance(v, (str, bytes)):
+                size += len(v)
+            elif isinstance(v, Ref):
+                self.has_refs = True
+        self.size += size
+
+    def insert(self, table: str, row: Mapping[str, Any]) -> None:
+        """Insert ``row`` into ``table`` (declared with :class:`~batchline.Insert`)."""
+        self._add(self._index.find(Insert.kind, table), row)
+
+    def upsert(self, table: str, row: Mapping[str, Any]) -> None:
+        """Insert or update ``row`` (declared with :class:`~batchline.Upsert`)."""
+        self._add(self._index.find(Upsert.kind, table), row)
+
+    def increment(self, table: str, row: Mapping[str, Any]) -> None:
+        """Add the row's increment columns to the row with its key (``Increment``)."""
+        idx = self._index.find(Increment.kind, table)
+        write = self._index.writes[idx]
+        assert isinstance(write, Increment)
+        for col in write.columns:
+            v = row.get(col)
+            if v is None:
+                raise ValueError(f"increment {table}: column {col!r} is missing")
+            if isinstance(v, bool) or not isinstance(v, _NUMBER):
+                raise ValueError(f"increment {table}: column {col!r} is not a number: {v!r}")
+        self._add(idx, row)
+
+    def delete(self, table: str, key: Mapping[str, Any]) -> None:
+        """Delete the row of ``table`` whose key columns equal ``key`` (``Delete``)."""
+        self._add(self._index.find(Delete.kind, table), key)
+
+    def write(self, table: str, row: Mapping[str, Any]) -> None:
+        """Emit ``row`` to the only write declared for ``table``, whatever its kind."""
+        idx = self._index.find(None, table)
+        write = self._index.writes[idx]
+        if isinstance(write, Increment):
+            self.increment(table, row)
+        else:
+            self._add(idx, row)

@@ -1,0 +1,509 @@
+"""``Pipeline``: read → map (sequential) → collect → flush, with checkpoints and resume.
+
+The mapping runs on the caller's thread, in input order. Flushes run on one worker thread
+that owns the database session, so the mapping of chunk N+1 overlaps the flush of chunk N;
+at most two chunks are in memory at once, so memory does not grow with the input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from ._database import Session, StatementListener, make_engine, redact_url
+from ._dialects import Dialect, TableInfo, dialect_for
+from ._errors import (
+    BatchlineError,
+    ConfigError,
+    DatabaseError,
+    FatalDatabaseError,
+    ResumeMismatch,
+    TransientExhausted,
+)
+from ._flush import Flusher, LookupCache
+from ._isolate import Isolation, isolation_for
+from ._items import Failure, Item
+from ._out import Out, WriteIndex
+from ._result import Result, Status
+from ._retry import RetryPolicy
+from ._sources import FileSource, ReadFailure, iter_records
+from ._state import JobState, StateStore, StateTables, key_hash
+from ._writes import Lookup, Write
+
+__all__ = ["MapFunction", "Pipeline"]
+
+log = logging.getLogger("batchline")
+
+MapFunction = Callable[[dict[str, Any], Out], None]
+_FINISHED = ("success", "partial_success")
+
+
+def _anonymous_job(prefix: str = "run") -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{prefix}-{stamp}-{secrets.token_hex(3)}"
+
+
+class Pipeline:
+    """A reusable loading pipeline: where to write, what to write, how to handle failure.
+
+    Args:
+        db: a database URL (``sqlite:///file.db``, ``postgresql://…``, ``mysql://…``) or an
+            SQLAlchemy ``Engine``.
+        writes: the writes, applied in this order inside every flush (parents first).
+        lookups: batched get-or-create lookups the mapping refers to with ``lookup.ref()``.
+        chunk_size: records per flush (one transaction each).
+        chunk_bytes: also flush when a chunk's emitted values reach about this many bytes.
+        fallback: ``"bisect"``, ``"sequential"`` or ``"none"``: what to do when a chunk fails
+            because of its data.
+        max_failures: stop the run (status ``failed``) once more records than this have failed;
+            an int is a count, a float below 1 a fraction of the records seen.
+        retry: how transient failures (lost connection, deadlock, locked) are retried.
+        state_prefix, state_schema: where the state tables live.
+        idempotency_namespace: the ledger namespace idempotency keys are recorded under.
+        pipelined: overlap mapping with flushing on a worker thread.
+    """
+
+    def __init__(
+        self,
+        db: str | sa.Engine | sa.URL,
+        writes: Sequence[Write] = (),
+        lookups: Sequence[Lookup] = (),
+        *,
+        chunk_size: int = 500,
+        chunk_bytes: int = 16 * 1024 * 1024,
+        fallback: str | Isolation = "bisect",
+        max_failures: int | float | None = None,
+        retry: RetryPolicy | None = None,
+        state_prefix: str = "batchline_",
+        state_schema: str | None = None,
+        idempotency_namespace: str = "default",
+        pipelined: bool = True,
+    ) -> None:
+        if not writes:
+            raise ConfigError("a Pipeline needs at least one write (Insert, Upsert, ...)")
+        for w in writes:
+            if not isinstance(w, Write):
+                raise ConfigError(f"writes must be Insert/Upsert/Increment/Delete, got {w!r}")
+        for lk in lookups:
+            if not isinstance(lk, Lookup):
+                raise ConfigError(f"lookups must be Lookup objects, got {lk!r}")
+        if int(chunk_size) < 1:
+            raise ConfigError(f"chunk_size must be at least 1, got {chunk_size}")
+        if max_failures is not None and (
+            isinstance(max_failures, bool)
+            or not isinstance(max_failures, (int, float))
+            or max_failures < 0
+        ):
+            raise ConfigError(f"max_failures must be a count or a fraction, got {max_failures!r}")
+        self._db = db
+        self.writes = tuple(writes)
+        self.lookups = tuple(lookups)
+        self.chunk_size = int(chunk_size)
+        self.chunk_bytes = int(chunk_bytes)
+        self.isolation = isolation_for(fallback)
+        self.max_failures = max_failures
+        self.retry = retry or RetryPolicy()
+        self.state_tables = StateTables(state_prefix, state_schema)
+        self.namespace = idempotency_namespace
+        self.pipelined = pipelined
+        self.index = WriteIndex(self.writes)
+        #: Called with (sql, rows) for every statement sent; see ``batchline.testing``.
+        self.statement_listeners: list[StatementListener] = []
+        self._engine: sa.Engine | None = None
+        self._owns_engine = False
+        self._dialect: Dialect | None = None
+
+    # -- engine ---------------------------------------------------------------------------------
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine, self._owns_engine = make_engine(self._db)
+        return self._engine
+
+    @property
+    def dialect(self) -> Dialect:
+        if self._dialect is None:
+            self._dialect = dialect_for(self.engine)
+        return self._dialect
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked."""
+        return redact_url(self.engine)
+
+    def close(self) -> None:
+        if self._engine is not None and self._owns_engine:
+            self._engine.dispose()
+        self._engine = None
+        self._dialect = None
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Engines and pools are per process: a pickled pipeline (e.g. sent to a Dask worker)
+        # carries its URL and makes its own engine there.
+        if isinstance(self._db, sa.Engine):
+            raise ConfigError("a Pipeline built on an Engine cannot be pickled; pass a URL")
+        state = self.__dict__.copy()
+        state.update(_engine=None, _dialect=None, _owns_engine=False, statement_listeners=[])
+        return state
+
+    def __repr__(self) -> str:
+        db = redact_url(self._db)
+        writes = ", ".join(w.describe() for w in self.writes)
+        return f"Pipeline({db!r}, writes=[{writes}], chunk_size={self.chunk_size})"
+
+    # -- running ----------------------------------------------------------------------------------
+    def run(
+        self,
+        records: Iterable[Mapping[str, Any]] | FileSource,
+        map: MapFunction | None = None,
+        *,
+        job: str | None = None,
+        idempotency_key: Callable[[dict[str, Any]], Any] | None = None,
+        restart: bool = False,
+        source_id: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+    ) -> Result:
+        """Load ``records`` and return a :class:`Result`.
+
+        Args:
+            records: any iterable of mappings (consumed lazily), or ``batchline.read(path)``.
+            map: ``map(record, out)`` emits the record's writes; without it each record is a
+                row of the pipeline's only write.
+            job: a name to checkpoint under; a later run with the same name resumes after
+                the last record handled. Without it the run gets a generated name.
+            idempotency_key: ``fn(record)``; records whose key is in the ledger are skipped.
+            restart: start a job from the beginning even if it finished or its source changed.
+            source_id: identifies an iterable source for resume checks (files have one).
+            spec: JSON-able description of the load, stored with the job (the CLI uses it).
+
+        Raises:
+            FatalDatabaseError: a mistake that is not the records' fault (missing table...).
+            ResumeMismatch: ``job`` was started on another source.
+            ConfigError: the pipeline or mapping is wrongly set up.
+        """
+        if isinstance(records, FileSource):
+            fingerprint = source_id or records.fingerprint()
+            source: Iterable[Any] = records
+        else:
+            fingerprint = source_id
+            source = iter_records(records)
+        return self._run_source(
+            source,
+            map,
+            job=job,
+            idempotency_key=idempotency_key,
+            restart=restart,
+            fingerprint=fingerprint,
+            spec=spec,
+        )
+
+    def _run_source(
+        self,
+        source: Iterable[Any],
+        map: MapFunction | None,
+        *,
+        job: str | None,
+        idempotency_key: Callable[[dict[str, Any]], Any] | None,
+        restart: bool = False,
+        fingerprint: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        job_prefix: str = "run",
+    ) -> Result:
+        """Run over source items (``SourceRecord``/``ReadFailure`` or replayed letters)."""
+        if map is None and len(self.writes) != 1:
+            raise ConfigError("without a map function the pipeline must have exactly one write")
+        started = time.perf_counter()
+        name = job or _anonymous_job(job_prefix)
+        result = Result(job=name)
+        worker = ThreadPoolExecutor(1, thread_name_prefix="batchline-flush")
+        session = Session(self.engine, self.dialect, self.statement_listeners)
+        counted = _count_statements(self.statement_listeners, result)
+        try:
+            flusher, job_state = worker.submit(
+                self._prepare, session, name, fingerprint, restart, spec, result
+            ).result()
+            if job_state is not None and job_state.status in _FINISHED and not restart:
+                result.status = job_state.status  # type: ignore[assignment]
+                result.message = (
+                    f"job {name!r} already finished ({job_state.status}, {job_state.processed} "
+                    f"processed, {job_state.failed} failed); nothing to do (restart=True to redo)"
+                )
+                return result
+            resume = job_state.position if job_state is not None and not restart else 0
+            result.resumed_from = resume
+            if resume:
+                log.info("job %s: resuming after record %d", name, resume)
+            try:
+                self._loop(source, map, idempotency_key, resume, flusher, worker, result)
+                status = _final_status(result)
+            except (TransientExhausted, _StopRun) as exc:
+                result.error = str(exc)
+                status = "failed"
+            result.status = status
+            try:
+                worker.submit(self._finish, session, flusher, name, status).result()
+            except DatabaseError as exc:
+                result.status = "failed"
+                result.error = result.error or f"could not record the job's end: {exc}"
+            return result
+        except BaseException as exc:
+            if isinstance(exc, FatalDatabaseError):
+                exc.job = name
+            with contextlib.suppress(Exception):
+                worker.submit(self._mark_failed, session, name).result()
+            raise
+        finally:
+            worker.submit(session.close).result()
+            worker.shutdown(wait=True)
+            self.statement_listeners[:] = [
+                lst for lst in self.statement_listeners if lst is not counted
+            ]
+            result.processing_time_seconds = time.perf_counter() - started
+
+    # -- the loop -------------------------------------------------------------------------------
+    def _loop(
+        self,
+        source: Iterable[Any],
+        map_fn: MapFunction | None,
+        key_fn: Callable[[dict[str, Any]], Any] | None,
+        resume: int,
+        flusher: Flusher,
+        worker: ThreadPoolExecutor,
+        result: Result,
+    ) -> None:
+        index = self.index
+        only_table = self.writes[0].table if map_fn is None else ""
+        chunk: list[Item] = []
+        size = 0
+        in_flight: Future[None] | None = None
+        chunk_size, chunk_bytes = self.chunk_size, self.chunk_bytes
+
+        def submit(items: list[Item]) -> Future[None]:
+            nonlocal in_flight
+            if in_flight is not None:
+                in_flight.result()
+                self._check_failures(result)
+            fut = worker.submit(flusher.flush, items, items[-1].position)
+            if not self.pipelined:
+                fut.result()
+                self._check_failures(result)
+            in_flight = fut
+            return fut
+
+        try:
+            for src in source:
+                position = src.position
+                if position <= resume:
+                    continue
+                if isinstance(src, ReadFailure):
+                    item = Item(
+                        position, src.line, src.raw, failure=Failure("read", "ReadError", src.error)
+                    )
+                else:
+                    data = src.data
+                    out = Out(index)
+                    item = Item(position, src.line, data)
+                    replayed = getattr(src, "dead_letter_id", None)
+                    if replayed is not None:
+                        item.dead_letter_id = replayed
+                        item.attempts = getattr(src, "attempts", 1) + 1
+                    try:
+                        if map_fn is None:
+                            out.write(only_table, data)
+                        else:
+                            map_fn(data, out)
+                        if key_fn is not None:
+                            item.key = key_hash(key_fn(data))
+                    except ConfigError:
+                        raise
+                    except Exception as exc:  # the user's code failed this record only
+                        item.failure = Failure(
+                            "map", type(exc).__name__, f"{type(exc).__name__}: {exc}"
+                        )
+                    else:
+                        item.ops = out.ops
+                        item.has_refs = out.has_refs
+                        size += out.size
+                chunk.append(item)
+                if len(chunk) >= chunk_size or size >= chunk_bytes:
+                    submit(chunk)
+                    chunk, size = [], 0
+            if chunk:
+                submit(chunk)
+        except BaseException:
+            if in_flight is not None:
+                # Let the flush in progress finish (or fail) before the run unwinds; the
+                # error already raising is the one to report.
+                with contextlib.suppress(BaseException):
+                    in_flight.result()
+            raise
+        if in_flight is not None:
+            in_flight.result()
+        self._check_failures(result)
+
+    def _check_failures(self, result: Result) -> None:
+        limit = self.max_failures
+        if limit is None:
+            return
+        failed = result.items_failed
+        if isinstance(limit, float) and limit < 1:
+            seen = max(1, result.records_seen)
+            if failed / seen > limit and seen >= min(self.chunk_size, 100):
+                raise _StopRun(
+                    f"stopped: {failed} of {seen} records failed, "
+                    f"more than max_failures={limit:.0%}"
+                )
+        elif failed > limit:
+            raise _StopRun(f"stopped: {failed} records failed, more than max_failures={int(limit)}")
+
+    # -- on the flush thread --------------------------------------------------------------------
+    def _prepare(
+        self,
+        session: Session,
+        name: str,
+        fingerprint: str | None,
+        restart: bool,
+        spec: Mapping[str, Any] | None,
+        result: Result,
+    ) -> tuple[Flusher, JobState | None]:
+        engine, dialect = self.engine, self.dialect
+        try:
+            self.state_tables.create(engine)
+            tables: dict[str, TableInfo] = {}
+            with engine.connect() as conn:
+                for table in {w.table for w in self.writes} | {lk.table for lk in self.lookups}:
+                    try:
+                        tables[table] = dialect.reflect(conn, table)
+                    except sa.exc.NoSuchTableError:
+                        raise FatalDatabaseError(f"no such table: {table}", job=name) from None
+        except BatchlineError:
+            raise
+        except sa.exc.DBAPIError as exc:
+            c = dialect.classify(exc.orig if exc.orig is not None else exc)
+            raise FatalDatabaseError(
+                f"cannot prepare {redact_url(engine)}: {c.message}", code=c.code, job=name
+            ) from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise FatalDatabaseError(f"cannot prepare {redact_url(engine)}: {exc}") from None
+        state = StateStore(self.state_tables, dialect)
+        flusher = Flusher(
+            session=session,
+            dialect=dialect,
+            state=state,
+            writes=self.writes,
+            tables=tables,
+            lookups=self.lookups,
+            lookup_tables=tables,
+            caches={lk: LookupCache(lk.cache_size) for lk in self.lookups},
+            job=name,
+            namespace=self.namespace,
+            isolation=self.isolation,
+            retry=self.retry,
+            result=result,
+        )
+        spec_json = None
+        if spec is not None:
+            from ._state import to_json
+
+            spec_json = to_json(dict(spec))
+        try:
+            job_state = self._start_job(session, state, name, fingerprint, restart, spec_json)
+        except Exception:
+            session.rollback()
+            raise
+        flusher.transactions_base = 0 if job_state is None or restart else job_state.chunks
+        if restart and job_state is not None:
+            flusher.transactions_base = 0
+        return flusher, job_state
+
+    def _start_job(
+        self,
+        session: Session,
+        state: StateStore,
+        name: str,
+        fingerprint: str | None,
+        restart: bool,
+        spec: str | None,
+    ) -> JobState | None:
+        session.begin()
+        try:
+            existing = state.get_job(session, name)
+            if existing is None or restart:
+                state.start_job(session, name, fingerprint, spec, reset=existing is not None)
+            else:
+                if existing.fingerprint != fingerprint and not (
+                    existing.fingerprint is None or fingerprint is None
+                ):
+                    raise ResumeMismatch(name, existing.fingerprint, fingerprint)
+                if existing.status not in _FINISHED:
+                    state.mark_running(session, name)
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            if isinstance(exc, BatchlineError):
+                raise
+            c = self.dialect.classify(exc)
+            raise FatalDatabaseError(
+                f"cannot start job {name!r}: {c.message}", code=c.code, job=name
+            ) from exc
+        return None if existing is None or restart else existing
+
+    def _finish(self, session: Session, flusher: Flusher, name: str, status: Status) -> None:
+        for attempt in self.retry.retrying():
+            with attempt:
+                try:
+                    session.begin()
+                    flusher.state.finish_job(session, name, status)
+                    session.commit()
+                except Exception as exc:
+                    session.rollback()
+                    flusher._raise_classified(exc, "recording the job's end")
+
+    def _mark_failed(self, session: Session, name: str) -> None:
+        state = StateStore(self.state_tables, self.dialect)
+        session.begin()
+        state.finish_job(session, name, "failed")
+        session.commit()
+
+    # -- dead letters -----------------------------------------------------------------------------
+    def dead_letters(self) -> Any:
+        """The :class:`~batchline.DeadLetters` of this pipeline's database."""
+        from ._dead_letters import DeadLetters
+
+        return DeadLetters(
+            self.engine, prefix=self.state_tables.prefix, schema=self.state_tables.schema
+        )
+
+
+class _StopRun(Exception):
+    """Internal: the failure budget is spent; stop cleanly with status failed."""
+
+
+def _final_status(result: Result) -> Status:
+    if result.items_failed == 0:
+        return "success"
+    if result.items_processed == 0 and result.duplicates_skipped == 0:
+        return "failed"
+    return "partial_success"
+
+
+def _count_statements(listeners: list[StatementListener], result: Result) -> StatementListener:
+    def count(sql: str, rows: int) -> None:
+        result.statements += 1
+
+    listeners.append(count)
+    return count

@@ -1,0 +1,417 @@
+"""State tables in the target database: jobs (checkpoints), the ledger, the dead letters.
+
+They live beside the data so that a chunk's rows, its idempotency keys, its dead letters
+and the job's new position commit in one transaction: a crash can never leave the
+bookkeeping ahead of, or behind, the data. ``batchline_schema`` records the layout version
+so a later release can migrate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from ._dialects import Dialect, Executor
+from ._errors import ConfigError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DeadLetter",
+    "JobState",
+    "StateStore",
+    "StateTables",
+    "key_hash",
+    "now_iso",
+    "to_json",
+]
+
+SCHEMA_VERSION = 1
+_create_lock = threading.Lock()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)  # anything else is kept as its text, never dropped
+
+
+def to_json(value: Any) -> str:
+    """JSON for payloads; what JSON cannot hold is stored as text rather than lost."""
+    try:
+        return json.dumps(value, default=_json_default, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return json.dumps(str(value), ensure_ascii=False)
+
+
+def key_hash(key: Any) -> str:
+    """A fixed-width ledger key for any idempotency key value (tuples, strings, numbers)."""
+    return hashlib.sha256(to_json(key).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    name: str
+    fingerprint: str | None
+    position: int
+    processed: int
+    failed: int
+    duplicates: int
+    chunks: int
+    status: str
+    spec: str | None
+    started_at: str
+    updated_at: str
+    finished_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    job: str
+    position: int
+    line: int
+    stage: str
+    error_class: str
+    message: str
+    payload: str
+    attempts: int
+    created_at: str
+
+    @property
+    def record(self) -> Any:
+        return json.loads(self.payload)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job": self.job,
+            "position": self.position,
+            "line": self.line,
+            "stage": self.stage,
+            "error_class": self.error_class,
+            "message": self.message,
+            "record": self.record,
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+        }
+
+
+class StateTables:
+    """The SQLAlchemy definitions of the state tables, under a prefix and optional schema."""
+
+    def __init__(self, prefix: str = "batchline_", schema: str | None = None) -> None:
+        if not prefix.replace("_", "").isalnum():
+            raise ConfigError(f"state table prefix must be letters, digits and _: {prefix!r}")
+        self.prefix = prefix
+        self.schema = schema
+        self.metadata = sa.MetaData(schema=schema)
+        self.meta = sa.Table(
+            f"{prefix}schema", self.metadata, sa.Column("version", sa.Integer, nullable=False)
+        )
+        self.jobs = sa.Table(
+            f"{prefix}jobs",
+            self.metadata,
+            sa.Column("name", sa.String(255), primary_key=True),
+            sa.Column("fingerprint", sa.String(255)),
+            sa.Column("position", sa.BigInteger, nullable=False, default=0),
+            sa.Column("processed", sa.BigInteger, nullable=False, default=0),
+            sa.Column("failed", sa.BigInteger, nullable=False, default=0),
+            sa.Column("duplicates", sa.BigInteger, nullable=False, default=0),
+            sa.Column("chunks", sa.BigInteger, nullable=False, default=0),
+            sa.Column("status", sa.String(32), nullable=False),
+            sa.Column("spec", sa.Text),
+            sa.Column("started_at", sa.String(40), nullable=False),
+            sa.Column("updated_at", sa.String(40), nullable=False),
+            sa.Column("finished_at", sa.String(40)),
+        )
+        self.ledger = sa.Table(
+            f"{prefix}ledger",
+            self.metadata,
+            sa.Column("namespace", sa.String(191), primary_key=True),
+            sa.Column("key_hash", sa.String(64), primary_key=True),
+            sa.Column("job", sa.String(255), nullable=False),
+            sa.Column("created_at", sa.String(40), nullable=False),
+        )
+        self.dead_letters = sa.Table(
+            f"{prefix}dead_letters",
+            self.metadata,
+            sa.Column(
+                "id",
+                sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                primary_key=True,
+                autoincrement=True,
+            ),
+            sa.Column("job", sa.String(255), nullable=False),
+            sa.Column("position", sa.BigInteger, nullable=False),
+            sa.Column("line", sa.BigInteger, nullable=False),
+            sa.Column("stage", sa.String(16), nullable=False),
+            sa.Column("error_class", sa.String(100), nullable=False),
+            sa.Column("message", sa.Text, nullable=False),
+            sa.Column("payload", sa.Text, nullable=False),
+            sa.Column("attempts", sa.Integer, nullable=False, default=1),
+            sa.Column("created_at", sa.String(40), nullable=False),
+            sa.Index(f"{prefix}dead_letters_job", "job", "position"),
+        )
+
+    def create(self, engine: sa.Engine) -> None:
+        """Create missing state tables and check the layout version (idempotent, race-safe)."""
+        with _create_lock:
+            for attempt in range(3):
+                try:
+                    self.metadata.create_all(engine, checkfirst=True)
+                    break
+                except sa.exc.DBAPIError:
+                    # Another process created them between the check and the CREATE.
+                    if attempt == 2:
+                        raise
+            with engine.begin() as conn:
+                version = conn.execute(sa.select(self.meta.c.version)).scalar()
+                if version is None:
+                    conn.execute(self.meta.insert().values(version=SCHEMA_VERSION))
+                elif version > SCHEMA_VERSION:
+                    raise ConfigError(
+                        f"the state tables ({self.prefix}*) were written by a newer batchline "
+                        f"(layout {version}, this release knows {SCHEMA_VERSION}); "
+                        "upgrade batchline"
+                    )
+
+
+class StateStore:
+    """Reads and writes the state tables through a session, inside the caller's transaction."""
+
+    def __init__(self, tables: StateTables, dialect: Dialect) -> None:
+        self.tables = tables
+        q = dialect.quote
+        p = dialect.placeholder
+        self._p = p
+        self._q = q
+        schema = f"{q(tables.schema)}." if tables.schema else ""
+        self.jobs = schema + q(tables.jobs.name)
+        self.ledger = schema + q(tables.ledger.name)
+        self.dead = schema + q(tables.dead_letters.name)
+        self._dialect = dialect
+        self._job_cols = [c.name for c in tables.jobs.columns]
+        self._dl_cols = [c.name for c in tables.dead_letters.columns]
+
+    def _marks(self, n: int) -> str:
+        return ", ".join([self._p] * n)
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def get_job(self, ex: Executor, name: str) -> JobState | None:
+        cols = ", ".join(self._q(c) for c in self._job_cols)
+        rows = ex.query(
+            f"SELECT {cols} FROM {self.jobs} WHERE {self._q('name')} = {self._p}",  # noqa: S608
+            [name],
+        )
+        return JobState(*rows[0]) if rows else None
+
+    def list_jobs(self, ex: Executor) -> list[JobState]:
+        cols = ", ".join(self._q(c) for c in self._job_cols)
+        rows = ex.query(f"SELECT {cols} FROM {self.jobs} ORDER BY {self._q('started_at')}")  # noqa: S608
+        return [JobState(*r) for r in rows]
+
+    def start_job(
+        self, ex: Executor, name: str, fingerprint: str | None, spec: str | None, *, reset: bool
+    ) -> None:
+        now = now_iso()
+        q = self._q
+        if reset:
+            ex.execute(f"DELETE FROM {self.jobs} WHERE {q('name')} = {self._p}", [name])  # noqa: S608
+        cols = [
+            "name",
+            "fingerprint",
+            "position",
+            "processed",
+            "failed",
+            "duplicates",
+            "chunks",
+            "status",
+            "spec",
+            "started_at",
+            "updated_at",
+        ]
+        ex.execute(
+            f"INSERT INTO {self.jobs} ({', '.join(q(c) for c in cols)}) "  # noqa: S608
+            f"VALUES ({self._marks(len(cols))})",
+            [name, fingerprint, 0, 0, 0, 0, 0, "running", spec, now, now],
+        )
+
+    def mark_running(self, ex: Executor, name: str) -> None:
+        q = self._q
+        ex.execute(
+            f"UPDATE {self.jobs} SET {q('status')} = {self._p}, {q('updated_at')} = {self._p}, "  # noqa: S608
+            f"{q('finished_at')} = NULL WHERE {q('name')} = {self._p}",
+            ["running", now_iso(), name],
+        )
+
+    def advance(
+        self,
+        ex: Executor,
+        name: str,
+        position: int,
+        processed: int,
+        failed: int,
+        duplicates: int,
+    ) -> None:
+        """Move the checkpoint; part of the chunk's own transaction."""
+        q, p = self._q, self._p
+        ex.execute(
+            f"UPDATE {self.jobs} SET {q('position')} = {p}, "  # noqa: S608
+            f"{q('processed')} = {q('processed')} + {p}, {q('failed')} = {q('failed')} + {p}, "
+            f"{q('duplicates')} = {q('duplicates')} + {p}, {q('chunks')} = {q('chunks')} + 1, "
+            f"{q('updated_at')} = {p} WHERE {q('name')} = {p}",
+            [position, processed, failed, duplicates, now_iso(), name],
+        )
+
+    def transactions(self, ex: Executor, name: str) -> int:
+        """How many transactions of the job have committed (its ``chunks`` counter)."""
+        q = self._q
+        rows = ex.query(
+            f"SELECT {q('chunks')} FROM {self.jobs} WHERE {q('name')} = {self._p}",  # noqa: S608
+            [name],
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def finish_job(self, ex: Executor, name: str, status: str) -> None:
+        q = self._q
+        now = now_iso()
+        ex.execute(
+            f"UPDATE {self.jobs} SET {q('status')} = {self._p}, {q('updated_at')} = {self._p}, "  # noqa: S608
+            f"{q('finished_at')} = {self._p} WHERE {q('name')} = {self._p}",
+            [status, now, now, name],
+        )
+
+    # -- ledger -------------------------------------------------------------------------------
+    def ledger_existing(self, ex: Executor, namespace: str, keys: Sequence[str]) -> set[str]:
+        if not keys:
+            return set()
+        q = self._q
+        found: set[str] = set()
+        per = max(1, self._dialect.params_per_statement(ex) - 1)
+        for start in range(0, len(keys), per):
+            batch = keys[start : start + per]
+            rows = ex.query(
+                f"SELECT {q('key_hash')} FROM {self.ledger} WHERE {q('namespace')} = {self._p} "  # noqa: S608
+                f"AND {q('key_hash')} IN ({self._marks(len(batch))})",
+                [namespace, *batch],
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    def ledger_add(self, ex: Executor, namespace: str, job: str, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        now = now_iso()
+        q = self._q
+        cols = f"({q('namespace')}, {q('key_hash')}, {q('job')}, {q('created_at')})"
+        per = max(1, self._dialect.params_per_statement(ex) // 4)
+        for start in range(0, len(keys), per):
+            batch = keys[start : start + per]
+            values = ", ".join([f"({self._marks(4)})"] * len(batch))
+            params: list[Any] = []
+            for k in batch:
+                params.extend((namespace, k, job, now))
+            ex.execute(f"INSERT INTO {self.ledger} {cols} VALUES {values}", params)  # noqa: S608
+
+    # -- dead letters -------------------------------------------------------------------------
+    def add_dead_letters(self, ex: Executor, job: str, letters: Iterable[tuple[Any, ...]]) -> None:
+        """Insert (position, line, stage, error_class, message, payload, attempts) rows."""
+        rows = [(job, *letter, now_iso()) for letter in letters]
+        if not rows:
+            return
+        cols = [
+            "job",
+            "position",
+            "line",
+            "stage",
+            "error_class",
+            "message",
+            "payload",
+            "attempts",
+            "created_at",
+        ]
+        per = max(1, self._dialect.params_per_statement(ex) // len(cols))
+        head = f"INSERT INTO {self.dead} ({', '.join(self._q(c) for c in cols)}) VALUES "  # noqa: S608
+        for start in range(0, len(rows), per):
+            batch = rows[start : start + per]
+            values = ", ".join([f"({self._marks(len(cols))})"] * len(batch))
+            ex.execute(head + values, [v for r in batch for v in r])
+
+    def retry_dead_letters(
+        self, ex: Executor, updates: Sequence[tuple[int, str, str, str]]
+    ) -> None:
+        """A replayed dead letter failed again: (id, stage, error_class, message)."""
+        q, p = self._q, self._p
+        for dl_id, stage, error_class, message in updates:
+            ex.execute(
+                f"UPDATE {self.dead} SET {q('attempts')} = {q('attempts')} + 1, "  # noqa: S608
+                f"{q('stage')} = {p}, {q('error_class')} = {p}, {q('message')} = {p}, "
+                f"{q('created_at')} = {p} WHERE {q('id')} = {p}",
+                [stage, error_class, message, now_iso(), dl_id],
+            )
+
+    def delete_dead_letters(self, ex: Executor, ids: Sequence[int]) -> None:
+        per = max(1, self._dialect.params_per_statement(ex))
+        for start in range(0, len(ids), per):
+            batch = ids[start : start + per]
+            ex.execute(
+                f"DELETE FROM {self.dead} WHERE {self._q('id')} IN ({self._marks(len(batch))})",  # noqa: S608
+                list(batch),
+            )
+
+    def list_dead_letters(
+        self,
+        ex: Executor,
+        job: str | None = None,
+        *,
+        limit: int | None = None,
+        after_id: int = 0,
+        ids: Sequence[int] | None = None,
+    ) -> list[DeadLetter]:
+        q, p = self._q, self._p
+        where = [f"{q('id')} > {p}"]
+        params: list[Any] = [after_id]
+        if job is not None:
+            where.append(f"{q('job')} = {p}")
+            params.append(job)
+        if ids is not None:
+            if not ids:
+                return []
+            where.append(f"{q('id')} IN ({self._marks(len(ids))})")
+            params.extend(ids)
+        cols = ", ".join(q(c) for c in self._dl_cols)
+        sql = f"SELECT {cols} FROM {self.dead} WHERE {' AND '.join(where)} ORDER BY {q('id')}"  # noqa: S608
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [DeadLetter(*r) for r in ex.query(sql, params)]
+
+    def purge_dead_letters(self, ex: Executor, job: str | None = None) -> int:
+        q = self._q
+        count_sql = f"SELECT COUNT(*) FROM {self.dead}"  # noqa: S608
+        delete_sql = f"DELETE FROM {self.dead}"  # noqa: S608
+        params: list[Any] = []
+        if job is not None:
+            count_sql += f" WHERE {q('job')} = {self._p}"
+            delete_sql += f" WHERE {q('job')} = {self._p}"
+            params.append(job)
+        n = int(ex.query(count_sql, params)[0][0])
+        ex.execute(delete_sql, params)
+        return n
