@@ -269,6 +269,10 @@ class Pipeline:
         finally:
             worker.submit(session.close).result()
             worker.shutdown(wait=True)
+            if self._owns_engine and self._engine is not None:
+                # Leave no pooled connection open behind a run: the one-line form
+                # ``Pipeline(url, ...).run(rows)`` never calls close().
+                self._engine.dispose()
             self.statement_listeners[:] = [
                 lst for lst in self.statement_listeners if lst is not counted
             ]

@@ -39,9 +39,8 @@ class RetryPolicy:
     ) -> tenacity.Retrying:
         return tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max(1, self.attempts)),
-            wait=tenacity.wait_exponential_jitter(
-                initial=self.initial, max=self.maximum, jitter=self.jitter
-            ),
+            wait=tenacity.wait_exponential(multiplier=self.initial, max=self.maximum)
+            + tenacity.wait_random(0, self.jitter),
             retry=tenacity.retry_if_exception_type(TransientFailure),
             sleep=self.sleep,
             before_sleep=before_sleep,

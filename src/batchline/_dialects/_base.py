@@ -138,6 +138,10 @@ class Dialect:
     def params_per_statement(self, ex: Executor) -> int:
         return self.max_params
 
+    def adapt(self, params: list[Any]) -> list[Any]:
+        """Convert values the driver cannot bind itself (identity where it can)."""
+        return params
+
     # -- error classification -------------------------------------------------------------
     def classify(self, exc: BaseException) -> Classified:
         raise NotImplementedError
@@ -165,7 +169,7 @@ class Dialect:
         """Run ``build(values_sql)`` once per batch of rows that fits the parameter limit."""
         per = self._rows_per_statement(ex, len(columns))
         for batch in chunked(rows, per):
-            params = [v for row in batch for v in row]
+            params = self.adapt([v for row in batch for v in row])
             ex.execute(build(self._values(len(columns), len(batch))), params)
 
     # -- writes (portable forms) ---------------------------------------------------------------
@@ -209,7 +213,7 @@ class Dialect:
             else:
                 where = f"({self.columns_sql(key)}) IN ({self._row_values(len(key), len(batch))})"
             sql = f"DELETE FROM {t.sql} WHERE {where}"  # noqa: S608
-            ex.execute(sql, [v for k in batch for v in k])
+            ex.execute(sql, self.adapt([v for k in batch for v in k]))
 
     def _row_values(self, ncols: int, nrows: int) -> str:
         """A list of row constructors usable after ``IN``; SQLite overrides with VALUES."""
@@ -235,7 +239,7 @@ class Dialect:
             else:
                 where = f"({self.columns_sql(key)}) IN ({self._row_values(len(key), len(batch))})"
             sql = f"SELECT {cols} FROM {t.sql} WHERE {where}"  # noqa: S608
-            out.extend(ex.query(sql, [v for k in batch for v in k]))
+            out.extend(ex.query(sql, self.adapt([v for k in batch for v in k])))
         return out
 
     def lookup_insert(

@@ -8,8 +8,12 @@ front, and "database is locked" surfaces at BEGIN, where it is cleanly retried.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import uuid
 from collections.abc import Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 from ._base import Classified, Dialect, ErrorKind, Executor, TableInfo
@@ -32,6 +36,28 @@ _FATAL = (
 )
 
 
+_NATIVE = (int, float, str, bytes, type(None))
+
+
+def _adapt_value(v: Any) -> Any:
+    """SQLite's stdlib driver binds only int/float/str/bytes/None; store the rest as
+    SQLAlchemy does (Decimal as its exact text, which NUMERIC affinity turns into a
+    number; dates as ISO text)."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, datetime):
+        return v.isoformat(" ")
+    if isinstance(v, (date, time)):
+        return v.isoformat()
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, (dict, list)):
+        return json.dumps(v)
+    return v
+
+
 class SQLiteDialect(Dialect):
     name = "sqlite"
     placeholder = "?"
@@ -43,6 +69,12 @@ class SQLiteDialect(Dialect):
         if dbapi_conn.in_transaction:
             dbapi_conn.execute("ROLLBACK")
         dbapi_conn.isolation_level = ""
+
+    def adapt(self, params: list[Any]) -> list[Any]:
+        for i, v in enumerate(params):
+            if type(v) not in _NATIVE:
+                params[i] = _adapt_value(v)
+        return params
 
     def begin(self, ex: Executor) -> None:
         ex.execute("BEGIN IMMEDIATE")
@@ -155,6 +187,6 @@ class SQLiteDialect(Dialect):
         per = self._rows_per_statement(ex, len(columns))
         for start in range(0, len(rows), per):
             batch = rows[start : start + per]
-            params = [v for row in batch for v in row]
+            params = self.adapt([v for row in batch for v in row])
             out.extend(ex.query(head + self._values(len(columns), len(batch)) + tail, params))
         return out

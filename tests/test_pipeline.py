@@ -1,0 +1,328 @@
+"""The pipeline end to end on real databases: the DESIGN.md sample, the one-line form,
+the failure contract (data, map, fatal, max_failures), streaming, and secrets."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import tracemalloc
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import batchline as bl
+from tests._schemas import dead_positions, shop_metadata
+
+
+def invoice_lines(n: int, *, bad: set[int] = frozenset(), skus: int = 50) -> Iterator[dict[str, Any]]:  # type: ignore[assignment]
+    for i in range(1, n + 1):
+        yield {
+            "invoice_id": 1000 + (i - 1) // 4,
+            "line_no": (i - 1) % 4 + 1,
+            "sku": f"SKU-{i % skus:04d}",
+            "description": f"Product {i % skus}",
+            "quantity": 0 if i in bad else i % 5 + 1,
+            "unit_price": Decimal("2.50"),
+        }
+
+
+def design_sample(url: str, **kw: Any) -> tuple[bl.Pipeline, bl.Lookup, Any]:
+    catalog = bl.Lookup("catalog", key="sku", returns="id", create=True)
+    pipeline = bl.Pipeline(
+        url,
+        writes=[
+            bl.Insert("transactions"),
+            bl.Increment("inventory", key="item_id", columns=["quantity"]),
+        ],
+        lookups=[catalog],
+        **kw,
+    )
+
+    def map_line(record: dict[str, Any], out: bl.Out) -> None:
+        item_id = catalog.ref(sku=record["sku"], name=record["description"])
+        out.insert(
+            "transactions",
+            {
+                "invoice_id": record["invoice_id"],
+                "line_no": record["line_no"],
+                "item_id": item_id,
+                "quantity": record["quantity"],
+                "unit_cost": record["unit_price"],
+            },
+        )
+        out.increment("inventory", {"item_id": item_id, "quantity": record["quantity"]})
+
+    return pipeline, catalog, map_line
+
+
+@pytest.fixture
+def shop(engine: sa.Engine) -> sa.Engine:
+    shop_metadata().create_all(engine)
+    return engine
+
+
+def scalar(engine: sa.Engine, sql: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql)).scalar()
+
+
+def test_design_sample_loads_lookups_inserts_and_aggregates(db_url: str, shop: sa.Engine) -> None:
+    pipeline, _, map_line = design_sample(db_url, chunk_size=100)
+    with pipeline:
+        result = pipeline.run(
+            invoice_lines(1000, bad={17, 500}), map_line, job="invoices",
+            idempotency_key=lambda r: (r["invoice_id"], r["line_no"]),
+        )
+    assert result.status == "partial_success"
+    assert result.items_processed == 998
+    assert result.items_failed == 2
+    assert [f.line for f in result.failed_items or []] == [17, 500]
+    assert all(f.stage == "write" for f in result.failed_items or [])
+    assert scalar(shop, "SELECT COUNT(*) FROM catalog") == 50
+    assert scalar(shop, "SELECT COUNT(*) FROM transactions") == 998
+    good = sum(r["quantity"] for r in invoice_lines(1000, bad={17, 500}) if r["quantity"] > 0)
+    assert int(scalar(shop, "SELECT SUM(quantity) FROM inventory")) == good
+    assert int(scalar(shop, "SELECT SUM(quantity) FROM transactions")) == good
+    # the failed record's increment did not land either (item-level atomicity)
+    assert dead_positions(shop) == [17, 500]
+    d = result.to_dict()
+    for key in ("status", "items_processed", "items_failed", "failed_items",
+                "processing_time_seconds", "duplicates_skipped", "chunks_committed", "retries",
+                "isolation_flushes", "records_per_second"):
+        assert key in d
+    assert d["failed_items"][0]["line"] == 17
+
+
+def test_one_line_upsert_form(db_url: str, engine: sa.Engine) -> None:
+    md = sa.MetaData()
+    sa.Table("orders", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+             sa.Column("total", sa.Numeric(10, 2)), sa.Column("note", sa.String(20)))
+    md.create_all(engine)
+    rows = [{"id": i, "total": Decimal(i), "note": "first"} for i in range(1, 301)]
+    result = bl.Pipeline(db_url, writes=[bl.Upsert("orders", key="id")]).run(rows)
+    assert result.status == "success" and result.items_processed == 300
+    again = [{"id": i, "total": Decimal(i * 2), "note": "second"} for i in range(250, 351)]
+    result = bl.Pipeline(db_url, writes=[bl.Upsert("orders", key="id")]).run(again)
+    assert result.items_processed == 101
+    assert scalar(engine, "SELECT COUNT(*) FROM orders") == 350
+    assert scalar(engine, "SELECT total FROM orders WHERE id = 300") == Decimal("600.00")
+    assert scalar(engine, "SELECT note FROM orders WHERE id = 10") == "first"
+
+
+def test_upserts_to_one_key_in_a_chunk_merge_in_input_order(db_url: str, engine: sa.Engine) -> None:
+    md = sa.MetaData()
+    sa.Table("kv", md, sa.Column("k", sa.Integer, primary_key=True, autoincrement=False),
+             sa.Column("a", sa.Integer), sa.Column("b", sa.Integer))
+    md.create_all(engine)
+    rows = [{"k": 1, "a": 1, "b": 1}, {"k": 1, "a": 2}, {"k": 2, "a": 5, "b": 5}, {"k": 1, "b": 3}]
+
+    def emit(r: dict[str, Any], out: bl.Out) -> None:
+        out.upsert("kv", r)
+
+    bl.Pipeline(db_url, writes=[bl.Upsert("kv", key="k")]).run(rows, emit)
+    with engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT k, a, b FROM kv ORDER BY k")).all()
+    assert [tuple(r) for r in got] == [(1, 2, 3), (2, 5, 5)]
+
+
+def test_delete_removes_keys_in_sets(db_url: str, engine: sa.Engine) -> None:
+    md = sa.MetaData()
+    sa.Table("t", md, sa.Column("a", sa.Integer, primary_key=True, autoincrement=False),
+             sa.Column("b", sa.Integer, primary_key=True, autoincrement=False))
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(md.tables["t"].insert(), [{"a": i, "b": j} for i in range(10) for j in range(3)])
+    keys = [{"a": i, "b": 1} for i in range(10)] + [{"a": 3, "b": 2}]
+    result = bl.Pipeline(db_url, writes=[bl.Delete("t", key=["a", "b"])]).run(keys)
+    assert result.status == "success"
+    assert scalar(engine, "SELECT COUNT(*) FROM t") == 19
+
+
+def test_increment_without_create_updates_existing_rows_only(db_url: str, engine: sa.Engine) -> None:
+    md = sa.MetaData()
+    t = sa.Table("stock", md, sa.Column("k", sa.String(10), primary_key=True),
+                 sa.Column("n", sa.Integer, nullable=False))
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(t.insert(), [{"k": "a", "n": 1}, {"k": "b", "n": 1}])
+    rows = [{"k": "a", "n": 2}, {"k": "a", "n": 3}, {"k": "zzz", "n": 7}, {"k": "b", "n": -1}]
+    bl.Pipeline(db_url, writes=[bl.Increment("stock", key="k", columns="n", create=False)]).run(rows)
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT k, n FROM stock")).all())
+    assert got == {"a": 6, "b": 0}
+
+
+def test_map_error_fails_that_record_only(db_url: str, shop: sa.Engine) -> None:
+    pipeline, catalog, map_line = design_sample(db_url, chunk_size=64)
+
+    def flaky(record: dict[str, Any], out: bl.Out) -> None:
+        if record["line_no"] == 3 and record["invoice_id"] % 10 == 0:
+            raise ValueError("no price list for this customer")
+        map_line(record, out)
+
+    result = pipeline.run(invoice_lines(400), flaky)
+    failed = [f for f in result.failed_items or []]
+    assert failed and all(f.stage == "map" for f in failed)
+    assert "no price list" in failed[0].error
+    assert result.items_processed + result.items_failed == 400
+    assert scalar(shop, "SELECT COUNT(*) FROM transactions") == result.items_processed
+    with shop.connect() as conn:
+        payload = conn.execute(sa.text(
+            "SELECT payload, stage FROM batchline_dead_letters ORDER BY position")).first()
+    assert payload is not None and '"invoice_id"' in payload[0] and payload[1] == "map"
+
+
+def test_missing_table_is_fatal_and_dead_letters_nothing(db_url: str, engine: sa.Engine) -> None:
+    pipeline = bl.Pipeline(db_url, writes=[bl.Insert("no_such_table")])
+    with pytest.raises(bl.FatalDatabaseError, match="no_such_table"):
+        pipeline.run([{"a": 1}] * 10, job="j")
+    assert dead_positions(engine) == []
+
+
+def test_missing_column_is_fatal_mid_run_and_dead_letters_nothing(
+    db_url: str, shop: sa.Engine
+) -> None:
+    rows = [{"item_id": i, "quantity": 1} for i in range(1, 50)]
+    rows.append({"item_id": 99, "quantity": 1, "colour": "red"})
+    pipeline = bl.Pipeline(db_url, writes=[bl.Insert("inventory")], chunk_size=10)
+    with pytest.raises(bl.FatalDatabaseError) as err:
+        pipeline.run(rows, job="cols")
+    assert "not the records' fault" in str(err.value)
+    assert dead_positions(shop) == []
+    assert scalar(shop, "SELECT COUNT(*) FROM inventory") == 40  # earlier chunks stay committed
+    assert scalar(shop, "SELECT status FROM batchline_jobs WHERE name = 'cols'") == "failed"
+
+
+@pytest.mark.parametrize("fallback", ["bisect", "sequential", "none"])
+def test_fallbacks_keep_good_records(sqlite_url: str, fallback: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    shop_metadata().create_all(engine)
+    pipeline, _, map_line = design_sample(sqlite_url, chunk_size=50, fallback=fallback)
+    result = pipeline.run(invoice_lines(200, bad={7, 120}), map_line)
+    if fallback == "none":
+        assert result.items_failed == 100  # both chunks with a bad record fail whole
+        assert all("fallback='none'" in f.error for f in result.failed_items or [])
+    else:
+        assert result.items_failed == 2
+        assert dead_positions(engine) == [7, 120]
+    assert result.items_processed + result.items_failed == 200
+    engine.dispose()
+
+
+def test_max_failures_count_stops_the_run_keeping_what_committed(sqlite_url: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    shop_metadata().create_all(engine)
+    pipeline, _, map_line = design_sample(sqlite_url, chunk_size=100, max_failures=3)
+    bad = {5, 150, 250, 260, 350, 450}
+    result = pipeline.run(invoice_lines(500, bad=bad), map_line, job="mf")
+    assert result.status == "failed"
+    assert result.error is not None and "max_failures=3" in result.error
+    assert result.items_failed == 4  # stopped after the chunk that crossed the limit
+    assert scalar(engine, "SELECT COUNT(*) FROM transactions") == result.items_processed
+    assert scalar(engine, "SELECT position FROM batchline_jobs WHERE name='mf'") == 300
+    engine.dispose()
+
+
+def test_max_failures_fraction(sqlite_url: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    shop_metadata().create_all(engine)
+    pipeline, _, map_line = design_sample(sqlite_url, chunk_size=100, max_failures=0.05)
+    result = pipeline.run(invoice_lines(1000, bad=set(range(300, 330))), map_line)
+    assert result.status == "failed" and "max_failures=5%" in (result.error or "")
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM transactions"))
+    ok = design_sample(sqlite_url, chunk_size=100, max_failures=0.05)
+    result2 = ok[0].run(invoice_lines(1000, bad={3}), ok[2], job="fine")
+    assert result2.status == "partial_success"
+    engine.dispose()
+
+
+def test_everything_failing_is_status_failed(sqlite_url: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    shop_metadata().create_all(engine)
+    pipeline, _, map_line = design_sample(sqlite_url)
+    result = pipeline.run(invoice_lines(20, bad=set(range(1, 21))), map_line)
+    assert result.status == "failed" and result.items_failed == 20
+    engine.dispose()
+
+
+def test_each_failed_record_is_logged_with_position_and_reason(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = sa.create_engine(sqlite_url)
+    shop_metadata().create_all(engine)
+    pipeline, _, map_line = design_sample(sqlite_url, chunk_size=64)
+    with caplog.at_level(logging.WARNING, logger="batchline"):
+        pipeline.run(invoice_lines(300, bad={42, 211}), map_line)
+    lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert len(lines) == 2
+    assert "record 42 (line 42)" in lines[0] and "CHECK" in lines[0].upper()
+    engine.dispose()
+
+
+def test_records_stream_and_memory_stays_flat(sqlite_url: str) -> None:
+    """A long generator is consumed lazily: peak memory does not grow with the input."""
+    engine = sa.create_engine(sqlite_url)
+    md = sa.MetaData()
+    sa.Table("ev", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+             sa.Column("payload", sa.String(100)))
+    md.create_all(engine)
+
+    def peak(n: int, offset: int) -> int:
+        rows = ({"id": offset + i, "payload": "x" * 60} for i in range(n))
+        tracemalloc.start()
+        bl.Pipeline(sqlite_url, writes=[bl.Insert("ev")], chunk_size=500).run(rows)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    small = peak(10_000, 0)
+    large = peak(80_000, 1_000_000)
+    assert large < small * 1.5 + 512 * 1024, (small, large)
+    assert scalar(engine, "SELECT COUNT(*) FROM ev") == 90_000
+    engine.dispose()
+
+
+def test_generator_is_not_read_ahead_more_than_two_chunks(sqlite_url: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    md = sa.MetaData()
+    sa.Table("ev", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False))
+    md.create_all(engine)
+    pulled = itertools.count(1)
+    landed: list[int] = []
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("ev")], chunk_size=100)
+    pipeline.statement_listeners.append(
+        lambda sql, n: landed.append(1) if sql == "COMMIT" else None
+    )
+    ahead = []
+
+    def rows() -> Iterator[dict[str, int]]:
+        for _ in range(2000):
+            i = next(pulled)
+            ahead.append(i - 100 * len(landed))
+            yield {"id": i}
+
+    pipeline.run(rows())
+    assert max(ahead) <= 3 * 100
+
+
+def test_password_never_appears_in_errors_or_repr() -> None:
+    url = "postgresql://loader:s3cr3t-Pa55@127.0.0.1:1/nowhere"
+    pipeline = bl.Pipeline(url, writes=[bl.Insert("t")], retry=bl.RetryPolicy(attempts=1))
+    assert "s3cr3t" not in repr(pipeline) and "s3cr3t" not in pipeline.url
+    with pytest.raises(bl.BatchlineError) as err:
+        pipeline.run([{"a": 1}])
+    assert "s3cr3t" not in str(err.value)
+    assert "***" in str(err.value) or "127.0.0.1" in str(err.value)
+
+
+def test_unknown_write_target_in_map_is_a_config_error(sqlite_url: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    shop_metadata().create_all(engine)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("transactions")])
+    with pytest.raises(bl.ConfigError, match="no such write"):
+        pipeline.run([{"a": 1}], lambda r, out: out.upsert("transactions", r))
+    engine.dispose()
