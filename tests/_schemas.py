@@ -77,7 +77,9 @@ def _dialect_insert(engine: sa.Engine, table: sa.Table) -> Any:
     return sqlite.insert(table)
 
 
-def reference_load(engine: sa.Engine, md: sa.MetaData, records: Iterable[Mapping[str, Any]]) -> list[int]:
+def reference_load(
+    engine: sa.Engine, md: sa.MetaData, records: Iterable[Mapping[str, Any]]
+) -> list[int]:
     """Apply each diff record alone (upsert parent, insert child, add to totals).
 
     Returns the 1-based positions of the records that failed.
@@ -92,7 +94,9 @@ def reference_load(engine: sa.Engine, md: sa.MetaData, records: Iterable[Mapping
                 if mysqlish:
                     ins = ins.on_duplicate_key_update(v=ins.inserted.v)
                 else:
-                    ins = ins.on_conflict_do_update(index_elements=["k"], set_={"v": ins.excluded.v})
+                    ins = ins.on_conflict_do_update(
+                        index_elements=["k"], set_={"v": ins.excluded.v}
+                    )
                 conn.execute(ins)
                 conn.execute(child.insert().values(id=r["id"], k=r["k"], amount=r["amount"]))
                 ins2 = _dialect_insert(engine, totals).values(k=r["k"], total=r["inc"])

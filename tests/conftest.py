@@ -25,8 +25,9 @@ MYSQL_DEFAULT = "mysql+pymysql://root@127.0.0.1:3306/test"
 
 
 def _required() -> bool:
-    return os.environ.get("BATCHLINE_TEST_REQUIRE_DATABASES", os.environ.get(
-        "BATCHLINE_REQUIRE_DATABASES", "")) not in ("", "0")
+    return os.environ.get(
+        "BATCHLINE_TEST_REQUIRE_DATABASES", os.environ.get("BATCHLINE_REQUIRE_DATABASES", "")
+    ) not in ("", "0")
 
 
 @cache
@@ -114,14 +115,7 @@ BACKENDS = [
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest) -> str:
     """A private database URL on each backend in turn."""
-    name = {"sqlite": "sqlite_url", "postgres": "postgres_url", "mysql": "mysql_url"}[
-        request.param
-    ]
-    if request.param == "mysql":
-        import importlib.util
-
-        if importlib.util.find_spec("batchline._dialects._mysql") is None:
-            pytest.skip("the MySQL/MariaDB dialect is not built yet (issue 5)")
+    name = {"sqlite": "sqlite_url", "postgres": "postgres_url", "mysql": "mysql_url"}[request.param]
     return str(request.getfixturevalue(name))
 
 

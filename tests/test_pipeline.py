@@ -17,7 +17,9 @@ import batchline as bl
 from tests._schemas import dead_positions, shop_metadata
 
 
-def invoice_lines(n: int, *, bad: set[int] = frozenset(), skus: int = 50) -> Iterator[dict[str, Any]]:  # type: ignore[assignment]
+def invoice_lines(
+    n: int, *, bad: set[int] = frozenset(), skus: int = 50
+) -> Iterator[dict[str, Any]]:  # type: ignore[assignment]
     for i in range(1, n + 1):
         yield {
             "invoice_id": 1000 + (i - 1) // 4,
@@ -73,7 +75,9 @@ def test_design_sample_loads_lookups_inserts_and_aggregates(db_url: str, shop: s
     pipeline, _, map_line = design_sample(db_url, chunk_size=100)
     with pipeline:
         result = pipeline.run(
-            invoice_lines(1000, bad={17, 500}), map_line, job="invoices",
+            invoice_lines(1000, bad={17, 500}),
+            map_line,
+            job="invoices",
             idempotency_key=lambda r: (r["invoice_id"], r["line_no"]),
         )
     assert result.status == "partial_success"
@@ -89,17 +93,31 @@ def test_design_sample_loads_lookups_inserts_and_aggregates(db_url: str, shop: s
     # the failed record's increment did not land either (item-level atomicity)
     assert dead_positions(shop) == [17, 500]
     d = result.to_dict()
-    for key in ("status", "items_processed", "items_failed", "failed_items",
-                "processing_time_seconds", "duplicates_skipped", "chunks_committed", "retries",
-                "isolation_flushes", "records_per_second"):
+    for key in (
+        "status",
+        "items_processed",
+        "items_failed",
+        "failed_items",
+        "processing_time_seconds",
+        "duplicates_skipped",
+        "chunks_committed",
+        "retries",
+        "isolation_flushes",
+        "records_per_second",
+    ):
         assert key in d
     assert d["failed_items"][0]["line"] == 17
 
 
 def test_one_line_upsert_form(db_url: str, engine: sa.Engine) -> None:
     md = sa.MetaData()
-    sa.Table("orders", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-             sa.Column("total", sa.Numeric(10, 2)), sa.Column("note", sa.String(20)))
+    sa.Table(
+        "orders",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("total", sa.Numeric(10, 2)),
+        sa.Column("note", sa.String(20)),
+    )
     md.create_all(engine)
     rows = [{"id": i, "total": Decimal(i), "note": "first"} for i in range(1, 301)]
     result = bl.Pipeline(db_url, writes=[bl.Upsert("orders", key="id")]).run(rows)
@@ -114,8 +132,13 @@ def test_one_line_upsert_form(db_url: str, engine: sa.Engine) -> None:
 
 def test_upserts_to_one_key_in_a_chunk_merge_in_input_order(db_url: str, engine: sa.Engine) -> None:
     md = sa.MetaData()
-    sa.Table("kv", md, sa.Column("k", sa.Integer, primary_key=True, autoincrement=False),
-             sa.Column("a", sa.Integer), sa.Column("b", sa.Integer))
+    sa.Table(
+        "kv",
+        md,
+        sa.Column("k", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("a", sa.Integer),
+        sa.Column("b", sa.Integer),
+    )
     md.create_all(engine)
     rows = [{"k": 1, "a": 1, "b": 1}, {"k": 1, "a": 2}, {"k": 2, "a": 5, "b": 5}, {"k": 1, "b": 3}]
 
@@ -130,26 +153,40 @@ def test_upserts_to_one_key_in_a_chunk_merge_in_input_order(db_url: str, engine:
 
 def test_delete_removes_keys_in_sets(db_url: str, engine: sa.Engine) -> None:
     md = sa.MetaData()
-    sa.Table("t", md, sa.Column("a", sa.Integer, primary_key=True, autoincrement=False),
-             sa.Column("b", sa.Integer, primary_key=True, autoincrement=False))
+    sa.Table(
+        "t",
+        md,
+        sa.Column("a", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("b", sa.Integer, primary_key=True, autoincrement=False),
+    )
     md.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(md.tables["t"].insert(), [{"a": i, "b": j} for i in range(10) for j in range(3)])
+        conn.execute(
+            md.tables["t"].insert(), [{"a": i, "b": j} for i in range(10) for j in range(3)]
+        )
     keys = [{"a": i, "b": 1} for i in range(10)] + [{"a": 3, "b": 2}]
     result = bl.Pipeline(db_url, writes=[bl.Delete("t", key=["a", "b"])]).run(keys)
     assert result.status == "success"
     assert scalar(engine, "SELECT COUNT(*) FROM t") == 19
 
 
-def test_increment_without_create_updates_existing_rows_only(db_url: str, engine: sa.Engine) -> None:
+def test_increment_without_create_updates_existing_rows_only(
+    db_url: str, engine: sa.Engine
+) -> None:
     md = sa.MetaData()
-    t = sa.Table("stock", md, sa.Column("k", sa.String(10), primary_key=True),
-                 sa.Column("n", sa.Integer, nullable=False))
+    t = sa.Table(
+        "stock",
+        md,
+        sa.Column("k", sa.String(10), primary_key=True),
+        sa.Column("n", sa.Integer, nullable=False),
+    )
     md.create_all(engine)
     with engine.begin() as conn:
         conn.execute(t.insert(), [{"k": "a", "n": 1}, {"k": "b", "n": 1}])
     rows = [{"k": "a", "n": 2}, {"k": "a", "n": 3}, {"k": "zzz", "n": 7}, {"k": "b", "n": -1}]
-    bl.Pipeline(db_url, writes=[bl.Increment("stock", key="k", columns="n", create=False)]).run(rows)
+    bl.Pipeline(db_url, writes=[bl.Increment("stock", key="k", columns="n", create=False)]).run(
+        rows
+    )
     with engine.connect() as conn:
         got = dict(conn.execute(sa.text("SELECT k, n FROM stock")).all())
     assert got == {"a": 6, "b": 0}
@@ -170,8 +207,9 @@ def test_map_error_fails_that_record_only(db_url: str, shop: sa.Engine) -> None:
     assert result.items_processed + result.items_failed == 400
     assert scalar(shop, "SELECT COUNT(*) FROM transactions") == result.items_processed
     with shop.connect() as conn:
-        payload = conn.execute(sa.text(
-            "SELECT payload, stage FROM batchline_dead_letters ORDER BY position")).first()
+        payload = conn.execute(
+            sa.text("SELECT payload, stage FROM batchline_dead_letters ORDER BY position")
+        ).first()
     assert payload is not None and '"invoice_id"' in payload[0] and payload[1] == "map"
 
 
@@ -267,8 +305,12 @@ def test_records_stream_and_memory_stays_flat(sqlite_url: str) -> None:
     """A long generator is consumed lazily: peak memory does not grow with the input."""
     engine = sa.create_engine(sqlite_url)
     md = sa.MetaData()
-    sa.Table("ev", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-             sa.Column("payload", sa.String(100)))
+    sa.Table(
+        "ev",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("payload", sa.String(100)),
+    )
     md.create_all(engine)
 
     def peak(n: int, offset: int) -> int:

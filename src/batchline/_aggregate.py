@@ -1,9 +1,12 @@
 """Turn the per-record writes of a batch into one row set per declared write.
 
-This is the "aggregate before update" rule: increments to the same key are summed, upserts
-to the same key are merged in input order, deletes are de-duplicated. It runs for every
-flush attempt, from the records' own emitted writes, so a sub-batch during isolation gets
-aggregates of exactly its own records.
+This is the "aggregate before update" rule: increments to the same key are summed and
+deletes are de-duplicated. Upserts are not merged: a later upsert of a key would hide an
+earlier record's bad value (a NULL in a NOT NULL column, say) and let that record's other
+writes land. Instead the n-th upsert of each key goes into the n-th round, one set-based
+statement per round, so each record's row reaches the database in input order; a chunk of
+distinct keys is one round. This runs for every flush attempt, from the records' own
+emitted writes, so a sub-batch during isolation gets aggregates of exactly its own records.
 """
 
 from __future__ import annotations
@@ -61,6 +64,24 @@ def aggregate(write: Write, index: int, items: Sequence[Item], resolve: Resolve)
         return list(groups.items())
 
     keys: tuple[str, ...] = write.key_columns
+    if isinstance(write, Upsert):
+        rounds: list[dict[tuple[Any, ...], dict[str, Any]]] = []
+        seen: dict[tuple[Any, ...], int] = {}
+        for item in items:
+            refs = item.has_refs
+            for idx, row in item.ops:
+                if idx != index:
+                    continue
+                if refs:
+                    row = _resolved(row, resolve)
+                k = tuple(row[c] for c in keys)
+                n = seen.get(k, 0)
+                seen[k] = n + 1
+                if n == len(rounds):
+                    rounds.append({})
+                rounds[n][k] = row
+        return [group for merged_round in rounds for group in _grouped(merged_round, keys)]
+
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     if isinstance(write, Increment):
         add = write.columns
@@ -80,7 +101,7 @@ def aggregate(write: Write, index: int, items: Sequence[Item], resolve: Resolve)
                         cur[c] = _add(cur[c], row[c])
                     for c, v in row.items():  # create-only columns: first record's value wins
                         cur.setdefault(c, v)
-    elif isinstance(write, (Upsert, Delete)):
+    elif isinstance(write, Delete):
         for item in items:
             refs = item.has_refs
             for idx, row in item.ops:
@@ -89,17 +110,17 @@ def aggregate(write: Write, index: int, items: Sequence[Item], resolve: Resolve)
                 if refs:
                     row = _resolved(row, resolve)
                 k = tuple(row[c] for c in keys)
-                cur = merged.get(k)
-                if cur is None or isinstance(write, Delete):
-                    merged[k] = (
-                        dict(row) if isinstance(write, Upsert) else {c: row[c] for c in keys}
-                    )
-                else:
-                    cur.update(row)  # later records win, as applying them in order would
+                merged[k] = {c: row[c] for c in keys}
     else:  # pragma: no cover - every Write subclass is handled above
         raise TypeError(f"unknown write {write!r}")
+    return _grouped(merged, keys)
 
-    groups = {}
+
+def _grouped(
+    merged: dict[tuple[Any, ...], dict[str, Any]], keys: tuple[str, ...]
+) -> list[RowGroup]:
+    """Rows grouped by column list, key columns first, in key order."""
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for row in merged.values():
         cols = tuple(row)
         bucket = groups.get(cols)

@@ -86,7 +86,11 @@ class Session(Executor):
     def _connection(self) -> Any:
         if self._raw is None:
             raw = self.engine.raw_connection()
-            self.dialect.on_acquire(raw.driver_connection)
+            try:
+                self.dialect.on_acquire(raw.driver_connection)
+            except BaseException:
+                raw.close()  # refused (e.g. MySQL without strict mode): back to the pool
+                raise
             self._raw = raw
             self._cursor = raw.cursor()
         return self._raw

@@ -55,6 +55,11 @@ class ResumeMismatch(BatchlineError):
             f"this source is {found}); use another job name or restart=True"
         )
 
+    def __reduce__(self) -> tuple[type[ResumeMismatch], tuple[str, str | None, str | None]]:
+        # Pickle by the constructor's arguments (Exception pickles ``args``, the message):
+        # a Dask worker sends it back to the client this way.
+        return (type(self), (self.job, self.expected, self.found))
+
 
 class DatabaseError(BatchlineError):
     """The database refused in a way that stops the run.

@@ -1,0 +1,200 @@
+"""What every ``batchline`` command shares: exit codes, one-line errors, database checks.
+
+Library errors become one clear line on standard error and an exit code here, and nowhere
+else:
+
+    0  success            3  partial success (some records are dead letters)
+    1  failed             2  usage or input error (missing file, bad URL, unreachable database)
+
+Passwords in database URLs are never printed: URLs are shown redacted, and any message that
+could carry one is scrubbed before it is shown.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, NoReturn, TypeVar, cast
+from urllib.parse import quote, quote_plus
+
+import click
+import sqlalchemy as sa
+
+from ._cli_render import render_result, stdout_console
+from ._database import make_engine, redact_url
+from ._dead_letters import DeadLetters
+from ._dialects import dialect_for
+from ._errors import (
+    BatchlineError,
+    ConfigError,
+    DatabaseError,
+    ResumeMismatch,
+    SourceError,
+)
+
+__all__ = [
+    "DEFAULT_DB",
+    "EXIT_CODES",
+    "EXIT_USAGE",
+    "Secrets",
+    "check_database",
+    "database_url",
+    "db_option",
+    "dead_letters",
+    "emit_result",
+    "fail",
+    "handled",
+    "json_option",
+]
+
+EXIT_CODES = {"success": 0, "partial_success": 3, "failed": 1}
+EXIT_USAGE = 2
+DEFAULT_DB = "sqlite:///batchline.db"
+_PG_CONNECT_TIMEOUT = "10"  # seconds; an unreachable host should fail fast, not hang
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+class Secrets:
+    """Passwords seen in URLs on this invocation, scrubbed from every message shown."""
+
+    values: ClassVar[set[str]] = set()
+
+    @classmethod
+    def scrub(cls, text: str) -> str:
+        for secret in cls.values:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one line on standard error and exit with ``code``."""
+    line = " ".join(Secrets.scrub(message).split())
+    click.echo(f"batchline: error: {line}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+def handled(fn: F) -> F:
+    """Turn library and driver errors into one line and an exit code (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except (SourceError, ConfigError, ResumeMismatch) as exc:
+            fail(str(exc), EXIT_USAGE)
+        except DatabaseError as exc:
+            fail(str(exc), 1)
+        except BatchlineError as exc:
+            fail(str(exc), 1)
+        except sa.exc.SQLAlchemyError as exc:
+            fail(f"database error: {_driver_message(exc)}", 1)
+        except OSError as exc:
+            fail(str(exc), EXIT_USAGE)
+        except KeyboardInterrupt:
+            fail("interrupted; committed chunks stay committed, re-run with the same --job", 130)
+
+    return cast(F, wrapper)
+
+
+def _driver_message(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+# -- databases ----------------------------------------------------------------------------------
+
+
+def database_url(db: str | None) -> str:
+    """The URL to use: ``--db``, else ``$BATCHLINE_DB``, else a SQLite file here."""
+    url = db or os.environ.get("BATCHLINE_DB") or DEFAULT_DB
+    try:
+        parsed = sa.make_url(url)
+    except Exception:
+        fail(f"not a database URL: {redact_url(url)} (expected e.g. {DEFAULT_DB})")
+    if parsed.password:
+        password = str(parsed.password)
+        Secrets.values.update({password, quote_plus(password), quote(password, safe="")})
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        parsed = parsed.update_query_dict({"connect_timeout": _PG_CONNECT_TIMEOUT})
+        return parsed.render_as_string(hide_password=False)
+    return url
+
+
+def check_database(url: str, *, must_exist: bool = False) -> None:
+    """Fail with exit 2 and one line when the database is unusable or unreachable."""
+    parsed = sa.make_url(url)
+    if must_exist and parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ""
+        if (
+            path not in ("", ":memory:")
+            and not path.startswith("file:")
+            and not os.path.exists(path)
+        ):
+            fail(f"no database at {path} (pass --db or set BATCHLINE_DB)")
+    try:
+        engine, _ = make_engine(url)
+    except ConfigError as exc:
+        fail(str(exc))
+    try:
+        dialect_for(engine)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except ConfigError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        fail(f"cannot connect to {redact_url(url)}: {_driver_message(exc)}")
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def dead_letters(db: str | None) -> Iterator[DeadLetters]:
+    """The dead letters (and jobs) of ``--db``, which must exist and answer."""
+    url = database_url(db)
+    check_database(url, must_exist=True)
+    letters = DeadLetters(url)
+    try:
+        yield letters
+    finally:
+        letters.close()
+
+
+db_option = click.option(
+    "--db",
+    metavar="URL",
+    help=f"Database URL (default: $BATCHLINE_DB, else {DEFAULT_DB} in this directory).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+
+
+def _db_hint(url: str) -> str:
+    """`` --db URL`` (password masked) for commands suggested to the user, unless default."""
+    if url == (os.environ.get("BATCHLINE_DB") or DEFAULT_DB):
+        return ""
+    parsed = sa.make_url(url)
+    query = {k: v for k, v in parsed.query.items() if k != "connect_timeout"}
+    return " --db " + parsed.set(query=query).render_as_string(hide_password=True)
+
+
+def emit_result(result: Any, *, as_json: bool, quiet: bool, title: str, url: str) -> NoReturn:
+    """Print a run's Result (a summary, or JSON) and exit with its status's code."""
+    data = result.to_dict()
+    if as_json:
+        click.echo(json.dumps(data, default=str))
+    elif not quiet:
+        render_result(stdout_console(), data, title=title, db_hint=_db_hint(url))
+    if result.error:
+        hint = f"; re-run with --job {result.job} to resume" if title.startswith("load") else ""
+        click.echo(f"batchline: {Secrets.scrub(result.error)}{hint}", err=True)
+    raise click.exceptions.Exit(EXIT_CODES.get(str(result.status), 1))

@@ -1,0 +1,273 @@
+"""How the command line shows things: result summaries, job and dead-letter tables, progress.
+
+Rendering is kept apart from the commands so they stay "parse, call, render". Everything
+here writes through a rich ``Console``; off a terminal rich prints plain text, and the
+progress bar is not shown at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ._sources import FileSource, ReadFailure, SourceItem
+from ._state import DeadLetter, JobState
+
+__all__ = [
+    "LoadProgress",
+    "render_dead_letter",
+    "render_dead_letters",
+    "render_jobs",
+    "render_result",
+    "stderr_console",
+    "stdout_console",
+]
+
+_SHOWN_FAILURES = 10
+_MESSAGE_WIDTH = 90
+_PLAIN_WIDTH = 200
+
+
+def stdout_console() -> Console:
+    """The console summaries and tables go to (standard output).
+
+    Off a terminal there is no width to fit, so tables get room rather than being cut.
+    """
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=False, width=_PLAIN_WIDTH)
+    return console
+
+
+def stderr_console() -> Console:
+    """The console the progress bar goes to (standard error, so ``--json`` stays clean)."""
+    return Console(stderr=True, highlight=False)
+
+
+def _short(text: str, width: int = _MESSAGE_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_result(
+    console: Console, result: Mapping[str, Any], *, title: str, db_hint: str = ""
+) -> None:
+    """A summary of a run: counts, speed, and the first few failed records with the reason.
+
+    ``db_hint`` is appended to the suggested ``dlq list`` command (e.g. ``" --db URL"``).
+    """
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    status = str(result["status"])
+    colour = {"success": "green", "partial_success": "yellow"}.get(status, "red")
+    table.add_row("status", f"[{colour}]{status}[/]")
+    table.add_row("job", str(result.get("job")))
+    table.add_row("records processed", f"{result['items_processed']:,}")
+    table.add_row("records failed", f"{result['items_failed']:,}")
+    if result.get("duplicates_skipped"):
+        table.add_row("duplicates skipped", f"{result['duplicates_skipped']:,}")
+    if result.get("resumed_from"):
+        table.add_row("resumed after record", f"{result['resumed_from']:,}")
+    table.add_row("time", f"{result['processing_time_seconds']:.2f} s")
+    table.add_row("records/s", f"{result['records_per_second']:,.0f}")
+    table.add_row(
+        "transactions / statements",
+        f"{result['chunks_committed']:,} / {result['statements']:,}",
+    )
+    if result.get("retries") or result.get("isolation_flushes"):
+        table.add_row(
+            "retries / isolation flushes",
+            f"{result['retries']:,} / {result['isolation_flushes']:,}",
+        )
+    console.print(table)
+    if result.get("message"):
+        console.print(str(result["message"]))
+    failed: Sequence[Mapping[str, Any]] = result.get("failed_items") or ()
+    if failed:
+        partitioned = "partitions" in result  # a Dask run: each file is its own job
+        shown = Table(title="failed records", title_justify="left")
+        if partitioned:
+            shown.add_column("job")
+        shown.add_column("line", justify="right")
+        shown.add_column("stage")
+        shown.add_column("error", overflow="fold")
+        for item in failed[:_SHOWN_FAILURES]:
+            cells = [str(item["line"]), str(item["stage"]), _short(str(item["error"]))]
+            shown.add_row(*([str(item.get("job"))] if partitioned else []), *cells)
+        console.print(shown)
+        more = int(result["items_failed"]) - min(len(failed), _SHOWN_FAILURES)
+        if more > 0:
+            console.print(f"… and {more:,} more")
+        job = "JOB" if partitioned else result.get("job")
+        console.print(f"All of them: batchline dlq list --job {job}{db_hint}", markup=False)
+
+
+def render_jobs(console: Console, jobs: Sequence[JobState]) -> None:
+    """The jobs of a database, one row each."""
+    if not jobs:
+        console.print("no jobs")
+        return
+    table = Table(title="jobs", title_justify="left")
+    for name, justify in (
+        ("name", "left"),
+        ("status", "left"),
+        ("position", "right"),
+        ("processed", "right"),
+        ("failed", "right"),
+        ("duplicates", "right"),
+        ("updated", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for job in jobs:
+        table.add_row(
+            job.name,
+            job.status,
+            f"{job.position:,}",
+            f"{job.processed:,}",
+            f"{job.failed:,}",
+            f"{job.duplicates:,}",
+            job.updated_at,
+        )
+    console.print(table)
+
+
+def job_to_dict(job: JobState) -> dict[str, Any]:
+    """A job as JSON: its fields, with the stored spec parsed."""
+    spec: Any = None
+    if job.spec:
+        try:
+            spec = json.loads(job.spec)
+        except ValueError:
+            spec = job.spec
+    return {
+        "name": job.name,
+        "status": job.status,
+        "position": job.position,
+        "processed": job.processed,
+        "failed": job.failed,
+        "duplicates": job.duplicates,
+        "chunks": job.chunks,
+        "spec": spec,
+        "started_at": job.started_at,
+        "updated_at": job.updated_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def render_dead_letters(console: Console, letters: Sequence[DeadLetter]) -> None:
+    """Dead letters, one row each, messages shortened (``dlq show ID`` has them whole)."""
+    if not letters:
+        console.print("no dead letters")
+        return
+    table = Table(title="dead letters", title_justify="left")
+    table.add_column("id", justify="right")
+    table.add_column("job")
+    table.add_column("line", justify="right")
+    table.add_column("stage")
+    table.add_column("error")
+    table.add_column("attempts", justify="right")
+    for d in letters:
+        table.add_row(
+            str(d.id),
+            d.job,
+            str(d.line),
+            d.stage,
+            _short(f"{d.error_class}: {d.message}"),
+            str(d.attempts),
+        )
+    console.print(table)
+
+
+def render_dead_letter(console: Console, letter: DeadLetter) -> None:
+    """One dead letter in full, with its record."""
+    table = Table(show_header=False, title=f"dead letter {letter.id}", title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    for what, value in (
+        ("job", letter.job),
+        ("position", str(letter.position)),
+        ("line", str(letter.line)),
+        ("stage", letter.stage),
+        ("error class", letter.error_class),
+        ("message", letter.message),
+        ("attempts", str(letter.attempts)),
+        ("created", letter.created_at),
+    ):
+        table.add_row(what, value)
+    console.print(table)
+    console.print("record:")
+    console.print(json.dumps(letter.record, indent=2, ensure_ascii=False), markup=False)
+
+
+class LoadProgress:
+    """A progress bar fed from the source as records are read (the run itself blocks).
+
+    Shows records, records/s, read and conversion failures so far (write failures are known
+    only at the end), and an ETA when the file's size is known.
+    """
+
+    _EVERY = 256  # records between bar updates: the bar must cost nothing per record
+
+    def __init__(self, console: Console, source: FileSource) -> None:
+        self.source = source
+        self.records = 0
+        self.failures = 0
+        self._started = time.perf_counter()
+        size = source.size_bytes
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[records]:,} records"),
+            TextColumn("{task.fields[rate]:,.0f}/s"),
+            TextColumn("{task.fields[failed]:,} failed"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn() if size else TextColumn(""),
+            console=console,
+            transient=False,
+        )
+        self.task: TaskID = self.progress.add_task(
+            "loading", total=size or None, records=0, rate=0.0, failed=0
+        )
+
+    def on_item(self, item: SourceItem) -> None:
+        self.records += 1
+        if isinstance(item, ReadFailure):
+            self.failures += 1
+        if self.records % self._EVERY == 0:
+            self.refresh()
+
+    def on_map_failure(self) -> None:
+        self.failures += 1
+
+    def refresh(self) -> None:
+        elapsed = max(time.perf_counter() - self._started, 1e-9)
+        self.progress.update(
+            self.task,
+            completed=self.source.bytes_read,
+            records=self.records,
+            rate=self.records / elapsed,
+            failed=self.failures,
+        )
+
+    @contextmanager
+    def shown(self) -> Iterator[LoadProgress]:
+        with self.progress:
+            try:
+                yield self
+            finally:
+                self.refresh()

@@ -1,0 +1,530 @@
+"""MySQL and MariaDB through PyMySQL (or mysqlclient): byte-sized multi-row statements.
+
+What each write becomes:
+
+- ``Insert``: ``INSERT … VALUES (…), (…)``, as many rows per statement as fit in half of the
+  server's ``max_allowed_packet`` (read once per connection; row sizes are estimated from
+  the values, conservatively). ``LOAD DATA LOCAL INFILE`` was measured and is not used: it
+  turns errors into warnings (duplicate keys are skipped, bad values truncated), which
+  would break the failure contract, and it won only a little at chunk sizes batchline uses
+  (see ``bench/mysql_throughput.py --load-data``).
+- ``Upsert`` and ``Increment(create=True)``: ``INSERT … ON DUPLICATE KEY UPDATE``, with the
+  row alias (``VALUES … AS new … c = new.c``) on MySQL 8.0.19+ and ``VALUES(c)`` on MariaDB
+  and older MySQL. ON DUPLICATE KEY UPDATE fires on a collision with *any* unique key of
+  the table, not only the declared key: a row that repeats another unique column updates
+  (or adds to) the row that holds it. A key without a unique index would silently insert
+  duplicates, so batchline refuses it.
+- ``Increment(create=False)``: one ``UPDATE t SET c = c + (SELECT SUM(…) FROM (SELECT … UNION
+  ALL …) v WHERE <key matches>) WHERE key IN (…)``. Summing in the database keeps keys that
+  the column's collation treats as equal (``'abc'``/``'ABC'`` under ``*_ci``) from losing
+  an increment, which a multi-table ``UPDATE … JOIN`` would (it updates a row once).
+- ``Delete``: ``DELETE … WHERE k IN (…)`` or ``(a, b) IN ((…), (…))``.
+- ``Lookup``: the select joins the requested keys as a derived table to the target table and
+  returns the *requested* key values, so a case- or accent-insensitive collation that
+  matches ``'ABC'`` to the stored ``'abc'`` still maps back to what the mapping asked for.
+  Missing rows are created with ``INSERT … ON DUPLICATE KEY UPDATE k = k`` (a no-op on
+  conflict; ``INSERT IGNORE`` would also hide bad values); on MariaDB 10.5+ the same
+  statement says ``RETURNING`` the ids, elsewhere the flusher selects them. Either way an
+  ON DUPLICATE KEY no-op consumes an AUTO_INCREMENT value, so ids may have gaps.
+
+Connections: batchline's session runs with autocommit off and ``READ COMMITTED`` isolation
+(as PostgreSQL's default), both restored when the connection goes back to the pool. With
+InnoDB's default ``REPEATABLE READ`` a lookup would read from a snapshot and miss a row
+another worker has just created, and its locking reads would take gap locks that make
+concurrent workers deadlock. Transactions start implicitly with the chunk's first
+statement (its lookup SELECT included), so ``begin`` sends nothing.
+
+Strict SQL mode is required and checked when batchline takes a connection: without
+``STRICT_TRANS_TABLES``/``STRICT_ALL_TABLES`` a too-long or out-of-range value is truncated
+with a warning and the record "succeeds" with wrong data. batchline refuses such a session
+with a ConfigError naming ``sql_mode`` rather than switching the mode itself: changing the
+semantics of a server behind its owner's back is not batchline's call, and the fix is one
+line (``SET GLOBAL sql_mode`` or ``?init_command=SET SESSION sql_mode=…`` in the URL).
+Tables must use a transactional engine (InnoDB): a MyISAM table cannot roll a failed chunk
+back, so it is refused at pipeline start.
+
+Errors are classified by MySQL/MariaDB error number (``exc.args[0]``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from .._errors import ConfigError
+from ._base import Classified, Dialect, ErrorKind, Executor, TableInfo
+
+__all__ = ["MySQLDialect"]
+
+# Error number → handling (MySQL and MariaDB share these numbers).
+_TRANSIENT = {
+    1040: "too many connections",
+    1053: "server shutdown in progress",
+    1203: "user has too many connections",
+    1205: "lock wait timeout",
+    1213: "deadlock",
+    1317: "query interrupted",
+    1637: "too many active concurrent transactions",
+    1927: "connection killed",
+    2002: "cannot connect (socket)",
+    2003: "cannot connect",
+    2006: "server has gone away",
+    2013: "lost connection during query",
+    2055: "lost connection",
+    4031: "disconnected by the server (inactivity)",
+}
+_DATA = {
+    1048: "column cannot be null",
+    1062: "duplicate key",
+    1136: "column count does not match",
+    1153: "packet bigger than max_allowed_packet (a record too large)",
+    1216: "foreign key (child row)",
+    1217: "foreign key (parent row)",
+    1263: "NULL for a NOT NULL column",
+    1264: "out of range",
+    1265: "data truncated",
+    1292: "incorrect date/time or number",
+    1300: "invalid character string",
+    1364: "field has no default value",
+    1366: "incorrect value",
+    1367: "illegal value",
+    1406: "data too long",
+    1411: "incorrect value for function",
+    1451: "foreign key (parent row)",
+    1452: "foreign key (child row)",
+    1557: "duplicate foreign key entry",
+    1586: "duplicate key",
+    1690: "value out of range",
+    1761: "foreign key duplicate",
+    1762: "foreign key duplicate",
+    3140: "invalid JSON",
+    3819: "check constraint (MySQL)",
+    4025: "check constraint (MariaDB)",
+}
+_FATAL = {
+    1044: "access denied to database",
+    1045: "access denied",
+    1054: "unknown column",
+    1064: "syntax error",
+    1142: "command denied",
+    1146: "no such table",
+}
+_NON_TRANSACTIONAL = {
+    "ARCHIVE",
+    "ARIA",
+    "BLACKHOLE",
+    "CSV",
+    "FEDERATED",
+    "FEDERATEDX",
+    "HEAP",
+    "MEMORY",
+    "MRG_MYISAM",
+    "MYISAM",
+}
+_STRICT = ("STRICT_TRANS_TABLES", "STRICT_ALL_TABLES")
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+#: The share of ``max_allowed_packet`` one statement may fill (estimates are conservative).
+_PACKET_SHARE = 0.5
+#: Statements above this size buy no speed; keep them moderate for the server's sake.
+_MAX_STATEMENT = 8 * 1024 * 1024
+_ALIAS = "batchline_new"
+
+
+@dataclass(slots=True)
+class _Server:
+    """What one connection's server is and allows, read once when batchline takes it."""
+
+    mariadb: bool
+    version: tuple[int, int, int]
+    max_packet: int
+    autocommit: bool
+    isolation: str | None
+
+    @property
+    def row_alias(self) -> bool:
+        """``INSERT … AS new ON DUPLICATE KEY UPDATE c = new.c`` (MySQL 8.0.19+)."""
+        return not self.mariadb and self.version >= (8, 0, 19)
+
+    @property
+    def returning(self) -> bool:
+        """``INSERT … RETURNING`` (MariaDB 10.5+), which also works with ON DUPLICATE KEY."""
+        return self.mariadb and self.version >= (10, 5, 0)
+
+    @property
+    def isolation_variable(self) -> str:
+        # MySQL 8 removed tx_isolation; MariaDB before 11.1 only has tx_isolation.
+        return "tx_isolation" if self.mariadb else "transaction_isolation"
+
+    @property
+    def statement_budget(self) -> int:
+        return max(16 * 1024, min(int(self.max_packet * _PACKET_SHARE), _MAX_STATEMENT))
+
+
+def parse_server(version: str, max_packet: int, autocommit: bool) -> _Server:
+    """A ``_Server`` from ``SELECT VERSION()`` text such as ``10.11.6-MariaDB-0+deb12u1``."""
+    m = _VERSION.search(version)
+    numbers = (int(m[1]), int(m[2]), int(m[3])) if m else (0, 0, 0)
+    return _Server("mariadb" in version.lower(), numbers, max_packet, autocommit, None)
+
+
+def _literal_size(value: Any) -> int:
+    """An upper bound of the bytes ``value`` takes in the statement, plus its separator.
+
+    Also refuses container values early: PyMySQL would render a list as ``(1, 2)`` and turn
+    a record's mistake into an SQL error that looks like batchline's.
+    """
+    t = type(value)
+    if t is str:
+        # ASCII doubles at worst (escaping); other characters take up to 4 bytes in UTF-8.
+        return (2 if value.isascii() else 4) * len(value) + 4
+    if value is None or t is int or t is float or t is bool:
+        return 26
+    if t is Decimal:
+        return len(str(value)) + 4
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return 2 * len(bytes(value)) + 12
+    if isinstance(value, (dt.date, dt.time, dt.timedelta)):
+        return 34
+    if isinstance(value, (list, tuple, set, frozenset, dict)):
+        raise TypeError(f"a {t.__name__} cannot be stored in a MySQL column: {value!r:.80}")
+    return 4 * len(str(value)) + 4
+
+
+class MySQLDialect(Dialect):
+    name = "mysql"
+    placeholder = "%s"
+    #: For the state tables' statements, which count parameters: modest, so that a chunk's
+    #: dead letters (9 parameters, one of them the payload) stay far below the packet limit.
+    max_params = 8192
+
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        self._servers: weakref.WeakKeyDictionary[Any, _Server] = weakref.WeakKeyDictionary()
+        #: Table SQL → the column sets of its primary key and unique indexes (from reflect).
+        self._unique: dict[str, list[frozenset[str]]] = {}
+
+    # -- reflection -----------------------------------------------------------------------------
+    def reflect(self, conn: sa.Connection, name: str) -> TableInfo:
+        info = super().reflect(conn, name)
+        schema, _, table = name.rpartition(".")
+        row = conn.exec_driver_sql(
+            "SELECT ENGINE FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+            (schema or None, table),
+        ).first()
+        engine = str(row[0]).upper() if row and row[0] else ""
+        if engine in _NON_TRANSACTIONAL:
+            raise ConfigError(
+                f"table {name} uses the {row[0] if row else ''} storage engine, which cannot "
+                "roll a failed chunk back; batchline needs a transactional engine such as "
+                f"InnoDB (ALTER TABLE {name} ENGINE=InnoDB)"
+            )
+        insp = sa.inspect(conn)
+        sets: list[frozenset[str]] = []
+        pk = insp.get_pk_constraint(table, schema=schema or None).get("constrained_columns")
+        if pk:
+            sets.append(frozenset(pk))
+        for ix in insp.get_indexes(table, schema=schema or None):
+            cols = ix.get("column_names") or []
+            if ix.get("unique") and cols and all(cols):
+                sets.append(frozenset(c for c in cols if c))
+        self._unique[info.sql] = sets
+        return info
+
+    def _require_unique(self, t: TableInfo, key: Sequence[str], what: str) -> None:
+        """Refuse a key without a unique index: ON DUPLICATE KEY would insert duplicates."""
+        sets = self._unique.get(t.sql)
+        if sets is None or frozenset(key) in sets:
+            return
+        raise ConfigError(
+            f"{what} {t.name} on key ({', '.join(key)}) needs a PRIMARY KEY or UNIQUE index on "
+            "exactly those columns: MySQL's ON DUPLICATE KEY UPDATE would otherwise insert "
+            "duplicate rows"
+        )
+
+    # -- connections ----------------------------------------------------------------------------
+    def on_acquire(self, dbapi_conn: Any) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute("SELECT @@SESSION.sql_mode, @@max_allowed_packet, VERSION()")
+            sql_mode, max_packet, version = cur.fetchone()
+            modes = {m.strip().upper() for m in str(sql_mode or "").split(",")}
+            if not modes & set(_STRICT):
+                raise ConfigError(
+                    "MySQL/MariaDB must run in strict SQL mode for batchline: this session's "
+                    f"sql_mode is {sql_mode!r}, so a too-long or out-of-range value would be "
+                    "truncated with a warning instead of failing its record. Add "
+                    "STRICT_TRANS_TABLES to the server's sql_mode (SET GLOBAL sql_mode = "
+                    "CONCAT(@@GLOBAL.sql_mode, ',STRICT_TRANS_TABLES')), or to the session "
+                    "through the URL: ?init_command=SET SESSION sql_mode='STRICT_TRANS_TABLES'"
+                )
+            server = parse_server(str(version), int(max_packet), bool(dbapi_conn.get_autocommit()))
+            cur.execute(f"SELECT @@SESSION.{server.isolation_variable}")
+            server.isolation = str(cur.fetchone()[0])
+            if server.autocommit:
+                dbapi_conn.autocommit(False)
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        finally:
+            cur.close()
+        self._servers[dbapi_conn] = server
+
+    def on_release(self, dbapi_conn: Any) -> None:
+        server = self._servers.pop(dbapi_conn, None)
+        if server is None:
+            return
+        dbapi_conn.rollback()
+        level = (server.isolation or "REPEATABLE-READ").replace("-", " ").upper()
+        if level in ("READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"):
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {level}")
+            finally:
+                cur.close()
+        if server.autocommit:
+            dbapi_conn.autocommit(True)
+
+    def begin(self, ex: Executor) -> None:
+        """Nothing to send: with autocommit off InnoDB begins at the first statement."""
+
+    def server(self, ex: Executor) -> _Server:
+        """What the session's server is (read when batchline took the connection)."""
+        conn = ex.driver_connection
+        server = self._servers.get(conn)
+        if server is None:  # a connection batchline did not prepare (e.g. a user's executor)
+            rows = ex.query("SELECT @@max_allowed_packet, VERSION()")
+            server = parse_server(str(rows[0][1]), int(rows[0][0]), False)
+            self._servers[conn] = server
+        return server
+
+    # -- error classification -------------------------------------------------------------------
+    def classify(self, exc: BaseException) -> Classified:
+        import pymysql
+
+        if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+            return self.classify(exc.orig)  # e.g. a reconnect that failed inside the pool
+        name = type(exc).__name__
+        msg = self.first_line(exc)
+        number = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        if number is not None and isinstance(exc, Exception) and _is_driver_error(exc):
+            code = str(number)
+            if len(exc.args) > 1:
+                msg = f"({number}) {self.first_line(Exception(exc.args[1]))}"
+            if number in _TRANSIENT:
+                return Classified(ErrorKind.TRANSIENT, name, msg, code)
+            if number in _DATA:
+                return Classified(ErrorKind.DATA, name, msg, code)
+            if number == 0 and isinstance(exc, pymysql.err.InterfaceError):
+                return Classified(ErrorKind.TRANSIENT, name, "connection closed", code)
+            return Classified(ErrorKind.FATAL, name, msg, code)
+        if isinstance(exc, (pymysql.err.InterfaceError, pymysql.err.OperationalError)):
+            return Classified(ErrorKind.TRANSIENT, name, msg, None)
+        if isinstance(exc, pymysql.err.ProgrammingError) and "can not be used" in msg:
+            return Classified(ErrorKind.DATA, name, msg, None)  # NaN, infinity: a record's value
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return Classified(ErrorKind.TRANSIENT, name, msg, None)
+        if isinstance(exc, (TypeError, ValueError, OverflowError)):
+            return Classified(ErrorKind.DATA, name, msg, None)
+        return Classified(ErrorKind.FATAL, name, msg, None)
+
+    # -- batching ---------------------------------------------------------------------------------
+    def params_per_statement(self, ex: Executor) -> int:
+        return self.max_params
+
+    def _batches(
+        self,
+        ex: Executor,
+        rows: Sequence[Sequence[Any]],
+        fixed: int,
+        per_row: int,
+        copies: int = 1,
+    ) -> Iterator[Sequence[Sequence[Any]]]:
+        """Slices of ``rows`` whose statements stay within the connection's budget.
+
+        ``fixed`` is the SQL text around the rows, ``per_row`` the SQL text per row besides
+        its values (parentheses, placeholders, ``UNION ALL SELECT``), ``copies`` how many
+        times the statement carries each row.
+        """
+        budget = (self.server(ex).statement_budget - fixed) // max(1, copies)
+        start, size = 0, 0
+        for i, row in enumerate(rows):
+            row_size = per_row
+            for value in row:
+                row_size += _literal_size(value)
+            if size + row_size > budget and i > start:
+                yield rows[start:i]
+                start, size = i, 0
+            size += row_size
+        if start < len(rows):
+            yield rows[start:]
+
+    def _each_values_batch(
+        self,
+        ex: Executor,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        build: Callable[[str], str],
+    ) -> None:
+        fixed = len(build(""))
+        for batch in self._batches(ex, rows, fixed, 4 * len(columns) + 4):
+            params = [v for row in batch for v in row]
+            ex.execute(build(self._values(len(columns), len(batch))), params)
+
+    @staticmethod
+    def _derived(ncols: int, nrows: int, first: int = 0) -> str:
+        """``SELECT %s AS c0, … UNION ALL SELECT %s, …``: rows as a derived table."""
+        head = "SELECT " + ", ".join(f"%s AS c{first + i}" for i in range(ncols))
+        return head + (" UNION ALL SELECT " + ", ".join(["%s"] * ncols)) * (nrows - 1)
+
+    def _key_in(self, key: Sequence[str], nrows: int, prefix: str = "") -> str:
+        if len(key) == 1:
+            return f"{prefix}{self.quote(key[0])} IN ({', '.join(['%s'] * nrows)})"
+        cols = ", ".join(prefix + self.quote(c) for c in key)
+        return f"({cols}) IN ({self._values(len(key), nrows)})"
+
+    # -- writes -----------------------------------------------------------------------------------
+    def _on_duplicate(self, ex: Executor, t: TableInfo, sets: Sequence[tuple[str, str]]) -> str:
+        """`` [AS new] ON DUPLICATE KEY UPDATE c = <expr of the new row's value>, …``.
+
+        ``sets`` holds (column, template) with ``{new}`` standing for the new row's value.
+        """
+        alias = self.server(ex).row_alias
+        parts = []
+        for col, template in sets:
+            new = (
+                f"{self.quote(_ALIAS)}.{self.quote(col)}" if alias else f"VALUES({self.quote(col)})"
+            )
+            parts.append(f"{self.quote(col)} = {template.format(new=new, old=self._old(t, col))}")
+        head = f" AS {self.quote(_ALIAS)}" if alias else ""
+        return f"{head} ON DUPLICATE KEY UPDATE {', '.join(parts)}"
+
+    def _old(self, t: TableInfo, col: str) -> str:
+        return f"{t.sql}.{self.quote(col)}"
+
+    def _noop(self, key: Sequence[str]) -> str:
+        k = self.quote(key[0])
+        return f" ON DUPLICATE KEY UPDATE {k} = {k}"
+
+    def upsert(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        columns: Sequence[str],
+        update: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        self._require_unique(t, key, "Upsert")
+        head = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES "  # noqa: S608
+        tail = self._on_duplicate(ex, t, [(c, "{new}") for c in update]) if update else ""
+        tail = tail or self._noop(key)
+        self._each_values_batch(ex, columns, rows, lambda values: head + values + tail)
+
+    def increment(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        columns: Sequence[str],
+        add: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        create: bool,
+    ) -> None:
+        if create:
+            self._require_unique(t, key, "Increment")
+            head = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES "  # noqa: S608
+            tail = self._on_duplicate(ex, t, [(c, "{old} + {new}") for c in add])
+            self._each_values_batch(ex, columns, rows, lambda values: head + values + tail)
+            return
+        cols = [*key, *add]
+        idx = [list(columns).index(c) for c in cols]
+        narrowed = [tuple(row[i] for i in idx) for row in rows]
+        nkey = len(key)
+        match = " AND ".join(f"v.c{i} = {t.sql}.{self.quote(c)}" for i, c in enumerate(key))
+        for batch in self._batches(ex, narrowed, 200, 5 * len(cols) + 120, len(add) + 1):
+            derived = self._derived(len(cols), len(batch))
+            sets = ", ".join(
+                f"{self.quote(c)} = {self.quote(c)} + "  # noqa: S608
+                f"(SELECT SUM(v.c{nkey + i}) FROM ({derived}) AS v WHERE {match})"
+                for i, c in enumerate(add)
+            )
+            sql = f"UPDATE {t.sql} SET {sets} WHERE {self._key_in(key, len(batch))}"  # noqa: S608
+            flat = [v for row in batch for v in row]
+            params = flat * len(add) + [v for row in batch for v in row[:nkey]]
+            ex.execute(sql, params)
+
+    def delete(
+        self, ex: Executor, t: TableInfo, key: Sequence[str], keys: Sequence[Sequence[Any]]
+    ) -> None:
+        for batch in self._batches(ex, keys, 100, 4 * len(key) + 4):
+            sql = f"DELETE FROM {t.sql} WHERE {self._key_in(key, len(batch))}"  # noqa: S608
+            ex.execute(sql, [v for k in batch for v in k])
+
+    # -- lookups ----------------------------------------------------------------------------------
+    def lookup_select(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        returns: str,
+        keys: Sequence[tuple[Any, ...]],
+    ) -> list[tuple[Any, ...]]:
+        """(requested key…, returns): the requested values, not the stored ones.
+
+        Under a ``*_ci`` collation ``'ABC'`` finds the stored ``'abc'``; the derived table of
+        requested keys lets the database do that matching and hand back what was asked for.
+        """
+        out: list[tuple[Any, ...]] = []
+        picked = ", ".join(f"v.c{i}" for i in range(len(key)))
+        match = " AND ".join(f"{t.sql}.{self.quote(c)} = v.c{i}" for i, c in enumerate(key))
+        for batch in self._batches(ex, keys, 200, 5 * len(key) + 20):
+            sql = (
+                f"SELECT {picked}, {t.sql}.{self.quote(returns)} "  # noqa: S608
+                f"FROM ({self._derived(len(key), len(batch))}) AS v JOIN {t.sql} ON {match}"
+            )
+            out.extend(ex.query(sql, [v for k in batch for v in k]))
+        return out
+
+    def lookup_insert(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        key: Sequence[str],
+        columns: Sequence[str],
+        returns: str,
+        rows: Sequence[Sequence[Any]],
+    ) -> list[tuple[Any, ...]] | None:
+        """Insert missing rows, a no-op for those that exist (never ``INSERT IGNORE``).
+
+        On MariaDB the statement returns the rows; only those whose stored key equals the
+        requested one are reported, the rest (collation matches) are left to the select.
+        """
+        self._require_unique(t, key, "Lookup")
+        head = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES "  # noqa: S608
+        tail = self._noop(key)
+        if not self.server(ex).returning:
+            self._each_values_batch(ex, columns, rows, lambda values: head + values + tail)
+            return None
+        tail += f" RETURNING {self.columns_sql([*key, returns])}"
+        pos = [list(columns).index(c) for c in key]
+        wanted = {tuple(row[i] for i in pos) for row in rows}
+        nkey = len(key)
+        out: list[tuple[Any, ...]] = []
+        fixed = len(head) + len(tail)
+        for batch in self._batches(ex, rows, fixed, 4 * len(columns) + 4):
+            params = [v for row in batch for v in row]
+            sql = head + self._values(len(columns), len(batch)) + tail
+            out.extend(r for r in ex.query(sql, params) if tuple(r[:nkey]) in wanted)
+        return out
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    """A PyMySQL or mysqlclient error (both carry the server's error number in args[0])."""
+    module = type(exc).__module__ or ""
+    return module.startswith(("pymysql", "MySQLdb"))

@@ -1,0 +1,388 @@
+"""The ``batchline`` command line: load files, run the demo, manage jobs and dead letters.
+
+Thin by design: each command parses its options, calls the public API and renders the
+outcome. Exit codes: 0 success, 3 partial success, 1 failed, 2 usage or input error; errors
+become one line on standard error (``_cli_common``). ``jobs`` and ``dlq`` live in ``_cli_dlq``;
+``bench`` is loaded from ``batchline._bench`` when that module is there.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import json
+import logging
+import os
+import sys
+from typing import Any, ClassVar, NoReturn
+
+import click
+
+from . import __version__
+from ._cli_common import (
+    EXIT_CODES,
+    check_database,
+    database_url,
+    db_option,
+    emit_result,
+    fail,
+    handled,
+    json_option,
+)
+from ._cli_dlq import dlq, jobs
+from ._cli_load import (
+    ensure_table,
+    idempotency_for_spec,
+    make_spec,
+    map_for_spec,
+    pipeline_for_spec,
+    sample_records,
+    sample_source,
+)
+from ._cli_render import LoadProgress, stderr_console, stdout_console
+from ._database import make_engine
+from ._dead_letters import DeadLetters
+from ._out import Out
+from ._sources import FORMATS, read_file
+
+__all__ = ["EXIT_CODES", "cli", "main"]
+
+# -- the group ----------------------------------------------------------------------------------
+
+
+class _Group(click.Group):
+    """The command group; ``bench`` comes from ``batchline._bench`` when that is installed."""
+
+    _LAZY: ClassVar[dict[str, tuple[str, str]]] = {"bench": ("batchline._bench", "bench_command")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        names.update(name for name in self._LAZY if self._lazy(name) is not None)
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in self._LAZY:
+            command = self._lazy(cmd_name)
+        return command
+
+    def _lazy(self, name: str) -> click.Command | None:
+        module_name, attribute = self._LAZY[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            return None
+        command = getattr(module, attribute, None)
+        return command if isinstance(command, click.Command) else None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="batchline")
+@click.option("--verbose", "-v", is_flag=True, help="Log each dead letter and retry on stderr.")
+def cli(verbose: bool) -> None:
+    """batchline: fast, failure-tolerant batched loading into SQLite, PostgreSQL and MySQL.
+
+    Records are collected and written in chunks as set-based statements; a bad record is
+    isolated into a dead-letter table with its line number and reason while the good ones
+    commit, and a job resumes where it stopped. Exit codes: 0 success, 3 partial success
+    (some records are dead letters), 1 failed, 2 usage or input error.
+    """
+    _configure_logging(verbose)
+
+
+class _VerboseHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes batchline's log (each dead letter, each retry) to stderr under ``--verbose``."""
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Quiet by default (the summary reports failures); ``--verbose`` shows the log.
+
+    Running commands in one process (tests, notebooks) does not stack handlers, and
+    handlers others attached are left alone.
+    """
+    log = logging.getLogger("batchline")
+    if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+        log.addHandler(logging.NullHandler())  # no "last resort" printing of warnings
+    for old in [h for h in log.handlers if isinstance(h, _VerboseHandler)]:
+        log.removeHandler(old)  # its stream may be a previous invocation's
+    if verbose:
+        handler = _VerboseHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("batchline: %(message)s"))
+        log.addHandler(handler)
+        if log.getEffectiveLevel() > logging.INFO:
+            log.setLevel(logging.INFO)
+
+
+def main() -> None:
+    """The console-script entry point."""
+    cli(prog_name="batchline")
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _max_failures(value: str | None) -> int | float | None:
+    if value is None:
+        return None
+    try:
+        if value.endswith("%"):
+            return float(value[:-1]) / 100
+        if any(c in value for c in ".eE"):
+            number = float(value)
+            if not 0 <= number < 1:
+                raise ValueError
+            return number
+        count = int(value)
+        if count < 0:
+            raise ValueError
+        return count
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: expected a count (e.g. 100) or a fraction (e.g. 0.05 or 5%)",
+            param_hint="--max-failures",
+        ) from None
+
+
+# -- load -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("file", metavar="FILE")
+@db_option
+@click.option("--table", "-t", required=True, help="Table to load into (created if missing).")
+@click.option(
+    "--format",
+    "fmt",
+    metavar="FORMAT",
+    help=f"One of {', '.join(FORMATS)} (default: from the file extension; csv for stdin).",
+)
+@click.option("--upsert", is_flag=True, help="Insert or update rows by --key.")
+@click.option("--increment", is_flag=True, help="Add --columns to the row with --key.")
+@click.option("--key", "-k", metavar="COL[,COL]", help="Key column(s) for --upsert/--increment.")
+@click.option("--columns", metavar="COL[,COL]", help="Columns --increment adds up.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--job", metavar="NAME", help="Job name: re-running it resumes where it stopped.")
+@click.option(
+    "--idempotency-key",
+    metavar="COL[,COL]",
+    help="Skip records whose key columns were loaded before (even by other jobs).",
+)
+@click.option(
+    "--max-failures",
+    metavar="N|FRACTION",
+    help="Stop (exit 1) once more records than this failed: a count or a fraction like 0.05.",
+)
+@click.option(
+    "--fallback",
+    type=click.Choice(["bisect", "sequential", "none"]),
+    default="bisect",
+    show_default=True,
+    help="How a failing chunk's bad records are found.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@json_option
+@click.option("--dask", "scheduler", metavar="SCHEDULER", help="Run on a Dask scheduler address.")
+@click.option("--workers", type=click.IntRange(min=1), help="Run on N local Dask workers.")
+@handled
+def load(
+    file: str,
+    db: str | None,
+    table: str,
+    fmt: str | None,
+    upsert: bool,
+    increment: bool,
+    key: str | None,
+    columns: str | None,
+    chunk_size: int,
+    job: str | None,
+    idempotency_key: str | None,
+    max_failures: str | None,
+    fallback: str,
+    quiet: bool,
+    as_json: bool,
+    scheduler: str | None,
+    workers: int | None,
+) -> None:
+    """Load FILE (CSV, TSV, JSON Lines, JSON array or Parquet; - for stdin) into a table.
+
+    The table is created from the data's types when it is missing. A bad record never stops
+    the load: unreadable rows (malformed CSV, wrong field count, bad UTF-8, invalid JSON),
+    values that do not convert to the column's type, and rows the database refuses (too
+    long, constraint) go to the dead letters with their line number and reason, and the good
+    rows commit. See them with `batchline dlq list`; fix the cause and `batchline dlq replay`.
+    """
+    if upsert and increment:
+        raise click.UsageError("--upsert and --increment exclude each other")
+    mode = "upsert" if upsert else "increment" if increment else "insert"
+    limit = _max_failures(max_failures)
+    spec = make_spec(
+        file=file,
+        format=fmt,
+        table=table,
+        mode=mode,
+        key=_split(key),
+        columns=_split(columns),
+        chunk_size=chunk_size,
+        idempotency_key=_split(idempotency_key),
+        fallback=fallback,
+    )
+    url = database_url(db)
+    if scheduler is not None or workers is not None:
+        check_database(url)
+        _load_distributed(
+            file, url, spec, scheduler, workers, job=job, max_failures=limit,
+            as_json=as_json, quiet=quiet,
+        )  # fmt: skip
+    if glob.has_magic(file) and not os.path.exists(file):
+        fail(f"{file} is a pattern; loading several files needs --dask or --workers")
+    source = read_file(file, fmt)
+    check_database(url)
+    tracked = sample_source(source)
+    engine, _ = make_engine(url)
+    try:
+        if job is not None:
+            _resume_schema(url, job, spec)
+        ensure_table(engine, spec, sample_records(tracked))
+    finally:
+        engine.dispose()
+    pipeline = pipeline_for_spec(url, spec, max_failures=limit)
+    map_record = map_for_spec(spec)
+    console = stderr_console()
+    show_progress = console.is_terminal and not quiet and not as_json
+    with pipeline:
+        if not show_progress:
+            result = pipeline.run(
+                tracked,
+                map_record,
+                job=job,
+                idempotency_key=idempotency_for_spec(spec),
+                spec=spec,
+            )
+        else:
+            progress = LoadProgress(console, source)
+            tracked.on_item = progress.on_item
+
+            def counted(record: dict[str, Any], out: Out) -> None:
+                try:
+                    map_record(record, out)
+                except Exception:
+                    progress.on_map_failure()
+                    raise
+
+            with progress.shown():
+                result = pipeline.run(
+                    tracked,
+                    counted,
+                    job=job,
+                    idempotency_key=idempotency_for_spec(spec),
+                    spec=spec,
+                )
+    emit_result(result, as_json=as_json, quiet=quiet, title="load", url=url)
+
+
+def _resume_schema(url: str, job: str, spec: dict[str, Any]) -> None:
+    """A resumed job coerces with its first run's column kinds, stored in its spec."""
+    with DeadLetters(url) as letters:
+        state = letters.job(job)
+    if state is None or not state.spec:
+        return
+    try:
+        stored = json.loads(state.spec)
+    except ValueError:
+        return
+    if isinstance(stored, dict) and stored.get("table") == spec["table"] and stored.get("schema"):
+        spec["schema"] = stored["schema"]
+
+
+def _load_distributed(
+    pattern: str,
+    url: str,
+    spec: dict[str, Any],
+    scheduler: str | None,
+    workers: int | None,
+    *,
+    job: str | None,
+    max_failures: int | float | None,
+    as_json: bool,
+    quiet: bool,
+) -> NoReturn:
+    """Hand the load to ``batchline.dask.load_files``: one partition (job) per file."""
+    try:
+        dask_module = importlib.import_module("batchline.dask")
+    except ImportError as exc:
+        fail(
+            f"the Dask backend is not available ({exc}); install it with "
+            "pip install 'batchline[dask]'"
+        )
+    load_files = getattr(dask_module, "load_files", None)
+    if load_files is None:
+        fail("the Dask backend is not available: batchline.dask has no load_files")
+    result = load_files(
+        pattern,
+        db=url,
+        table=spec["table"],
+        spec=spec,
+        scheduler=scheduler,
+        workers=workers,
+        job=job,
+        max_failures=max_failures,
+    )
+    emit_result(result, as_json=as_json, quiet=quiet, title="load (dask)", url=url)
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--db",
+    metavar="URL",
+    help="Database URL (default: sqlite:///batchline-demo.db here, recreated each run). "
+    "The demo drops and recreates the tables catalog, transactions and inventory there.",
+)
+@click.option(
+    "--lines", type=click.IntRange(min=1), default=30_000, show_default=True, help="Invoice lines."
+)
+@click.option(
+    "--sequential-sample",
+    type=click.IntRange(min=0),
+    default=2_000,
+    show_default=True,
+    help="Lines timed the one-at-a-time way, for the comparison (0 skips it).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Only the final summary.")
+@json_option
+@handled
+def demo(db: str | None, lines: int, sequential_sample: int, quiet: bool, as_json: bool) -> None:
+    """Run the invoice example end to end and compare it with one-at-a-time processing.
+
+    Generates invoice lines over a catalog of a few thousand products (with misspelt
+    descriptions and a few deliberately bad lines), fuzzy-matches each description to the
+    catalog, creates unknown products through a batched Lookup, inserts the transactions and
+    adds up inventory, dead-lettering the bad lines. Exit code 3: the bad lines are dead
+    letters, as intended.
+    """
+    from ._demo import run_demo
+
+    url = database_url(db or "sqlite:///batchline-demo.db")
+    report = run_demo(
+        url,
+        lines=lines,
+        sequential_sample=sequential_sample,
+        echo=None if (quiet or as_json) else stdout_console(),
+        check=check_database,
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), default=str))
+    else:
+        report.render(stdout_console())
+    raise click.exceptions.Exit(EXIT_CODES.get(report.result.status, 1))
+
+
+cli.add_command(jobs)
+cli.add_command(dlq)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

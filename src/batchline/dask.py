@@ -1,0 +1,577 @@
+"""Partitioned loads on Dask (``dask.distributed``): one job per partition, exactly once each.
+
+When one process is not enough, the input is split into partitions (the partitions of a Dask
+bag or dataframe, or one file each) and every partition runs ``pipeline.run`` on a worker as
+its own job, ``<job>/<00000>``, with its own checkpoint in the target database. A worker that
+dies mid-partition loses nothing: its open transaction is rolled back by the database, Dask
+reschedules the task (a task whose worker died is retried up to the scheduler's
+``allowed-failures``; one that raised, up to ``retries`` times) and the retry resumes after the
+partition's last committed chunk instead of repeating its writes.
+
+The pipeline travels to the workers by pickle, without its engine: each task builds its own
+engine and connection pool on the worker and disposes of it at the end. So a pipeline must be
+built from a URL, not an Engine. While a partition runs, its task holds a per-job lock in the
+database (an advisory lock on PostgreSQL, ``GET_LOCK`` on MySQL/MariaDB), so two attempts of
+the same partition never write side by side, even when the scheduler wrongly declared a
+worker dead that is still running.
+
+Increments and upserts from different workers to the same keys take row locks in key order
+(rows are sorted by key within each chunk), and deadlocks are retried as transient failures,
+so concurrent partitions do not fail on lock order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import glob
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ._database import make_engine
+from ._errors import BatchlineError, ConfigError, SourceError, TransientExhausted
+from ._pipeline import MapFunction, Pipeline
+from ._result import MAX_FAILED_ITEMS, Result, Status
+from ._sources import read_file
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+__all__ = ["DistributedResult", "load_files", "run_partitions"]
+
+_MAX_JOB = 240  # the jobs table holds 255 characters; "/00000" and a margin are added
+
+
+@dataclass(slots=True)
+class DistributedResult:
+    """The combined outcome of a partitioned run; ``partitions`` holds each partition's Result.
+
+    Counts are the partitions' sums. ``status`` is ``success`` when every partition succeeded,
+    ``failed`` when every partition failed or any stopped early (its ``error`` is set), else
+    ``partial_success``. ``processing_time_seconds`` is the wall time of the distributed run
+    (cluster start-up excluded), so ``records_per_second`` is the cluster's throughput.
+    """
+
+    job: str
+    partitions: list[Result] = field(default_factory=list)
+    processing_time_seconds: float = 0.0
+
+    def _sum(self, name: str) -> int:
+        return sum(int(getattr(r, name)) for r in self.partitions)
+
+    @property
+    def status(self) -> Status:
+        parts = self.partitions
+        if all(r.status == "success" for r in parts):
+            return "success"
+        if all(r.status == "failed" for r in parts) or any(
+            r.status == "failed" and r.error for r in parts
+        ):
+            return "failed"
+        return "partial_success"
+
+    @property
+    def items_processed(self) -> int:
+        return self._sum("items_processed")
+
+    @property
+    def items_failed(self) -> int:
+        return self._sum("items_failed")
+
+    @property
+    def duplicates_skipped(self) -> int:
+        return self._sum("duplicates_skipped")
+
+    @property
+    def records_seen(self) -> int:
+        return self._sum("records_seen")
+
+    @property
+    def records_per_second(self) -> float:
+        if self.processing_time_seconds <= 0:
+            return 0.0
+        return self.records_seen / self.processing_time_seconds
+
+    @property
+    def error(self) -> str | None:
+        errors = [f"{r.job}: {r.error}" for r in self.partitions if r.error]
+        return "; ".join(errors) if errors else None
+
+    @property
+    def failed_items(self) -> list[dict[str, Any]] | None:
+        """Failed records of all partitions (at most 1000), each naming its partition's job."""
+        items: list[dict[str, Any]] = []
+        for r in self.partitions:
+            for f in r.failed_items_list:
+                if len(items) >= MAX_FAILED_ITEMS:
+                    return items
+                items.append({"job": r.job, **f.to_dict()})
+        return items or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys of :meth:`Result.to_dict`, summed over partitions, plus ``partitions``."""
+        failed = self.failed_items
+        truncated = any(r.failed_items_truncated for r in self.partitions) or (
+            failed is not None and len(failed) < self.items_failed
+        )
+        messages = [f"{r.job}: {r.message}" for r in self.partitions if r.message]
+        return {
+            "status": self.status,
+            "items_processed": self.items_processed,
+            "items_failed": self.items_failed,
+            "failed_items": failed,
+            "failed_items_truncated": truncated,
+            "processing_time_seconds": round(self.processing_time_seconds, 6),
+            "duplicates_skipped": self.duplicates_skipped,
+            "records_seen": self.records_seen,
+            "resumed_from": self._sum("resumed_from"),
+            "chunks_committed": self._sum("chunks_committed"),
+            "retries": self._sum("retries"),
+            "isolation_flushes": self._sum("isolation_flushes"),
+            "statements": self._sum("statements"),
+            "records_per_second": round(self.records_per_second, 1),
+            "job": self.job,
+            "error": self.error,
+            "message": "; ".join(messages) if messages else None,
+            "partitions": [r.to_dict() for r in self.partitions],
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"DistributedResult(status={self.status!r}, job={self.job!r}, "
+            f"partitions={len(self.partitions)}, processed={self.items_processed}, "
+            f"failed={self.items_failed}, seconds={self.processing_time_seconds:.3f})"
+        )
+
+
+# -- running partitions ---------------------------------------------------------------------------
+
+
+def run_partitions(
+    pipeline: Pipeline,
+    partitions: Any,
+    map: MapFunction | None = None,
+    *,
+    job: str,
+    idempotency_key: Callable[[dict[str, Any]], Any] | None = None,
+    client: Client | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    retries: int = 3,
+    spec: Mapping[str, Any] | None = None,
+    format: str | None = None,
+) -> DistributedResult:
+    """Run ``pipeline`` over each partition on a Dask cluster, each as job ``<job>/<i:05d>``.
+
+    Args:
+        pipeline: built from a database URL (it is pickled to the workers without an engine).
+        partitions: a Dask bag (a partition is a list of dicts), a Dask dataframe (a partition
+            becomes ``to_dict("records")``, missing values as None), a list of file paths or a
+            glob string (each file is one partition, read on the worker with
+            :func:`batchline.read`, so its fingerprint guards the resume), or a list of record
+            lists.
+        map: the map function, as for :meth:`Pipeline.run`; it must pickle (a module-level
+            function or a lambda; cloudpickle carries it).
+        job: the base job name; partition ``i`` checkpoints as ``f"{job}/{i:05d}"``, so the
+            same call again resumes (or skips) every partition.
+        idempotency_key: as for :meth:`Pipeline.run`; the ledger is shared by all partitions.
+        client: a connected ``distributed.Client`` to use (left open).
+        scheduler: else the address of a scheduler to connect to (``tcp://host:8786``).
+        workers: else the number of worker processes of a local cluster started for this call
+            (default 2; one thread each) and closed afterwards.
+        retries: how often Dask re-runs a partition whose task raised. A task whose worker
+            died is rescheduled by the scheduler (``distributed.scheduler.allowed-failures``).
+        spec: JSON-able description stored with every partition's job.
+        format: the file format for file partitions (default: from each file's extension).
+
+    Raises:
+        ConfigError, SourceError, ResumeMismatch, FatalDatabaseError: as :meth:`Pipeline.run`
+            raises them, from the first partition that raised, once every partition has
+            ended. These are not retried: a retry cannot fix them.
+    """
+    if not job or len(job) > _MAX_JOB:
+        raise ConfigError(f"job must be a name of 1 to {_MAX_JOB} characters, got {job!r}")
+    if retries < 0:
+        raise ConfigError(f"retries must be 0 or more, got {retries}")
+    _check_picklable(pipeline, map, idempotency_key)
+    kind, parts = _partitions(partitions)
+    spec_dict = dict(spec) if spec is not None else None
+    with _connected(client, scheduler, workers) as dask_client:
+        started = time.perf_counter()
+        names = [f"{job}/{i:05d}" for i in range(len(parts))]
+        futures = _submit(
+            dask_client,
+            kind,
+            parts,
+            pipeline,
+            map,
+            names,
+            idempotency_key,
+            retries,
+            spec_dict,
+            format,
+        )
+        results, raised = _collect(futures, names)
+        elapsed = time.perf_counter() - started
+    if raised is not None:
+        raise raised
+    return DistributedResult(job=job, partitions=results, processing_time_seconds=elapsed)
+
+
+def _partitions(partitions: Any) -> tuple[str, list[Any]]:
+    """Classify the input: ("files", paths) | ("delayed", Delayed parts) | ("records", lists)."""
+    if isinstance(partitions, (str, os.PathLike)):
+        return "files", _expand(os.fspath(partitions))
+    from dask.base import is_dask_collection
+
+    if is_dask_collection(partitions):
+        import dask.bag
+
+        if isinstance(partitions, dask.bag.Bag):
+            return "delayed", list(partitions.to_delayed())  # type: ignore[no-untyped-call]
+        try:
+            import dask.dataframe
+        except ImportError:  # pragma: no cover - dask[dataframe] comes with the dask extra
+            dataframe_type: tuple[type, ...] = ()
+        else:
+            dataframe_type = (dask.dataframe.DataFrame,)
+        if isinstance(partitions, dataframe_type):
+            frame: Any = partitions
+            return "delayed", list(frame.to_delayed())
+        raise ConfigError(
+            f"cannot partition a {type(partitions).__name__}; pass a Dask bag or dataframe, "
+            "a list of files or a glob"
+        )
+    if isinstance(partitions, Sequence):
+        items = list(partitions)
+        if all(isinstance(p, (str, os.PathLike)) for p in items):
+            return "files", [os.fspath(p) for p in items]
+        if all(isinstance(p, Iterable) and not isinstance(p, (str, bytes)) for p in items):
+            return "records", [list(p) for p in items]
+    raise ConfigError(
+        f"cannot partition {type(partitions).__name__}; pass a Dask bag or dataframe, a list "
+        "of files, a glob, or a list of record lists"
+    )
+
+
+def _expand(pattern: str) -> list[str]:
+    """The files a glob (or a directory) names, sorted so partition numbers are stable."""
+    if os.path.isdir(pattern):
+        pattern = os.path.join(pattern, "*")
+    files = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    if not files:
+        raise SourceError(f"no files match {pattern!r}")
+    return files
+
+
+def _check_picklable(pipeline: Pipeline, map: Any, key: Any) -> None:
+    """Fail here, with a clear message, rather than inside Dask's serialization."""
+    import cloudpickle  # type: ignore[import-untyped]  # comes with dask; no stubs
+
+    if not isinstance(pipeline, Pipeline):
+        raise ConfigError(f"run_partitions needs a Pipeline, got {type(pipeline).__name__}")
+    cloudpickle.dumps(pipeline)  # raises ConfigError for a pipeline built on an Engine
+    for what, obj in (("map function", map), ("idempotency_key", key)):
+        try:
+            cloudpickle.dumps(obj)
+        except Exception as exc:
+            raise ConfigError(
+                f"the {what} cannot be sent to Dask workers ({type(exc).__name__}: {exc}); "
+                "use a module-level function or a picklable callable"
+            ) from exc
+
+
+@contextlib.contextmanager
+def _connected(client: Client | None, scheduler: str | None, workers: int | None) -> Iterator[Any]:
+    """The client to use: the caller's, one to ``scheduler``, or a local cluster's."""
+    if client is not None:
+        yield client
+        return
+    from distributed import Client, LocalCluster
+
+    # distributed's constructors are untyped; the ignores below say only that.
+    if scheduler is not None:
+        with Client(scheduler) as own:  # type: ignore[no-untyped-call]
+            yield own
+        return
+    n = 2 if workers is None else int(workers)
+    if n < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as local,  # type: ignore[no-untyped-call]
+    ):
+        yield local
+
+
+def _submit(
+    client: Client,
+    kind: str,
+    parts: list[Any],
+    pipeline: Pipeline,
+    map: MapFunction | None,
+    names: list[str],
+    key: Callable[[dict[str, Any]], Any] | None,
+    retries: int,
+    spec: dict[str, Any] | None,
+    format: str | None,
+) -> list[Future[Any]]:
+    # A fresh key per call: Dask hands back the cached result of a key it still holds, and a
+    # second call must run (and resume or skip) the partitions anew.
+    prefix = f"batchline-{uuid.uuid4().hex[:12]}"
+    if kind == "delayed":
+        from dask.delayed import delayed
+
+        tasks = [
+            delayed(_run_records, pure=False)(pipeline, part, map, name, key, spec)
+            for part, name in zip(parts, names)
+        ]
+        futures: list[Future[Any]] = client.compute(tasks, retries=retries)  # type: ignore[no-untyped-call]
+        return futures
+    fn: Callable[..., Any] = _run_file if kind == "files" else _run_records
+    extra: tuple[Any, ...] = (format,) if kind == "files" else ()
+    return [
+        client.submit(
+            fn,
+            pipeline,
+            part,
+            map,
+            name,
+            key,
+            spec,
+            *extra,
+            key=f"{prefix}-{i:05d}",
+            pure=False,
+            retries=retries,
+        )
+        for i, (part, name) in enumerate(zip(parts, names))
+    ]
+
+
+def _collect(
+    futures: list[Future[Any]], names: list[str]
+) -> tuple[list[Result], BaseException | None]:
+    """Every partition's Result, once all have ended; the first deliberate error, if any."""
+    from distributed import wait
+
+    wait(futures)  # type: ignore[no-untyped-call]
+    results: list[Result] = []
+    raised: BaseException | None = None
+    for fut, name in zip(futures, names):
+        try:
+            value = fut.result()
+        except Exception as exc:  # the task failed for good (retries spent, KilledWorker...)
+            value = Result(job=name, status="failed", error=f"{type(exc).__name__}: {exc}")
+        if isinstance(value, _Raised):
+            raised = raised or value.error
+            value = Result(job=name, status="failed", error=str(value.error))
+        results.append(value)
+    return results, raised
+
+
+# -- on the worker ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Raised:
+    """A partition raised a BatchlineError that a retry cannot fix; the client re-raises it."""
+
+    error: BatchlineError
+
+
+def _run_records(
+    pipeline: Pipeline,
+    part: Any,
+    map: MapFunction | None,
+    job: str,
+    key: Callable[[dict[str, Any]], Any] | None,
+    spec: dict[str, Any] | None,
+) -> Result | _Raised:
+    """Worker task: one in-memory partition (list of dicts or a pandas DataFrame)."""
+    return _guarded(pipeline, job, lambda p: p.run(_records(part), map, **_kw(job, key, spec)))
+
+
+def _run_file(
+    pipeline: Pipeline,
+    path: str,
+    map: MapFunction | None,
+    job: str,
+    key: Callable[[dict[str, Any]], Any] | None,
+    spec: dict[str, Any] | None,
+    format: str | None,
+) -> Result | _Raised:
+    """Worker task: one file, read on the worker so its fingerprint guards the resume."""
+    if spec is not None and "file" in spec:  # a load spec: name this partition's file
+        spec = {**spec, "file": os.path.abspath(path)}
+    return _guarded(
+        pipeline, job, lambda p: p.run(read_file(path, format), map, **_kw(job, key, spec))
+    )
+
+
+def _kw(job: str, key: Any, spec: dict[str, Any] | None) -> dict[str, Any]:
+    return {"job": job, "idempotency_key": key, "spec": spec}
+
+
+def _guarded(pipeline: Pipeline, job: str, run: Callable[[Pipeline], Result]) -> Result | _Raised:
+    # A copy: its own engine (made here, in this worker process), disposed of at the end.
+    local = copy.copy(pipeline)
+    try:
+        with _job_lock(local.engine, job):
+            return run(local)
+    except BatchlineError as exc:
+        if isinstance(exc, TransientExhausted):
+            raise  # worth a retry by Dask: the checkpoint is intact
+        return _Raised(exc)
+    finally:
+        local.close()
+
+
+def _records(part: Any) -> Iterable[Mapping[str, Any]]:
+    """A partition's records; a pandas DataFrame's missing values become None."""
+    if hasattr(part, "to_dict") and hasattr(part, "columns"):
+        frame = part.astype(object).where(part.notna(), None)
+        records: list[dict[str, Any]] = frame.to_dict("records")
+        return records
+    if isinstance(part, Iterable):
+        return part
+    raise ConfigError(f"a partition must hold records, got {type(part).__name__}")
+
+
+@contextlib.contextmanager
+def _job_lock(engine: sa.Engine, job: str) -> Iterator[None]:
+    """Hold a database lock named after ``job`` while it runs, so attempts never overlap.
+
+    A session-level lock on its own connection: it is released when the task ends or its
+    process dies (the server drops the connection). SQLite has no such lock and needs none:
+    its writers are serialized by the file lock, and a SQLite file is not shared by a cluster.
+    """
+    backend = engine.dialect.name
+    if backend not in ("postgresql", "mysql", "mariadb"):
+        yield
+        return
+    digest = hashlib.sha256(f"batchline-job:{job}".encode()).digest()
+    with engine.connect() as conn:
+        if backend == "postgresql":
+            lock_id = int.from_bytes(digest[:8], "big", signed=True)
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
+                conn.commit()
+        else:
+            name = "batchline:" + digest.hex()[:48]  # MySQL lock names: at most 64 characters
+            conn.execute(sa.text("SELECT GET_LOCK(:n, -1)"), {"n": name})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+
+
+# -- the command line's distributed load -------------------------------------------------------
+
+
+def load_files(
+    pattern: str | Sequence[str],
+    *,
+    db: str,
+    table: str,
+    spec: Mapping[str, Any] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    client: Client | None = None,
+    job: str | None = None,
+    chunk_size: int | None = None,
+    upsert_key: str | Sequence[str] | None = None,
+    max_failures: int | float | None = None,
+    retries: int = 3,
+) -> DistributedResult:
+    """Load every file ``pattern`` names into ``table``, one file per Dask task.
+
+    This is ``batchline load 'data/*.csv' --table T --dask ADDRESS | --workers N``. The load
+    is the one the single-process command does (the same spec, pipeline, coercion and
+    idempotency key, from ``batchline._cli_load``): the table is created on the client first
+    if missing, from the column kinds inferred over the first 1000 records of the first file,
+    and those kinds are stored in the spec every partition coerces with.
+
+    Args:
+        pattern: a glob (``data/*.csv``, ``data/**/*.jsonl``), a directory, or a list of files.
+        db: the database URL.
+        table: the target table.
+        spec: the load spec as ``batchline load`` makes it (``_cli_load.make_spec``: ``format``,
+            ``mode``, ``key``, ``columns``, ``chunk_size``, ``idempotency_key``, ``fallback``,
+            and ``schema`` once known); default: a plain insert.
+        scheduler, workers, client, retries: as for :func:`run_partitions`.
+        job: the base job name; by default one derived from the table and the files, so the
+            same command again resumes (or skips) instead of loading twice.
+        chunk_size: records per flush (overrides ``spec["chunk_size"]``).
+        upsert_key: upsert on this key (overrides ``spec["mode"]`` and ``spec["key"]``).
+        max_failures: per partition, as for :class:`~batchline.Pipeline`.
+
+    Raises:
+        SourceError: no file matches, or the table is missing and the first file is empty.
+        ConfigError: the spec is inconsistent (a key that is not a column...).
+    """
+    from ._cli_load import (
+        idempotency_for_spec,
+        make_spec,
+        map_for_spec,
+        pipeline_for_spec,
+        sample_records,
+        sample_source,
+    )
+
+    files = _expand(pattern) if isinstance(pattern, str) else [os.fspath(p) for p in pattern]
+    if not files:
+        raise SourceError("no files to load")
+    if spec is None:
+        label = pattern if isinstance(pattern, str) else files[0]
+        load = make_spec(file=label, format=None, table=table, mode="insert")
+    else:
+        load = dict(spec)
+    load["table"] = table
+    if chunk_size is not None:
+        load["chunk_size"] = int(chunk_size)
+    if upsert_key is not None:
+        load["mode"] = "upsert"
+        load["key"] = [upsert_key] if isinstance(upsert_key, str) else list(upsert_key)
+    fmt = load.get("format")
+    sample = sample_records(sample_source(read_file(files[0], fmt)))
+    _ensure_table(db, load, sample)  # fills load["schema"], the kinds every worker coerces to
+    if job is None:
+        digest = hashlib.sha256("\n".join(os.path.abspath(f) for f in files).encode())
+        job = f"load-{table}-{digest.hexdigest()[:10]}"[:_MAX_JOB]
+    pipeline = pipeline_for_spec(db, load, max_failures=max_failures)
+    return run_partitions(
+        pipeline,
+        files,
+        map_for_spec(load),
+        job=job,
+        idempotency_key=idempotency_for_spec(load),
+        client=client,
+        scheduler=scheduler,
+        workers=workers,
+        retries=retries,
+        spec=load,
+        format=fmt,
+    )
+
+
+def _ensure_table(db: str, spec: dict[str, Any], sample: Sequence[Mapping[str, Any]]) -> None:
+    from ._cli_load import ensure_table
+
+    engine, _ = make_engine(db)
+    try:
+        ensure_table(engine, spec, sample)
+    finally:
+        engine.dispose()

@@ -1,0 +1,124 @@
+"""``batchline bench`` end to end at tiny sizes: every strategy runs, and the harness checks
+that each left exactly the expected database state. No timing assertions: figures vary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from batchline._bench import BenchOptions, bench_command, run_bench, verify_state
+from batchline._bench._strategies import STRATEGIES
+from batchline._bench._workload import BenchTables, make_workload
+
+ALL = [s.name for s in STRATEGIES]
+TINY = {"lines": 120, "repeats": 2, "sample": 40, "products": 60, "chunk_size": 25}
+
+
+def _check_all_verified(report: dict, runs: int = 1) -> None:
+    assert report["ok"] is True
+    assert len(report["runs"]) == runs
+    for run in report["runs"]:
+        assert [r["name"] for r in run["strategies"]] == ALL
+        for row in run["strategies"]:
+            assert row["error"] is None, row
+            assert row["verified"] is True
+            # the state was checked after every timed repeat, not once
+            assert row["verifications"] == len(row["seconds"]) == 2
+            assert row["records_per_second"] > 0
+            assert row["peak_memory_bytes"] is not None
+
+
+def test_every_strategy_leaves_the_expected_state_on_sqlite(sqlite_url: str) -> None:
+    report = run_bench(BenchOptions(db=sqlite_url, **TINY))  # type: ignore[arg-type]
+    _check_all_verified(report)
+    rows = {r["name"]: r for r in report["runs"][0]["strategies"]}
+    assert rows["sequential"]["records"] == 40 and rows["sequential"]["sampled"]
+    assert rows["batchline"]["records"] == 120
+    assert rows["floor"]["vs_floor"] == pytest.approx(1.0)
+    assert any("first 40 lines" in n for n in report["notes"])
+
+
+def test_bench_drops_its_tables_when_done(sqlite_url: str) -> None:
+    run_bench(BenchOptions(db=sqlite_url, strategies=("batchline",), **TINY))  # type: ignore[arg-type]
+    names = sa.inspect(sa.create_engine(sqlite_url)).get_table_names()
+    assert not [n for n in names if n.startswith("bench_")]
+
+
+@pytest.mark.postgres
+def test_every_strategy_leaves_the_expected_state_on_postgres(postgres_url: str) -> None:
+    report = run_bench(BenchOptions(db=postgres_url, **TINY))  # type: ignore[arg-type]
+    _check_all_verified(report)
+    assert report["machine"]["database"] == "postgresql"
+    assert report["runs"][0]["rtt_ms"] > 0
+
+
+@pytest.mark.postgres
+def test_latency_goes_through_the_proxy_and_is_reported(postgres_url: str) -> None:
+    opts = BenchOptions(
+        db=postgres_url,
+        latencies=(0.0, 0.3),
+        strategies=("sqlalchemy", "batchline", "floor"),
+        memory=False,
+        lines=60,
+        repeats=1,
+        products=30,
+    )
+    report = run_bench(opts)
+    assert report["ok"]
+    direct, delayed = report["runs"]
+    assert not direct["proxied"] and delayed["proxied"]
+    # 0.3 ms each way adds at least 0.6 ms to a round trip (a lower bound, not a timing)
+    assert delayed["rtt_ms"] >= 0.6
+
+
+def test_verification_catches_a_wrong_state(sqlite_url: str) -> None:
+    tables = BenchTables.build("bench_")
+    work, catalog = make_workload(tables, 30, n_products=20)
+    engine = sa.create_engine(sqlite_url)
+    tables.create(engine, catalog)
+    STRATEGIES[-1].run(engine, work)  # the floor loads it right
+    assert verify_state(engine, work) == {
+        "transactions": 30,
+        "inventory_items": len(work.totals),
+    }
+    with engine.begin() as conn:
+        conn.execute(sa.update(tables.inventory).values(quantity=tables.inventory.c.quantity + 1))
+    with pytest.raises(AssertionError, match="bench_inventory"):
+        verify_state(engine, work)
+    engine.dispose()
+
+
+def test_cli_writes_json_with_the_expected_keys(sqlite_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--db", sqlite_url, "--lines", "50", "--repeats", "1", "--sample", "20"]
+    args += ["--strategies", "sequential,batchline,floor", "--json", str(out), "--quiet"]
+    args += ["--latency-ms", "1"]
+    result = CliRunner().invoke(bench_command, args)
+    assert result.exit_code == 0, result.output
+    assert "batchline" in result.output and "× floor" in result.output
+    report = json.loads(out.read_text())
+    assert {"command", "date", "machine", "options", "notes", "runs", "ok"} <= report.keys()
+    assert {"cpu_count", "python", "server_version", "database"} <= report["machine"].keys()
+    assert any("latency is ignored" in n for n in report["notes"])
+    row = report["runs"][0]["strategies"][1]
+    expected = {"name", "records", "records_per_second", "vs_sequential", "vs_floor"}
+    assert expected | {"peak_memory_bytes", "verified", "seconds"} <= row.keys()
+
+
+def test_cli_rejects_an_unknown_strategy() -> None:
+    result = CliRunner().invoke(bench_command, ["--strategies", "magic"])
+    assert result.exit_code == 2
+    assert "no strategy 'magic'" in result.output
+
+
+def test_cli_plot_draws_a_png(sqlite_url: str, tmp_path: Path) -> None:
+    png = tmp_path / "bench.png"
+    args = ["--db", sqlite_url, "--lines", "30", "--repeats", "1", "--no-memory", "-q"]
+    args += ["--strategies", "batchline,floor", "--plot", str(png)]
+    result = CliRunner().invoke(bench_command, args)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,180 @@
+"""Isolation against a one-record-at-a-time reference (hypothesis), and what it costs.
+
+The differential test is the contract: whatever the chunk size and wherever the bad
+records are, batchline's final tables and dead-lettered positions equal what applying the
+records one at a time, in order, in their own transactions produces.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import batchline as bl
+from batchline.testing import capture_statements
+from tests._schemas import dead_positions, diff_metadata, reference_load, table_rows
+
+BAD_KINDS = ["check_child", "dup_child", "null_parent", "check_totals"]
+
+
+@st.composite
+def workloads(draw: st.DrawFn) -> tuple[list[dict[str, Any]], int]:
+    n = draw(st.integers(min_value=1, max_value=60))
+    records = []
+    for i in range(n):
+        records.append(
+            {
+                "id": i + 1,
+                "k": draw(st.integers(0, 6)),
+                "v": draw(st.integers(0, 100)),
+                "amount": draw(st.integers(0, 50)),
+                "inc": draw(st.integers(1, 9)),
+            }
+        )
+    bad = draw(st.lists(st.tuples(st.integers(0, n - 1), st.sampled_from(BAD_KINDS)), max_size=8))
+    for idx, kind in bad:
+        r = records[idx]
+        if kind == "check_child":
+            r["amount"] = 5000
+        elif kind == "dup_child" and idx > 0:
+            r["id"] = records[draw(st.integers(0, idx - 1))]["id"]
+        elif kind == "null_parent":
+            r["v"] = None
+        elif kind == "check_totals":
+            r["inc"] = 10**10
+    chunk = draw(st.sampled_from([1, 2, 3, 7, 16, 50, 500]))
+    return records, chunk
+
+
+def emit(record: dict[str, Any], out: bl.Out) -> None:
+    out.upsert("parent", {"k": record["k"], "v": record["v"]})
+    out.insert("child", {"id": record["id"], "k": record["k"], "amount": record["amount"]})
+    out.increment("totals", {"k": record["k"], "total": record["inc"]})
+
+
+def snapshot(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        "parent": table_rows(engine, "parent", "k"),
+        "child": table_rows(engine, "child", "id"),
+        "totals": table_rows(engine, "totals", "k"),
+    }
+
+
+def reset(engine: sa.Engine) -> sa.MetaData:
+    md = diff_metadata()
+    with engine.begin() as conn:
+        for name in (
+            "child",
+            "parent",
+            "totals",
+            "batchline_dead_letters",
+            "batchline_ledger",
+            "batchline_jobs",
+        ):
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+    md.create_all(engine)
+    return md
+
+
+@pytest.mark.parametrize("fallback", ["bisect", "sequential"])
+@settings(
+    max_examples=int(os.environ.get("BATCHLINE_HYPOTHESIS_EXAMPLES", "12")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=workloads())
+def test_batched_load_equals_one_at_a_time(
+    db_url: str, engine: sa.Engine, fallback: str, case: tuple[list[dict[str, Any]], int]
+) -> None:
+    records, chunk = case
+    md = reset(engine)
+    expected_failed = reference_load(engine, md, records)
+    expected = snapshot(engine)
+
+    reset(engine)
+    pipeline = bl.Pipeline(
+        db_url,
+        writes=[
+            bl.Upsert("parent", key="k"),
+            bl.Insert("child"),
+            bl.Increment("totals", key="k", columns=["total"]),
+        ],
+        chunk_size=chunk,
+        fallback=fallback,
+    )
+    result = pipeline.run(records, emit, job="diff")
+    assert snapshot(engine) == expected
+    assert dead_positions(engine) == expected_failed
+    assert [f.position for f in result.failed_items or []] == expected_failed
+    assert result.items_processed == len(records) - len(expected_failed)
+
+
+def _ev_table(engine: sa.Engine) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "ev",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("n", sa.Integer, nullable=False),
+        sa.CheckConstraint("n >= 0", name="ck_n"),
+    )
+    md.create_all(engine)
+
+
+@pytest.mark.parametrize("n", [64, 512])
+def test_bisect_isolates_one_bad_record_in_log_n_statements(
+    db_url: str, engine: sa.Engine, n: int
+) -> None:
+    _ev_table(engine)
+    rows = [{"id": i, "n": -1 if i == n // 3 else 1} for i in range(1, n + 1)]
+    pipeline = bl.Pipeline(db_url, writes=[bl.Insert("ev")], chunk_size=n)
+    with capture_statements(pipeline) as captured:
+        result = pipeline.run(rows)
+    assert result.items_failed == 1 and result.items_processed == n - 1
+    levels = math.log2(n)
+    assert result.isolation_flushes <= 2 * levels + 2
+    # each flush is a handful of statements (begin, write, checkpoint, commit...)
+    assert len(captured) <= 8 * (2 * levels + 4), len(captured)
+    if n >= 512:
+        assert len(captured) < n / 4  # against n transactions for one-at-a-time
+
+
+def test_sequential_fallback_costs_a_transaction_per_record(sqlite_url: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    _ev_table(engine)
+    rows = [{"id": i, "n": -1 if i == 100 else 1} for i in range(1, 257)]
+    pipeline = bl.Pipeline(
+        sqlite_url, writes=[bl.Insert("ev")], chunk_size=256, fallback="sequential"
+    )
+    result = pipeline.run(rows)
+    assert result.items_failed == 1
+    assert result.isolation_flushes == 256
+    engine.dispose()
+
+
+def test_ten_thousand_records_cost_under_one_statement_per_fifty(
+    db_url: str, engine: sa.Engine
+) -> None:
+    from tests._schemas import shop_metadata
+    from tests.test_pipeline import design_sample, invoice_lines
+
+    shop_metadata().create_all(engine)
+    pipeline, _, map_line = design_sample(db_url)
+    with capture_statements(pipeline) as captured:
+        result = pipeline.run(
+            invoice_lines(10_000, skus=800),
+            map_line,
+            job="count",
+            idempotency_key=lambda r: (r["invoice_id"], r["line_no"]),
+        )
+    assert result.items_processed == 10_000
+    assert len(captured) < 10_000 / 50, len(captured)
+    # increments are one set-based statement per chunk, not one per key
+    increments = captured.matching("inventory")
+    assert len(increments) <= 20 + 1
