@@ -193,7 +193,7 @@ def test_increment_without_create_updates_existing_rows_only(
 
 
 def test_map_error_fails_that_record_only(db_url: str, shop: sa.Engine) -> None:
-    pipeline, catalog, map_line = design_sample(db_url, chunk_size=64)
+    pipeline, _catalog, map_line = design_sample(db_url, chunk_size=64)
 
     def flaky(record: dict[str, Any], out: bl.Out) -> None:
         if record["line_no"] == 3 and record["invoice_id"] % 10 == 0:

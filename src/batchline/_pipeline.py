@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ._database import Session, StatementListener, make_engine, redact_url
-from ._dialects import Dialect, TableInfo, dialect_for
+from ._dialects import Dialect, ErrorKind, TableInfo, dialect_for
 from ._errors import (
     BatchlineError,
     ConfigError,
@@ -33,7 +33,7 @@ from ._isolate import Isolation, isolation_for
 from ._items import Failure, Item
 from ._out import Out, WriteIndex
 from ._result import Result, Status
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, TransientFailure
 from ._sources import FileSource, ReadFailure, iter_records
 from ._state import JobState, StateStore, StateTables, key_hash
 from ._writes import Lookup, Write
@@ -385,24 +385,23 @@ class Pipeline:
         result: Result,
     ) -> tuple[Flusher, JobState | None]:
         engine, dialect = self.engine, self.dialect
+
+        def before_sleep(state: Any) -> None:
+            result.retries += 1
+            log.warning(
+                "job %s: database not ready (%s), retrying",
+                name,
+                state.outcome.exception() if state.outcome else "?",
+            )
+
         try:
-            self.state_tables.create(engine)
-            tables: dict[str, TableInfo] = {}
-            with engine.connect() as conn:
-                for table in {w.table for w in self.writes} | {lk.table for lk in self.lookups}:
-                    try:
-                        tables[table] = dialect.reflect(conn, table)
-                    except sa.exc.NoSuchTableError:
-                        raise FatalDatabaseError(f"no such table: {table}", job=name) from None
-        except BatchlineError:
-            raise
-        except sa.exc.DBAPIError as exc:
-            c = dialect.classify(exc.orig if exc.orig is not None else exc)
-            raise FatalDatabaseError(
-                f"cannot prepare {redact_url(engine)}: {c.message}", code=c.code, job=name
+            for attempt in self.retry.retrying(before_sleep):
+                with attempt:
+                    tables = self._reflect(name)
+        except TransientFailure as exc:
+            raise TransientExhausted(
+                f"cannot reach {redact_url(engine)}: {exc}", code=exc.code, job=name
             ) from None
-        except sa.exc.SQLAlchemyError as exc:
-            raise FatalDatabaseError(f"cannot prepare {redact_url(engine)}: {exc}") from None
         state = StateStore(self.state_tables, dialect)
         flusher = Flusher(
             session=session,
@@ -425,14 +424,42 @@ class Pipeline:
 
             spec_json = to_json(dict(spec))
         try:
-            job_state = self._start_job(session, state, name, fingerprint, restart, spec_json)
-        except Exception:
-            session.rollback()
-            raise
+            for attempt in self.retry.retrying(before_sleep):
+                with attempt:
+                    job_state = self._start_job(
+                        session, state, name, fingerprint, restart, spec_json
+                    )
+        except TransientFailure as exc:
+            raise TransientExhausted(f"cannot start job {name!r}: {exc}", job=name) from None
         flusher.transactions_base = 0 if job_state is None or restart else job_state.chunks
         if restart and job_state is not None:
             flusher.transactions_base = 0
         return flusher, job_state
+
+    def _reflect(self, name: str) -> dict[str, TableInfo]:
+        """Create the state tables and reflect the targets; a missing table is fatal."""
+        engine, dialect = self.engine, self.dialect
+        try:
+            self.state_tables.create(engine)
+            tables: dict[str, TableInfo] = {}
+            with engine.connect() as conn:
+                for table in {w.table for w in self.writes} | {lk.table for lk in self.lookups}:
+                    try:
+                        tables[table] = dialect.reflect(conn, table)
+                    except sa.exc.NoSuchTableError:
+                        raise FatalDatabaseError(f"no such table: {table}", job=name) from None
+        except BatchlineError:
+            raise
+        except sa.exc.DBAPIError as exc:
+            c = dialect.classify(exc.orig if exc.orig is not None else exc)
+            if c.kind is ErrorKind.TRANSIENT:
+                raise TransientFailure(c.message, c.code, c.error_class) from None
+            raise FatalDatabaseError(
+                f"cannot prepare {redact_url(engine)}: {c.message}", code=c.code, job=name
+            ) from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise FatalDatabaseError(f"cannot prepare {redact_url(engine)}: {exc}") from None
+        return tables
 
     def _start_job(
         self,
@@ -461,21 +488,29 @@ class Pipeline:
             if isinstance(exc, BatchlineError):
                 raise
             c = self.dialect.classify(exc)
+            if c.kind is ErrorKind.TRANSIENT:
+                session.discard()
+                raise TransientFailure(c.message, c.code, c.error_class) from exc
             raise FatalDatabaseError(
                 f"cannot start job {name!r}: {c.message}", code=c.code, job=name
             ) from exc
         return None if existing is None or restart else existing
 
     def _finish(self, session: Session, flusher: Flusher, name: str, status: Status) -> None:
-        for attempt in self.retry.retrying():
-            with attempt:
-                try:
-                    session.begin()
-                    flusher.state.finish_job(session, name, status)
-                    session.commit()
-                except Exception as exc:
-                    session.rollback()
-                    flusher._raise_classified(exc, "recording the job's end")
+        try:
+            for attempt in self.retry.retrying():
+                with attempt:
+                    try:
+                        session.begin()
+                        flusher.state.finish_job(session, name, status)
+                        session.commit()
+                    except Exception as exc:
+                        session.rollback()
+                        flusher._raise_classified(exc, "recording the job's end")
+        except TransientFailure as exc:
+            # The data and checkpoint are committed; only the status is stale ("running"),
+            # which a later run of the job treats as resumable.
+            raise TransientExhausted(str(exc), code=exc.code, job=name) from exc
 
     def _mark_failed(self, session: Session, name: str) -> None:
         state = StateStore(self.state_tables, self.dialect)
