@@ -307,11 +307,11 @@ class StateStore:
         found: set[str] = set()
         per = max(1, self._dialect.params_per_statement(ex) - 1)
         for start in range(0, len(keys), per):
-            batch = keys[start : start + per]
+            cond, params = self._dialect.any_of(q("key_hash"), keys[start : start + per])
             rows = ex.query(
-                f"SELECT {q('key_hash')} FROM {self.ledger} WHERE {q('namespace')} = {self._p} "  # noqa: S608
-                f"AND {q('key_hash')} IN ({self._marks(len(batch))})",
-                [namespace, *batch],
+                f"SELECT {q('key_hash')} FROM {self.ledger} "  # noqa: S608
+                f"WHERE {q('namespace')} = {self._p} AND {cond}",
+                [namespace, *params],
             )
             found.update(r[0] for r in rows)
         return found
@@ -320,21 +320,16 @@ class StateStore:
         if not keys:
             return
         now = now_iso()
-        q = self._q
-        cols = f"({q('namespace')}, {q('key_hash')}, {q('job')}, {q('created_at')})"
-        per = max(1, self._dialect.params_per_statement(ex) // 4)
-        for start in range(0, len(keys), per):
-            batch = keys[start : start + per]
-            values = ", ".join([f"({self._marks(4)})"] * len(batch))
-            params: list[Any] = []
-            for k in batch:
-                params.extend((namespace, k, job, now))
-            ex.execute(f"INSERT INTO {self.ledger} {cols} VALUES {values}", params)  # noqa: S608
+        rows = [(namespace, k, job, now) for k in keys]
+        self._dialect.insert_many(
+            ex, self.ledger, ["namespace", "key_hash", "job", "created_at"], rows, ["text"] * 4
+        )
 
     # -- dead letters -------------------------------------------------------------------------
     def add_dead_letters(self, ex: Executor, job: str, letters: Iterable[tuple[Any, ...]]) -> None:
         """Insert (position, line, stage, error_class, message, payload, attempts) rows."""
-        rows = [(job, *letter, now_iso()) for letter in letters]
+        now = now_iso()
+        rows = [(job, *letter, now) for letter in letters]
         if not rows:
             return
         cols = [
@@ -348,12 +343,8 @@ class StateStore:
             "attempts",
             "created_at",
         ]
-        per = max(1, self._dialect.params_per_statement(ex) // len(cols))
-        head = f"INSERT INTO {self.dead} ({', '.join(self._q(c) for c in cols)}) VALUES "  # noqa: S608
-        for start in range(0, len(rows), per):
-            batch = rows[start : start + per]
-            values = ", ".join([f"({self._marks(len(cols))})"] * len(batch))
-            ex.execute(head + values, [v for r in batch for v in r])
+        types = ["text", "bigint", "bigint", "text", "text", "text", "text", "integer", "text"]
+        self._dialect.insert_many(ex, self.dead, cols, rows, types)
 
     def retry_dead_letters(
         self, ex: Executor, updates: Sequence[tuple[int, str, str, str]]

@@ -172,6 +172,27 @@ class Dialect:
             params = self.adapt([v for row in batch for v in row])
             ex.execute(build(self._values(len(columns), len(batch))), params)
 
+    # -- plain multi-row statements for the state tables ---------------------------------------
+    def insert_many(
+        self,
+        ex: Executor,
+        table_sql: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        types: Sequence[str],
+    ) -> None:
+        """Insert ``rows`` with as few statements as the parameter limit allows.
+
+        ``types`` are the columns' SQL types, for databases that bind arrays (PostgreSQL).
+        """
+        head = f"INSERT INTO {table_sql} ({self.columns_sql(columns)}) VALUES "  # noqa: S608
+        self._each_values_batch(ex, columns, rows, lambda values: head + values)
+
+    def any_of(self, column_sql: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A ``column IN (…)`` condition and its parameters (one batch: keep it short)."""
+        marks = ", ".join([self.placeholder] * len(values))
+        return f"{column_sql} IN ({marks})", self.adapt(list(values))
+
     # -- writes (portable forms) ---------------------------------------------------------------
     def insert(
         self, ex: Executor, t: TableInfo, columns: Sequence[str], rows: Sequence[Sequence[Any]]

@@ -78,6 +78,24 @@ class PostgresDialect(Dialect):
     def _arrays(rows: Sequence[Sequence[Any]], ncols: int) -> list[list[Any]]:
         return [[row[i] for row in rows] for i in range(ncols)]
 
+    def insert_many(
+        self,
+        ex: Executor,
+        table_sql: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        types: Sequence[str],
+    ) -> None:
+        marks = ", ".join(f"%s::{t}[]" for t in types)
+        sql = (
+            f"INSERT INTO {table_sql} ({self.columns_sql(columns)}) "  # noqa: S608
+            f"SELECT * FROM unnest({marks})"
+        )
+        ex.execute(sql, self._arrays(rows, len(columns)))
+
+    def any_of(self, column_sql: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column_sql} = ANY(%s)", [list(values)]
+
     # -- writes -----------------------------------------------------------------------------
     def insert(
         self, ex: Executor, t: TableInfo, columns: Sequence[str], rows: Sequence[Sequence[Any]]
