@@ -89,8 +89,35 @@ def write_format(path: Path, fmt: str) -> Path:
 # -- formats ------------------------------------------------------------------------------
 
 
+def check_fruit(url: str) -> None:
+    got = rows(url, "SELECT id, name, price, picked, organic FROM fruit ORDER BY id")
+    assert [(r[0], r[1], Decimal(str(r[2])), str(r[3]), bool(r[4])) for r in got] == [
+        (1, "apple", Decimal("1.50"), "2024-01-02", True),
+        (2, "pear", Decimal("2.25"), "2024-01-03", False),
+        (3, "plum", Decimal("0.99"), "2024-01-04", True),
+    ]
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    columns = {c["name"]: c["type"] for c in sa.inspect(engine).get_columns("fruit")}
+    engine.dispose()
+    assert isinstance(columns["id"], sa.Integer)
+    assert isinstance(columns["price"], sa.Numeric)
+    assert isinstance(columns["picked"], sa.Date)
+
+
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "json", "parquet"])
 def test_load_each_format_creates_the_table_with_the_data_types(
+    tmp_path: Path, sqlite_url: str, fmt: str
+) -> None:
+    path = write_format(tmp_path / f"fruit.{fmt}", fmt)
+
+    result = run("load", str(path), "--db", sqlite_url, "--table", "fruit")
+
+    assert result.exit_code == 0, result.output
+    check_fruit(sqlite_url)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_load_creates_the_typed_table_on_each_backend(
     tmp_path: Path, db_url: str, fmt: str
 ) -> None:
     path = write_format(tmp_path / f"fruit.{fmt}", fmt)
@@ -98,18 +125,7 @@ def test_load_each_format_creates_the_table_with_the_data_types(
     result = run("load", str(path), "--db", db_url, "--table", "fruit")
 
     assert result.exit_code == 0, result.output
-    got = rows(db_url, "SELECT id, name, price, picked, organic FROM fruit ORDER BY id")
-    assert [(r[0], r[1], Decimal(str(r[2])), str(r[3]), bool(r[4])) for r in got] == [
-        (1, "apple", Decimal("1.50"), "2024-01-02", True),
-        (2, "pear", Decimal("2.25"), "2024-01-03", False),
-        (3, "plum", Decimal("0.99"), "2024-01-04", True),
-    ]
-    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
-    columns = {c["name"]: c["type"] for c in sa.inspect(engine).get_columns("fruit")}
-    engine.dispose()
-    assert isinstance(columns["id"], sa.Integer)
-    assert isinstance(columns["price"], sa.Numeric)
-    assert isinstance(columns["picked"], sa.Date)
+    check_fruit(db_url)
 
 
 def test_load_reads_standard_input_with_format(sqlite_url: str) -> None:
@@ -589,6 +605,18 @@ def test_dlq_replay_after_fixing_the_cause_lands_the_rows(loaded: str) -> None:
     ]
 
 
+def test_dlq_replay_leaves_unreadable_rows_and_says_so(tmp_path: Path, sqlite_url: str) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("id\n1\n2,2\n", encoding="utf-8")
+    assert run("load", str(path), "--db", sqlite_url, "--table", "t", "--job", "j").exit_code == 3
+
+    replayed = run("dlq", "replay", "--db", sqlite_url, "--job", "j")
+
+    assert replayed.exit_code == 0  # nothing to replay, nothing failed
+    assert "1 unreadable rows (stage read) were not replayed" in replayed.stderr
+    assert [r[:2] for r in dead_letters(sqlite_url)] == [(3, "read")]
+
+
 def test_dlq_replay_of_an_unknown_job_exits_2(loaded: str) -> None:
     assert_one_line_error(run("dlq", "replay", "--db", loaded, "--job", "nope"), "nope")
 
@@ -654,6 +682,20 @@ def test_progress_bar_on_a_terminal_and_not_with_quiet(
     quiet = run("load", str(path), "--db", sqlite_url, "--table", "t2", "--quiet")
     assert quiet.exit_code == 3
     assert screen.getvalue() == "" and quiet.stdout == ""
+
+
+def test_values_that_look_like_markup_are_shown_as_they_are(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    execute(sqlite_url, "CREATE TABLE t (n INTEGER)")
+    path = tmp_path / "f.csv"
+    path.write_text("n\n1\n[red]x[/red]\n", encoding="utf-8")
+    summary = run("load", str(path), "--db", sqlite_url, "--table", "t", "--job", "[b]j")
+    assert "[red]x[/red]" in summary.stdout and "[b]j" in summary.stdout
+    listed = run("dlq", "list", "--db", sqlite_url)
+    assert "[red]x[/red]" in listed.stdout
+    assert "ValueError: column 'n'" in listed.stdout
+    assert "ValueError: ValueError" not in listed.stdout
 
 
 def test_verbose_logs_each_dead_letter_on_stderr(tmp_path: Path, sqlite_url: str) -> None:

@@ -28,12 +28,14 @@ def check_demo_database(url: str, lines: int) -> None:
         assert transactions + dead == lines
         assert dead == lines // 1000  # one deliberately bad line in a thousand
         with engine.connect() as conn:
-            landed = dict(
+            landed: dict[int, int] = dict(
                 conn.exec_driver_sql(
                     "SELECT item_id, sum(quantity) FROM transactions GROUP BY item_id"
                 ).all()
             )
-            stock = dict(conn.exec_driver_sql("SELECT item_id, quantity FROM inventory").all())
+            stock: dict[int, int] = dict(
+                conn.exec_driver_sql("SELECT item_id, quantity FROM inventory").all()
+            )
         assert stock == landed
         # A product created for an unknown SKU is created once, however many lines name it.
         assert scalar(engine, "SELECT count(*) FROM catalog") == scalar(

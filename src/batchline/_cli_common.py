@@ -48,6 +48,7 @@ __all__ = [
     "fail",
     "handled",
     "json_option",
+    "shown_url",
 ]
 
 EXIT_CODES = {"success": 0, "partial_success": 3, "failed": 1}
@@ -153,7 +154,7 @@ def check_database(url: str, *, must_exist: bool = False) -> None:
     except ConfigError as exc:
         fail(str(exc))
     except Exception as exc:
-        fail(f"cannot connect to {redact_url(url)}: {_driver_message(exc)}")
+        fail(f"cannot connect to {shown_url(url)}: {_driver_message(exc)}")
     finally:
         engine.dispose()
 
@@ -178,13 +179,18 @@ db_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 
 
+def shown_url(url: str) -> str:
+    """The URL as the user gave it, password masked (without the timeout added here)."""
+    parsed = sa.make_url(url)
+    query = {k: v for k, v in parsed.query.items() if k != "connect_timeout"}
+    return parsed.set(query=query).render_as_string(hide_password=True)
+
+
 def _db_hint(url: str) -> str:
     """`` --db URL`` (password masked) for commands suggested to the user, unless default."""
     if url == (os.environ.get("BATCHLINE_DB") or DEFAULT_DB):
         return ""
-    parsed = sa.make_url(url)
-    query = {k: v for k, v in parsed.query.items() if k != "connect_timeout"}
-    return " --db " + parsed.set(query=query).render_as_string(hide_password=True)
+    return " --db " + shown_url(url)
 
 
 def emit_result(result: Any, *, as_json: bool, quiet: bool, title: str, url: str) -> NoReturn:

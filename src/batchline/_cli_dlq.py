@@ -144,6 +144,13 @@ def dlq_replay(db: str | None, job: str, quiet: bool, as_json: bool) -> None:
         result = letters.replay(
             pipeline, map_for_spec(spec), job=job, idempotency_key=idempotency_for_spec(spec)
         )
+        unreadable = sum(1 for d in letters.iter(job) if d.stage == "read")
+    if unreadable:
+        click.echo(
+            f"batchline: {unreadable} unreadable rows (stage read) were not replayed: they hold "
+            "the raw text; fix those lines in the file and load them again",
+            err=True,
+        )
     emit_result(result, as_json=as_json, quiet=quiet, title="replay", url=letters_url)
 
 

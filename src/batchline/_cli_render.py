@@ -23,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ._sources import FileSource, ReadFailure, SourceItem
 from ._state import DeadLetter, JobState
@@ -76,7 +77,7 @@ def render_result(
     status = str(result["status"])
     colour = {"success": "green", "partial_success": "yellow"}.get(status, "red")
     table.add_row("status", f"[{colour}]{status}[/]")
-    table.add_row("job", str(result.get("job")))
+    table.add_row("job", Text(str(result.get("job"))))
     table.add_row("records processed", f"{result['items_processed']:,}")
     table.add_row("records failed", f"{result['items_failed']:,}")
     if result.get("duplicates_skipped"):
@@ -96,7 +97,7 @@ def render_result(
         )
     console.print(table)
     if result.get("message"):
-        console.print(str(result["message"]))
+        console.print(Text(str(result["message"])))
     failed: Sequence[Mapping[str, Any]] = result.get("failed_items") or ()
     if failed:
         partitioned = "partitions" in result  # a Dask run: each file is its own job
@@ -108,7 +109,9 @@ def render_result(
         shown.add_column("error", overflow="fold")
         for item in failed[:_SHOWN_FAILURES]:
             cells = [str(item["line"]), str(item["stage"]), _short(str(item["error"]))]
-            shown.add_row(*([str(item.get("job"))] if partitioned else []), *cells)
+            if partitioned:
+                cells.insert(0, str(item.get("job")))
+            shown.add_row(*map(Text, cells))
         console.print(shown)
         more = int(result["items_failed"]) - min(len(failed), _SHOWN_FAILURES)
         if more > 0:
@@ -135,7 +138,7 @@ def render_jobs(console: Console, jobs: Sequence[JobState]) -> None:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for job in jobs:
         table.add_row(
-            job.name,
+            Text(job.name),
             job.status,
             f"{job.position:,}",
             f"{job.processed:,}",
@@ -184,13 +187,20 @@ def render_dead_letters(console: Console, letters: Sequence[DeadLetter]) -> None
     for d in letters:
         table.add_row(
             str(d.id),
-            d.job,
+            Text(d.job),
             str(d.line),
             d.stage,
-            _short(f"{d.error_class}: {d.message}"),
+            Text(_short(_with_class(d.error_class, d.message))),
             str(d.attempts),
         )
     console.print(table)
+
+
+def _with_class(error_class: str, message: str) -> str:
+    """``Class: message``, without doubling a class the message already starts with."""
+    if message.startswith(f"{error_class}:"):
+        return message
+    return f"{error_class}: {message}"
 
 
 def render_dead_letter(console: Console, letter: DeadLetter) -> None:
@@ -208,7 +218,7 @@ def render_dead_letter(console: Console, letter: DeadLetter) -> None:
         ("attempts", str(letter.attempts)),
         ("created", letter.created_at),
     ):
-        table.add_row(what, value)
+        table.add_row(what, Text(value))
     console.print(table)
     console.print("record:")
     console.print(json.dumps(letter.record, indent=2, ensure_ascii=False), markup=False)

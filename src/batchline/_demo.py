@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._cli_render import render_result
+from ._database import make_engine
 from ._dead_letters import DeadLetters
 from ._invoices import create_schema, invoice_metadata, make_catalog, make_lines, seed_catalog
 from ._out import Out
@@ -267,7 +268,12 @@ class DemoReport:
         }
 
     def render(self, console: Console) -> None:
-        render_result(console, self.result.to_dict(), title=f"batchline demo: {self.lines:,} lines")
+        render_result(
+            console,
+            self.result.to_dict(),
+            title=f"batchline demo: {self.lines:,} lines",
+            db_hint=f" --db {self.database}",
+        )
         table = Table(title="one at a time vs batchline", title_justify="left")
         table.add_column("way")
         table.add_column("lines", justify="right")
@@ -297,7 +303,6 @@ class DemoReport:
             + f" ({self.database})"
         )
         console.print("matching: " + ", ".join(f"{v:,} {k}" for k, v in self.matching.items()))
-        console.print(f"See the bad lines: batchline dlq list --job {JOB} --db {self.database}")
 
 
 def _fresh_schema(engine: sa.Engine, products: Sequence[Any]) -> None:
@@ -349,12 +354,15 @@ def run_demo(
     work = list(
         make_lines(products, lines, bad_every=BAD_EVERY, new_product_every=NEW_PRODUCT_EVERY)
     )
-    engine = sa.create_engine(parsed, poolclass=sa.pool.NullPool)
+    engine, _ = make_engine(url)  # the same drivers as the pipeline (psycopg, PyMySQL)
     try:
         sequential: SequentialTiming | None = None
         if sequential_sample:
             sample = list(islice(work, sequential_sample))
-            say(f"one at a time: {len(sample):,} lines, a transaction each …")
+            say(
+                f"one at a time: up to {len(sample):,} lines (at most {SEQUENTIAL_BUDGET:.0f} s),"
+                " a transaction each …"
+            )
             _fresh_schema(engine, products)
             sequential = run_sequential(engine, pairs, sample)
         say(f"batchline: {len(work):,} lines …")
@@ -382,7 +390,7 @@ def run_demo(
             sequential=sequential,
             state=_state(engine),
             matching={
-                "by SKU": matcher.by_sku,
+                "by SKU (description agrees)": matcher.by_sku,
                 "by fuzzy description": matcher.by_description,
                 "new products created": matcher.created,
             },

@@ -263,8 +263,11 @@ class Pipeline:
         except BaseException as exc:
             if isinstance(exc, FatalDatabaseError):
                 exc.job = name
-            with contextlib.suppress(Exception):
-                worker.submit(self._mark_failed, session, name).result()
+            if not isinstance(exc, ResumeMismatch):
+                # A refused resume touched nothing: the job keeps the state it had
+                # (a finished job must not turn "failed" for being pointed at another file).
+                with contextlib.suppress(Exception):
+                    worker.submit(self._mark_failed, session, name).result()
             raise
         finally:
             worker.submit(session.close).result()
