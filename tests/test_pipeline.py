@@ -368,3 +368,20 @@ def test_unknown_write_target_in_map_is_a_config_error(sqlite_url: str) -> None:
     with pytest.raises(bl.ConfigError, match="no such write"):
         pipeline.run([{"a": 1}], lambda r, out: out.upsert("transactions", r))
     engine.dispose()
+
+
+def test_job_status_covers_every_run_of_the_job(sqlite_url: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    shop_metadata().create_all(engine)
+    pipeline, _, map_line = design_sample(sqlite_url, chunk_size=100, max_failures=0)
+    first = pipeline.run(invoice_lines(500, bad={50}), map_line, job="twice")
+    assert first.status == "failed" and first.items_failed == 1
+    resumed, _, map_line2 = design_sample(sqlite_url, chunk_size=100)
+    second = resumed.run(invoice_lines(500, bad={50}), map_line2, job="twice")
+    assert second.resumed_from == 100 and second.status == "success"
+    # this run had no failure, but the job did: it is a partial success
+    assert scalar(engine, "SELECT status FROM batchline_jobs WHERE name = 'twice'") == (
+        "partial_success"
+    )
+    assert scalar(engine, "SELECT COUNT(*) FROM transactions") == 499
+    engine.dispose()

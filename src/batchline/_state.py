@@ -291,8 +291,14 @@ class StateStore:
         return int(rows[0][0]) if rows else 0
 
     def finish_job(self, ex: Executor, name: str, status: str) -> None:
+        """Record the end of a run. A run that completed gets the status of the whole job
+        (across resumes: one failure in an earlier run keeps it ``partial_success``)."""
         q = self._q
         now = now_iso()
+        if status != "failed":
+            job = self.get_job(ex, name)
+            if job is not None and job.failed:
+                status = "partial_success" if job.processed or job.duplicates else "failed"
         ex.execute(
             f"UPDATE {self.jobs} SET {q('status')} = {self._p}, {q('updated_at')} = {self._p}, "  # noqa: S608
             f"{q('finished_at')} = {self._p} WHERE {q('name')} = {self._p}",
