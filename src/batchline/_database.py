@@ -81,6 +81,7 @@ class Session(Executor):
         self.listeners = listeners
         self._raw: Any = None
         self._cursor: Any = None
+        self._pipeline: Any = None  # an open psycopg pipeline, between begin and commit
 
     # -- lifecycle --------------------------------------------------------------------------
     def _connection(self) -> Any:
@@ -100,6 +101,7 @@ class Session(Executor):
         return self._connection().driver_connection
 
     def close(self) -> None:
+        self._pipeline = None
         raw, self._raw, self._cursor = self._raw, None, None
         if raw is None:
             return
@@ -111,24 +113,44 @@ class Session(Executor):
 
     def discard(self) -> None:
         """Throw the connection away (it broke); the next statement gets a fresh one."""
+        self._pipeline = None
         raw, self._raw, self._cursor = self._raw, None, None
         if raw is not None:
             with contextlib.suppress(Exception):
                 raw.invalidate()
 
     # -- transactions -----------------------------------------------------------------------
+    # Where the driver can pipeline (psycopg), statements whose results are not needed are
+    # sent without waiting for the server; errors surface at the next query, COPY or COMMIT.
+    # Over a network this turns the tail of a flush (increments, ledger, dead letters,
+    # checkpoint, COMMIT) into one round trip.
+    def _pipeline_on(self) -> None:
+        if self.dialect.pipelines and self._pipeline is None:
+            pipeline = self._connection().driver_connection.pipeline()
+            pipeline.__enter__()
+            self._pipeline = pipeline
+
+    def _pipeline_off(self, exc: BaseException | None = None) -> None:
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.__exit__(type(exc) if exc else None, exc, None)
+
     def begin(self) -> None:
         self._connection()
         self.dialect.begin(self)
+        self._pipeline_on()
 
     def commit(self) -> None:
         self._notify("COMMIT", 1)
-        self._connection().commit()
+        conn = self._connection()
+        conn.commit()
+        self._pipeline_off()
 
     def rollback(self) -> None:
         if self._raw is None:
             return
         try:
+            self._pipeline_off(RuntimeError("rolling back"))
             self._raw.rollback()
         except Exception:
             self.discard()
@@ -152,7 +174,11 @@ class Session(Executor):
     def copy_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._connection()
         self._notify(sql, len(rows))
+        in_pipeline = self._pipeline is not None
+        self._pipeline_off()  # COPY cannot run in pipeline mode
         with self._cursor.copy(sql) as copy:
             write_row = copy.write_row
             for row in rows:
                 write_row(row)
+        if in_pipeline:
+            self._pipeline_on()

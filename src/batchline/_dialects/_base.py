@@ -96,6 +96,8 @@ class Dialect:
     placeholder = "%s"
     #: Bound parameters allowed in one statement (SQLite's limit is read per connection).
     max_params = 30_000
+    #: Whether the driver can send statements without waiting for each result.
+    pipelines = False
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine

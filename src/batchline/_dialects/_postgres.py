@@ -38,6 +38,7 @@ _CODES = {
 class PostgresDialect(Dialect):
     name = "postgresql"
     placeholder = "%s"
+    pipelines = True
 
     def classify(self, exc: BaseException) -> Classified:
         import psycopg
