@@ -8,15 +8,17 @@ repeats, the latency proxy), ``_report`` (table, JSON, plot). The CLI registers
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
 
 from .._errors import ConfigError
 from ._harness import BenchOptions, run_bench, verify_state
-from ._report import render, write_json, write_plot
+from ._report import render, to_markdown, write_json, write_plot
 from ._strategies import STRATEGIES
 
 __all__ = ["BenchOptions", "bench_command", "run_bench", "verify_state"]
@@ -53,13 +55,14 @@ def _floats(value: str) -> tuple[float, ...]:
     type=click.IntRange(min=1),
     default=2_000,
     show_default=True,
-    help="Lines for the slow per-line strategy (sequential).",
+    help="Lines for the slow per-line strategies: sequential runs on N, seed-batch on 2N.",
 )
 @click.option("--chunk-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--tuned-chunk-size", type=click.IntRange(min=1), default=5_000, show_default=True)
 @click.option("--memory/--no-memory", default=True, help="Measure peak memory (an extra pass).")
 @click.option("--keep-tables", is_flag=True, help="Leave the bench_* tables in the database.")
 @click.option("--json", "json_path", metavar="FILE", help="Write the full report as JSON.")
+@click.option("--markdown", "md_path", metavar="FILE", help="Write the tables as Markdown.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Plot records/s against latency.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines; only the table.")
 def bench_command(
@@ -75,6 +78,7 @@ def bench_command(
     memory: bool,
     keep_tables: bool,
     json_path: str | None,
+    md_path: str | None,
     plot_path: str | None,
     quiet: bool,
 ) -> None:
@@ -102,8 +106,9 @@ def bench_command(
             tuned_chunk_size=tuned_chunk_size,
             memory=memory,
             keep_tables=keep_tables,
-            **({"strategies": names} if names else {}),
         )
+        if names:
+            options = dataclasses.replace(options, strategies=names)
     except (ConfigError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     err = Console(stderr=True)
@@ -113,6 +118,8 @@ def bench_command(
     render(report, out if out.is_terminal else Console(width=130))
     if json_path:
         write_json(report, json_path)
+    if md_path:
+        Path(md_path).write_text(to_markdown(report))
     if plot_path:
         write_plot(report, plot_path)
     if not report["ok"]:
@@ -120,5 +127,18 @@ def bench_command(
 
 
 def _args() -> list[str]:
-    argv = sys.argv[1:]
-    return argv[1:] if argv[:1] == ["bench"] else argv
+    """The command line as typed, or, when called in-process (tests), as parsed."""
+    if sys.argv[1:2] == ["bench"]:
+        return sys.argv[2:]
+    ctx = click.get_current_context()
+    args = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value == param.get_default(ctx) or value is None or not param.opts:
+            continue
+        flag = param.opts[0]
+        if isinstance(param, click.Option) and param.is_flag:
+            args.append(flag if value else (param.secondary_opts or [flag])[0])
+        else:
+            args += [flag, str(value)]
+    return args

@@ -10,6 +10,7 @@ otherwise slow the timed runs.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -34,9 +35,19 @@ from .._proxy import LatencyProxy, proxied_url
 from ._strategies import STRATEGIES, Strategy, strategy_named
 from ._workload import BenchTables, Workload, expected_rows, make_workload
 
-__all__ = ["BenchOptions", "Progress", "run_bench", "verify_state"]
+__all__ = [
+    "MEMORY_SAMPLE",
+    "BenchOptions",
+    "Progress",
+    "VerificationError",
+    "machine",
+    "round_trip_ms",
+    "run_bench",
+    "verify_state",
+]
 
 Progress = Callable[[str], None]
+MEMORY_SAMPLE = 500  # lines for the memory pass of the per-line (sampled) strategies
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 
 
@@ -85,9 +96,12 @@ def verify_state(engine: sa.Engine, work: Workload) -> dict[str, int]:
     )  # fmt: skip
     with engine.connect() as conn:
         got_tx = sorted(
-            (int(a), int(b), int(c), int(d), Decimal(str(e))) for a, b, c, d, e in conn.execute(query)
+            (int(a), int(b), int(c), int(d), Decimal(str(e)))
+            for a, b, c, d, e in conn.execute(query)
         )
-        got_inv = {int(k): int(v) for k, v in conn.execute(sa.select(inv.c.item_id, inv.c.quantity))}
+        got_inv = {
+            int(k): int(v) for k, v in conn.execute(sa.select(inv.c.item_id, inv.c.quantity))
+        }
     want_tx = expected_rows(work)
     if got_tx != want_tx:
         diff = next((f"{g} != {w}" for g, w in zip(got_tx, want_tx) if g != w), "")
@@ -95,7 +109,9 @@ def verify_state(engine: sa.Engine, work: Workload) -> dict[str, int]:
             f"{tx.name}: {len(got_tx)} rows, expected {len(want_tx)}; first difference: {diff}"
         )
     if got_inv != work.totals:
-        wrong = sorted(k for k in got_inv.keys() | work.totals.keys() if got_inv.get(k) != work.totals.get(k))
+        wrong = sorted(
+            k for k in got_inv.keys() | work.totals.keys() if got_inv.get(k) != work.totals.get(k)
+        )
         raise VerificationError(
             f"{inv.name}: {len(wrong)} items differ, e.g. item {wrong[0]}: "
             f"{got_inv.get(wrong[0])} != {work.totals.get(wrong[0])}"
@@ -110,6 +126,7 @@ class _Measure:
     seconds: list[float] = field(default_factory=list)
     checks: int = 0
     error: str | None = None
+    skipped: str | None = None  # why it did not run (a missing optional dependency)
     peak_memory_bytes: int | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -130,6 +147,7 @@ class _Measure:
             "verified": self.error is None and self.checks == len(self.seconds) > 0,
             "verifications": self.checks,
             "error": self.error,
+            "skipped": self.skipped,
         }
 
 
@@ -145,21 +163,42 @@ def _timed(engine: sa.Engine, admin: sa.Engine, m: _Measure) -> None:
 
 
 def _memory(engine: sa.Engine, admin: sa.Engine, m: _Measure) -> None:
-    m.work.tables.reset(admin)
+    # A per-line strategy holds nothing between lines: a short run shows its peak.
+    work = m.work.head(MEMORY_SAMPLE) if m.strategy.sampled else m.work
+    work.tables.reset(admin)
     gc.collect()
     tracemalloc.start()
     try:
-        m.strategy.run(engine, m.work)
+        m.strategy.run(engine, work)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    verify_state(admin, m.work)
+    verify_state(admin, work)
     m.peak_memory_bytes = peak
 
 
 def _brief(exc: BaseException) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {first[:300]}"
+
+
+def _attempt(
+    step: Callable[[sa.Engine, sa.Engine, _Measure], None],
+    engine: sa.Engine,
+    admin: sa.Engine,
+    m: _Measure,
+    label: str,
+) -> bool:
+    """Run one step of ``m``; on failure record why, clean up, and return False."""
+    try:
+        step(engine, admin, m)
+        return True
+    except Exception as exc:
+        m.error = label + _brief(exc)
+    # Outside the except block: the exception and its traceback (which may hold the
+    # strategy's open connection) are gone, so collecting them releases that connection.
+    _recover(engine)
+    return False
 
 
 def _recover(engine: sa.Engine) -> None:
@@ -214,7 +253,7 @@ def machine(admin: sa.Engine) -> dict[str, Any]:
     with admin.connect() as conn:
         version = conn.dialect.server_version_info or ()
     cpu = platform.processor() or platform.machine()
-    with _suppress_os_error():
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
@@ -230,14 +269,6 @@ def machine(admin: sa.Engine) -> dict[str, Any]:
         "server_version": ".".join(str(v) for v in version),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-@contextmanager
-def _suppress_os_error() -> Iterator[None]:
-    try:
-        yield
-    except OSError:
-        pass
 
 
 def _run_latency(
@@ -256,36 +287,33 @@ def _run_latency(
             if rtt is not None:
                 say(f"latency {latency:g} ms each way: SELECT 1 round trip {rtt:.3f} ms")
             measures = [
-                _Measure(s, work.head(opts.sample) if s.sampled else work) for s in strategies
+                _Measure(s, work.head(opts.sample * s.sample) if s.sampled else work)
+                for s in strategies
             ]
             for m in measures:
                 _ = m.work.mapped, m.work.totals  # the floor's input is ready before timing
                 for module in m.strategy.imports:
-                    importlib.import_module(module)
+                    try:
+                        importlib.import_module(module)
+                    except ImportError:
+                        m.skipped = f"{module} is not installed (pip install 'batchline[bench]')"
+                        say(f"  {m.strategy.name}: skipped, {m.skipped}")
             for rep in range(opts.repeats):
                 for m in measures:
-                    if m.error is not None:
+                    if m.skipped:
                         continue
-                    try:
-                        _timed(engine, admin, m)
-                    except Exception as exc:
-                        m.error = _brief(exc)
+                    if m.error is None and _attempt(_timed, engine, admin, m, ""):
+                        n = len(m.work.lines)
+                        say(
+                            f"  [{rep + 1}/{opts.repeats}] {m.strategy.name}: {n:,} lines in "
+                            f"{m.seconds[-1]:.3f} s ({n / m.seconds[-1]:,.0f} records/s), verified"
+                        )
+                    elif m.error is not None and m.checks == rep:
                         say(f"  {m.strategy.name}: FAILED {m.error}")
-                        _recover(engine)
-                        continue
-                    n = len(m.work.lines)
-                    say(
-                        f"  [{rep + 1}/{opts.repeats}] {m.strategy.name}: {n:,} lines in "
-                        f"{m.seconds[-1]:.3f} s ({n / m.seconds[-1]:,.0f} records/s), verified"
-                    )
             if opts.memory:
                 for m in measures:
-                    if m.error is None:
-                        try:
-                            _memory(engine, admin, m)
-                        except Exception as exc:
-                            m.error = f"(memory pass) {_brief(exc)}"
-                            _recover(engine)
+                    if m.error is None and not m.skipped:
+                        _attempt(_memory, engine, admin, m, "(memory pass) ")
                 say("  peak memory measured (tracemalloc, untimed pass)")
         finally:
             engine.dispose()
@@ -314,12 +342,13 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> dict[s
     if url.get_backend_name() == "sqlite" and any(x > 0 for x in latencies):
         notes.append("SQLite is embedded: there is no network to delay, so latency is ignored.")
         latencies = (0.0,)
-    if any(strategy_named(n).sampled for n in options.strategies) and options.sample < options.lines:
-        sampled = ", ".join(n for n in options.strategies if strategy_named(n).sampled)
-        notes.append(
-            f"{sampled} ran on the first {options.sample:,} lines only (it is slow); "
-            "its records/s are from that sample."
-        )
+    for name in options.strategies:
+        n = options.sample * strategy_named(name).sample
+        if n and n < options.lines:
+            notes.append(
+                f"{name} ran on the first {n:,} lines only (it is slow per line); "
+                "its records/s are from that sample."
+            )
     tables = BenchTables.build(options.prefix)
     try:
         say(f"setting up {redact_url(url)}: {options.products:,} products, {options.lines:,} lines")
@@ -340,7 +369,7 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> dict[s
         admin.dispose()
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
-    ok = all(r["verified"] for run in runs for r in run["strategies"])
+    ok = all(r["verified"] or r["skipped"] for run in runs for r in run["strategies"])
     return {
         "batchline_bench": 1,
         "command": None,  # the CLI fills in the command line it ran

@@ -1,7 +1,7 @@
 """How bench results are shown: a rich table per latency, the JSON document, a plot.
 
-Ratios are the point (absolute figures move ±10–15% from run to run on a shared machine),
-so the table puts "× sequential" and "× floor" next to records/s, and says how the figures
+Ratios are the point (absolute figures move 10-15% from run to run on a shared machine),
+so the table puts "x sequential" and "x floor" next to records/s, and says how the figures
 were made: database, round trip, lines, repeats, machine, date.
 """
 
@@ -15,7 +15,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["render", "write_json", "write_plot"]
+from ._harness import MEMORY_SAMPLE
+
+__all__ = ["render", "run_title", "table", "to_markdown", "write_json", "write_plot"]
 
 
 def _rate(x: float | None) -> str:
@@ -25,7 +27,9 @@ def _rate(x: float | None) -> str:
 def _ratio(x: float | None) -> str:
     if x is None:
         return "—"
-    return f"{x:,.0f}×" if x >= 100 else f"{x:,.2f}×" if x < 10 else f"{x:,.1f}×"
+    if x >= 100:
+        return f"{x:,.0f}x"
+    return f"{x:.1f}x" if x >= 10 else f"{x:.2f}x" if x >= 0.1 else f"{x:.3f}x"
 
 
 def _mib(x: int | None) -> str:
@@ -54,14 +58,14 @@ def table(report: dict[str, Any], run: dict[str, Any]) -> Table:
     t.add_column("strategy")
     t.add_column("lines", justify="right")
     t.add_column("records/s", justify="right")
-    t.add_column("min–max", justify="right")
-    t.add_column("× sequential", justify="right")
-    t.add_column("× floor", justify="right")
+    t.add_column("min-max", justify="right")
+    t.add_column("x sequential", justify="right")
+    t.add_column("x floor", justify="right")
     t.add_column("peak MiB", justify="right")
     t.add_column("state", justify="center")
     for r in run["strategies"]:
-        spread = f"{_rate(r['records_per_second_min'])}–{_rate(r['records_per_second_max'])}"
-        state = "ok" if r["verified"] else "[red]FAILED[/red]"
+        spread = f"{_rate(r['records_per_second_min'])}-{_rate(r['records_per_second_max'])}"
+        state = "ok" if r["verified"] else "skipped" if r["skipped"] else "[red]FAILED[/red]"
         lines = f"{r['records']:,}" + ("*" if r["sampled"] else "")
         t.add_row(
             r["name"],
@@ -85,11 +89,17 @@ def render(report: dict[str, Any], console: Console) -> None:
         console.print(table(report, run))
     for note in report["notes"]:
         console.print(f"* {note}" if "first" in note else f"note: {note}")
-    console.print("peak MiB: Python heap peak during one untimed run (tracemalloc).")
+    if any(r["peak_memory_bytes"] is not None for run in report["runs"] for r in run["strategies"]):
+        console.print(
+            "peak MiB: Python heap peak during one untimed run (tracemalloc; the * strategies "
+            f"on their first {MEMORY_SAMPLE} lines)."
+        )
     for run in report["runs"]:
         for r in run["strategies"]:
             if r["error"]:
                 console.print(f"[red]{r['name']} failed:[/red] {r['error']}", markup=True)
+            elif r["skipped"]:
+                console.print(f"{r['name']} skipped: {r['skipped']}", markup=False)
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> None:
@@ -97,7 +107,7 @@ def write_json(report: dict[str, Any], path: str | Path) -> None:
 
 
 def write_plot(report: dict[str, Any], path: str | Path) -> None:
-    """records/s (log scale) against the measured round trip, one line per strategy."""
+    """records/s (log scale) against the added latency, one line per strategy."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,7 +116,8 @@ def write_plot(report: dict[str, Any], path: str | Path) -> None:
     runs: Sequence[dict[str, Any]] = report["runs"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     names = [r["name"] for r in runs[0]["strategies"]]
-    xs = [run["rtt_ms"] if run["rtt_ms"] is not None else 0.0 for run in runs]
+    # x is the latency asked for: the measured round trip moves with the machine's load
+    xs = [run["latency_ms"] for run in runs]
     for name in names:
         ys = []
         for run in runs:
@@ -114,7 +125,14 @@ def write_plot(report: dict[str, Any], path: str | Path) -> None:
             ys.append(row["records_per_second"] or float("nan"))
         ax.plot(xs, ys, marker="o", label=name)
     ax.set_yscale("log")
-    ax.set_xlabel("SELECT 1 round trip (ms)")
+    ax.set_xticks(xs)
+    ax.set_xticklabels(
+        [
+            f"{x:g}" + (f"\n(RTT {run['rtt_ms']:.2f})" if run["rtt_ms"] is not None else "")
+            for x, run in zip(xs, runs)
+        ]
+    )
+    ax.set_xlabel("latency added each way, ms (measured SELECT 1 round trip, ms)")
     ax.set_ylabel("records/s (median)")
     m = report["machine"]
     ax.set_title(f"batchline bench: {m['database']} {m['server_version']}, {m['date'][:10]}")
@@ -123,3 +141,31 @@ def write_plot(report: dict[str, Any], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown tables (for a README), one per latency, with its command."""
+    out = []
+    if report.get("command"):
+        out.append(f"`{report['command']}`\n")
+    m = report["machine"]
+    out.append(f"Machine: {m['cpu_count']} x {m['cpu']}, {m['platform']}, Python {m['python']}.\n")
+    for run in report["runs"]:
+        out.append(f"{run_title(report, run)}\n")
+        out.append(
+            "| strategy | lines | records/s (median) | min-max | x sequential | x floor "
+            "| peak MiB |"
+        )
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        for r in run["strategies"]:
+            lines = f"{r['records']:,}" + ("*" if r["sampled"] else "")
+            spread = f"{_rate(r['records_per_second_min'])}-{_rate(r['records_per_second_max'])}"
+            state = "" if r["verified"] else " (skipped)" if r["skipped"] else " (FAILED)"
+            out.append(
+                f"| {r['name']}{state} | {lines} | {_rate(r['records_per_second'])} | {spread} | "
+                f"{_ratio(r.get('vs_sequential'))} | {_ratio(r.get('vs_floor'))} | "
+                f"{_mib(r['peak_memory_bytes'])} |"
+            )
+        out.append("")
+    out.extend(f"- {note}" for note in report["notes"])
+    return "\n".join(out) + "\n"

@@ -1,8 +1,8 @@
-"""The bench's tables and workload: the invoice lines every strategy loads, and what they must leave.
+"""The bench's tables and workload: the lines every strategy loads, and what they must leave.
 
 Why a separate schema: the bench runs against whatever ``--db`` names, so its tables carry a
 prefix (``bench_catalog``, ``bench_transactions``, ``bench_inventory``) and never touch a
-user's ``catalog``. The columns and CHECKs are those of :func:`batchline._invoices.invoice_metadata`.
+user's ``catalog``. Columns and CHECKs are those of ``batchline._invoices.invoice_metadata``.
 
 The expected state is computed in Python from the lines, so each strategy is checked against
 the truth, not against another strategy.
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from .._invoices import Product, make_catalog, make_lines
 
-__all__ = ["BenchTables", "Workload", "make_workload"]
+__all__ = ["TX_COLUMNS", "BenchTables", "Row", "Workload", "expected_rows", "make_workload"]
 
 #: A transactions row as the strategies write it: (invoice_id, line_no, item_id, quantity,
 #: unit_cost as a 2-place decimal string).
