@@ -54,13 +54,14 @@ def aggregate(write: Write, index: int, items: Sequence[Item], resolve: Resolve)
             for idx, row in item.ops:
                 if idx != index:
                     continue
-                if refs:
-                    row = _resolved(row, resolve)
                 cols = tuple(row)
                 bucket = groups.get(cols)
                 if bucket is None:
                     bucket = groups[cols] = []
-                bucket.append(tuple(row.values()))
+                if refs:
+                    bucket.append(tuple(resolve(v) if type(v) is Ref else v for v in row.values()))
+                else:
+                    bucket.append(tuple(row.values()))
         return list(groups.items())
 
     keys: tuple[str, ...] = write.key_columns
