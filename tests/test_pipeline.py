@@ -385,3 +385,19 @@ def test_job_status_covers_every_run_of_the_job(sqlite_url: str) -> None:
     )
     assert scalar(engine, "SELECT COUNT(*) FROM transactions") == 499
     engine.dispose()
+
+
+def test_restart_starts_the_job_over_without_its_old_dead_letters(sqlite_url: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    shop_metadata().create_all(engine)
+    pipeline, _, map_line = design_sample(sqlite_url, chunk_size=50)
+    pipeline.run(invoice_lines(100, bad={10, 20}), map_line, job="again")
+    assert dead_positions(engine, "again") == [10, 20]
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM transactions"))
+        conn.execute(sa.text("DELETE FROM inventory"))
+    redo = pipeline.run(invoice_lines(100, bad={30}), map_line, job="again", restart=True)
+    assert redo.status == "partial_success" and redo.resumed_from == 0
+    assert dead_positions(engine, "again") == [30]
+    assert scalar(engine, "SELECT COUNT(*) FROM transactions") == 99
+    engine.dispose()

@@ -234,7 +234,10 @@ class StateStore:
         now = now_iso()
         q = self._q
         if reset:
+            # Starting over: the old attempt's dead letters would otherwise sit beside the new
+            # attempt's (the ledger is kept: it guards against re-applying across runs).
             ex.execute(f"DELETE FROM {self.jobs} WHERE {q('name')} = {self._p}", [name])  # noqa: S608
+            ex.execute(f"DELETE FROM {self.dead} WHERE {q('job')} = {self._p}", [name])  # noqa: S608
         cols = [
             "name",
             "fingerprint",
