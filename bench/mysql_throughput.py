@@ -276,7 +276,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args()
 
-    report: dict[str, Any] = {"server": redact_url(args.url)}
+    report: dict[str, Any] = {"server": redact_url(args.url), "load_before": os.getloadavg()[0]}
     engine = sa.create_engine(args.url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
         report["version"] = conn.exec_driver_sql("SELECT VERSION()").scalar()
@@ -294,11 +294,15 @@ def main() -> None:
     if args.load_data:
         with scratch_database(args.url, "load") as url:
             report["load_data"] = measure_load_data(url, args.records, (500, 5000))
+    report["load_after"] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return
     seq, bat = report["sequential"], report["batchline"]
-    print(f"server: {report['server']} ({report['version']})")
+    print(
+        f"server: {report['server']} ({report['version']}); machine load average "
+        f"{report['load_before']:.1f} before, {report['load_after']:.1f} after"
+    )
     print(
         f"one record at a time: {seq['records_per_second']:>10,.0f} records/s "
         f"({seq['records']:,} records in {seq['seconds']:.1f} s)"

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 import batchline as bl
 from batchline._database import Session
-from batchline._dialects import ErrorKind
+from batchline._dialects import ErrorKind, TableInfo
 from batchline._dialects._mysql import MySQLDialect, parse_server
 from batchline.testing import capture_statements
 
@@ -469,13 +469,22 @@ def test_inserts_are_split_to_fit_max_allowed_packet(mysql_engine: sa.Engine) ->
     assert _rows(mysql_engine, "SELECT COUNT(*), SUM(LENGTH(body)) FROM big") == [(200, 200_000)]
 
 
-def test_the_row_alias_form_is_used_on_mysql_8() -> None:
-    # No MySQL 8 server here: check the statement that server would get.
+def test_the_row_alias_form_is_used_on_mysql_8(mysql_engine: sa.Engine) -> None:
+    # No MySQL 8 server here: check what that server would be sent, and when.
     assert parse_server("8.0.36", 1 << 24, False).row_alias
     assert not parse_server("8.0.18", 1 << 24, False).row_alias
     assert not parse_server("10.11.6-MariaDB-0+deb12u1", 1 << 24, False).row_alias
     assert parse_server("10.11.6-MariaDB-0+deb12u1", 1 << 24, False).returning
     assert not parse_server("10.4.2-MariaDB", 1 << 24, False).returning
+    dialect = MySQLDialect(mysql_engine)
+    session = Session(mysql_engine, dialect)
+    try:
+        server = dialect.server(session)
+        server.mariadb, server.version = False, (8, 0, 36)
+        clause = dialect._on_duplicate(session, TableInfo("inv", "inv"), [("qty", "{old} + {new}")])
+    finally:
+        session.close()
+    assert clause == " AS batchline_new ON DUPLICATE KEY UPDATE qty = inv.qty + batchline_new.qty"
 
 
 # -- lookups --------------------------------------------------------------------------------
@@ -551,6 +560,37 @@ def test_lookup_creation_fails_bad_rows_instead_of_ignoring_them(
         ("OK-1",),
         ("OK-2",),
     ]
+
+
+def test_a_lookup_sees_a_row_another_worker_committed_mid_transaction(
+    mysql_url: str, mysql_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without RETURNING the flusher selects after the no-op insert; under REPEATABLE READ
+    # that select would read the snapshot of the chunk's first read and miss the row.
+    _catalog(mysql_engine)
+    monkeypatch.setattr("batchline._dialects._mysql._Server.returning", property(lambda s: False))
+    dialect = MySQLDialect(mysql_engine)
+    with mysql_engine.connect() as conn:
+        table = dialect.reflect(conn, "catalog")
+    session = Session(mysql_engine, dialect)
+    other = _connect(mysql_url)
+    try:
+        session.begin()
+        assert dialect.lookup_select(session, table, ["sku"], "id", [("K-1",)]) == []
+        with other.cursor() as cur:
+            cur.execute("INSERT INTO catalog (id, sku, name) VALUES (42, 'K-1', 'theirs')")
+        other.commit()
+        created = dialect.lookup_insert(
+            session, table, ["sku"], ["sku", "name"], "id", [("K-1", "ours")]
+        )
+        found = dialect.lookup_select(session, table, ["sku"], "id", [("K-1",)])
+        session.commit()
+    finally:
+        other.close()
+        session.close()
+    assert created is None
+    assert found == [("K-1", 42)]
+    assert _rows(mysql_engine, "SELECT id, name FROM catalog WHERE sku = 'K-1'") == [(42, "theirs")]
 
 
 # -- the guarantees, end to end ---------------------------------------------------------------

@@ -4,10 +4,13 @@ What each write becomes:
 
 - ``Insert``: ``INSERT … VALUES (…), (…)``, as many rows per statement as fit in half of the
   server's ``max_allowed_packet`` (read once per connection; row sizes are estimated from
-  the values, conservatively). ``LOAD DATA LOCAL INFILE`` was measured and is not used: it
-  turns errors into warnings (duplicate keys are skipped, bad values truncated), which
-  would break the failure contract, and it won only a little at chunk sizes batchline uses
-  (see ``bench/mysql_throughput.py --load-data``).
+  the values, conservatively). ``LOAD DATA LOCAL INFILE`` was measured and is not used:
+  for the insert statement alone it was 1.2x faster at 500-row chunks and 1.4-1.6x at
+  5,000 (``bench/mysql_throughput.py --load-data``), a few percent of a whole flush; but
+  with LOCAL the server turns errors into warnings (duplicate keys skipped, bad values
+  truncated), which breaks the failure contract unless every load is checked for warnings
+  and redone as INSERTs, and the client must enable ``local_infile``, which lets the
+  server ask for any file the client can read.
 - ``Upsert`` and ``Increment(create=True)``: ``INSERT … ON DUPLICATE KEY UPDATE``, with the
   row alias (``VALUES … AS new … c = new.c``) on MySQL 8.0.19+ and ``VALUES(c)`` on MariaDB
   and older MySQL. ON DUPLICATE KEY UPDATE fires on a collision with *any* unique key of
@@ -29,10 +32,11 @@ What each write becomes:
 
 Connections: batchline's session runs with autocommit off and ``READ COMMITTED`` isolation
 (as PostgreSQL's default), both restored when the connection goes back to the pool. With
-InnoDB's default ``REPEATABLE READ`` a lookup would read from a snapshot and miss a row
-another worker has just created, and its locking reads would take gap locks that make
-concurrent workers deadlock. Transactions start implicitly with the chunk's first
-statement (its lookup SELECT included), so ``begin`` sends nothing.
+InnoDB's default ``REPEATABLE READ`` the select after an ON DUPLICATE KEY no-op would read
+the transaction's snapshot and miss the row another worker has just committed (a locking
+read would see it, but take gap locks that make concurrent workers deadlock).
+Transactions start implicitly with the chunk's first statement (its lookup SELECT
+included), so ``begin`` sends nothing.
 
 Strict SQL mode is required and checked when batchline takes a connection: without
 ``STRICT_TRANS_TABLES``/``STRICT_ALL_TABLES`` a too-long or out-of-range value is truncated
@@ -207,7 +211,7 @@ class MySQLDialect(Dialect):
     def __init__(self, engine: sa.Engine) -> None:
         super().__init__(engine)
         self._servers: weakref.WeakKeyDictionary[Any, _Server] = weakref.WeakKeyDictionary()
-        #: Table SQL → the column sets of its primary key and unique indexes (from reflect).
+        #: Table SQL → the (lower-cased) column sets of its primary key and unique indexes.
         self._unique: dict[str, list[frozenset[str]]] = {}
 
     # -- reflection -----------------------------------------------------------------------------
@@ -230,18 +234,18 @@ class MySQLDialect(Dialect):
         sets: list[frozenset[str]] = []
         pk = insp.get_pk_constraint(table, schema=schema or None).get("constrained_columns")
         if pk:
-            sets.append(frozenset(pk))
+            sets.append(frozenset(c.lower() for c in pk))
         for ix in insp.get_indexes(table, schema=schema or None):
-            cols = ix.get("column_names") or []
-            if ix.get("unique") and cols and all(cols):
-                sets.append(frozenset(c for c in cols if c))
+            cols = [c for c in ix.get("column_names") or [] if c]
+            if ix.get("unique") and cols and len(cols) == len(ix.get("column_names") or []):
+                sets.append(frozenset(c.lower() for c in cols))  # expression indexes: no
         self._unique[info.sql] = sets
         return info
 
     def _require_unique(self, t: TableInfo, key: Sequence[str], what: str) -> None:
         """Refuse a key without a unique index: ON DUPLICATE KEY would insert duplicates."""
         sets = self._unique.get(t.sql)
-        if sets is None or frozenset(key) in sets:
+        if sets is None or frozenset(c.lower() for c in key) in sets:  # names ignore case
             return
         raise ConfigError(
             f"{what} {t.name} on key ({', '.join(key)}) needs a PRIMARY KEY or UNIQUE index on "
@@ -305,14 +309,13 @@ class MySQLDialect(Dialect):
 
     # -- error classification -------------------------------------------------------------------
     def classify(self, exc: BaseException) -> Classified:
-        import pymysql
-
         if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
             return self.classify(exc.orig)  # e.g. a reconnect that failed inside the pool
         name = type(exc).__name__
         msg = self.first_line(exc)
+        driver = _is_driver_error(exc)
         number = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        if number is not None and isinstance(exc, Exception) and _is_driver_error(exc):
+        if driver and number is not None:
             code = str(number)
             if len(exc.args) > 1:
                 msg = f"({number}) {self.first_line(Exception(exc.args[1]))}"
@@ -320,12 +323,12 @@ class MySQLDialect(Dialect):
                 return Classified(ErrorKind.TRANSIENT, name, msg, code)
             if number in _DATA:
                 return Classified(ErrorKind.DATA, name, msg, code)
-            if number == 0 and isinstance(exc, pymysql.err.InterfaceError):
+            if number == 0 and name == "InterfaceError":  # PyMySQL: the connection is closed
                 return Classified(ErrorKind.TRANSIENT, name, "connection closed", code)
             return Classified(ErrorKind.FATAL, name, msg, code)
-        if isinstance(exc, (pymysql.err.InterfaceError, pymysql.err.OperationalError)):
-            return Classified(ErrorKind.TRANSIENT, name, msg, None)
-        if isinstance(exc, pymysql.err.ProgrammingError) and "can not be used" in msg:
+        if driver and name in ("InterfaceError", "OperationalError"):
+            return Classified(ErrorKind.TRANSIENT, name, msg, None)  # no number: the link
+        if driver and name == "ProgrammingError" and "can not be used" in msg:
             return Classified(ErrorKind.DATA, name, msg, None)  # NaN, infinity: a record's value
         if isinstance(exc, (ConnectionError, TimeoutError)):
             return Classified(ErrorKind.TRANSIENT, name, msg, None)
@@ -354,9 +357,7 @@ class MySQLDialect(Dialect):
         budget = (self.server(ex).statement_budget - fixed) // max(1, copies)
         start, size = 0, 0
         for i, row in enumerate(rows):
-            row_size = per_row
-            for value in row:
-                row_size += _literal_size(value)
+            row_size = per_row + sum(map(_literal_size, row))
             if size + row_size > budget and i > start:
                 yield rows[start:i]
                 start, size = i, 0
