@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 import batchline as bl
-from batchline.dask import DistributedResult, load_files, run_partitions
+from batchline.dask import DistributedResult, _records, _run_records, load_files, run_partitions
 
 distributed = pytest.importorskip("distributed")
 
@@ -27,6 +29,7 @@ pytestmark = [pytest.mark.postgres]
 FILES = 4
 ROWS = 400  # per file
 KEYS = 5  # hot keys every record increments
+WAIT = 120  # seconds: a hung cluster fails the test instead of blocking the run
 
 
 # -- map functions (module level, so workers can import them) --------------------------------------
@@ -66,6 +69,16 @@ class KillWorkerOnce:
         _emit(record, out, "")
 
 
+def slow_insert(record: dict[str, Any], out: bl.Out) -> None:
+    time.sleep(0.002)
+    out.insert("slow", record)
+
+
+def slower_insert(record: dict[str, Any], out: bl.Out) -> None:
+    time.sleep(0.05)
+    out.insert("slow", record)
+
+
 def hot_increments(record: dict[str, Any], out: bl.Out) -> None:
     """Every record adds to every hot key, in an order that differs from record to record."""
     n = int(record["n"])
@@ -80,7 +93,11 @@ def hot_increments(record: dict[str, Any], out: bl.Out) -> None:
 def cluster_client() -> Iterator[Any]:
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            # ":0": a free port for the scheduler's HTTP server (8787 may be taken: a warning)
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -170,7 +187,12 @@ def test_files_loaded_by_two_workers_equal_a_single_process_load(
     )
 
     result = run_partitions(
-        pipeline, str(tmp_path / "data" / "*.csv"), LinesAndTotals("d_"), job="dist", client=client
+        pipeline,
+        str(tmp_path / "data" / "*.csv"),
+        LinesAndTotals("d_"),
+        job="dist",
+        client=client,
+        timeout=WAIT,
     )
 
     single = bl.Pipeline(
@@ -213,6 +235,7 @@ def test_a_worker_killed_mid_partition_is_retried_and_every_record_lands_once(
         KillWorkerOnce(str(marker), kill_at),
         job="kill",
         client=client,
+        timeout=WAIT,
     )
 
     assert marker.exists(), "the worker was never killed"
@@ -235,15 +258,15 @@ def test_hot_key_increments_from_all_workers_at_once_total_exactly(
 
     with pg.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE hot (k int PRIMARY KEY, total bigint, hits bigint)")
-    records = [{"n": n} for n in range(4000)]
+    records = [{"n": n} for n in range(2000)]
     bag = dask.bag.from_sequence(records, npartitions=4)
-    pipeline = bl.Pipeline(
+    pipeline = bl.Pipeline(  # 20 chunks per partition, each adding to every hot key
         postgres_url,
         writes=[bl.Increment("hot", key="k", columns=["total", "hits"])],
-        chunk_size=20,
+        chunk_size=25,
     )
 
-    result = run_partitions(pipeline, bag, hot_increments, job="hot", client=client)
+    result = run_partitions(pipeline, bag, hot_increments, job="hot", client=client, timeout=WAIT)
 
     assert result.status == "success", result.to_dict()
     assert result.items_processed == len(records)
@@ -268,7 +291,11 @@ def test_dataframe_partitions_load_with_missing_values_as_null(
     pipeline = bl.Pipeline(postgres_url, writes=[bl.Upsert("priced", key="id")])
 
     result = run_partitions(
-        pipeline, dask.dataframe.from_pandas(frame, npartitions=3), job="frame", client=client
+        pipeline,
+        dask.dataframe.from_pandas(frame, npartitions=3),
+        job="frame",
+        client=client,
+        timeout=WAIT,
     )
 
     assert result.status == "success", result.to_dict()
@@ -284,8 +311,12 @@ def test_load_files_creates_the_table_and_a_second_run_loads_nothing_twice(
     count, total, _ = _expected(paths)
     pattern = str(tmp_path / "data" / "*.csv")
 
-    first = load_files(pattern, db=postgres_url, table="loaded", client=client, chunk_size=100)
-    again = load_files(pattern, db=postgres_url, table="loaded", client=client, chunk_size=100)
+    first = load_files(
+        pattern, db=postgres_url, table="loaded", client=client, timeout=WAIT, chunk_size=100
+    )
+    again = load_files(
+        pattern, db=postgres_url, table="loaded", client=client, timeout=WAIT, chunk_size=100
+    )
 
     assert first.status == "success", first.to_dict()
     assert first.items_processed == count
@@ -304,17 +335,81 @@ def test_a_resume_on_changed_files_is_refused_at_the_caller(
         postgres_url,
         writes=[bl.Insert("lines"), bl.Increment("totals", key="sku", columns=["qty", "n"])],
     )
-    run_partitions(pipeline, [str(p) for p in paths], LinesAndTotals(""), job="j", client=client)
+    run_partitions(
+        pipeline, [str(p) for p in paths], LinesAndTotals(""), job="j", client=client, timeout=WAIT
+    )
     with paths[1].open("a") as fh:
         fh.write("99999,SKU-0,1\n")
 
     with pytest.raises(bl.ResumeMismatch) as info:
         run_partitions(
-            pipeline, [str(p) for p in paths], LinesAndTotals(""), job="j", client=client
+            pipeline,
+            [str(p) for p in paths],
+            LinesAndTotals(""),
+            job="j",
+            client=client,
+            timeout=WAIT,
         )
 
     assert info.value.job == "j/00001"
     assert _rows(pg, "SELECT count(*) FROM lines") == [(FILES * ROWS,)]
+
+
+def test_a_timed_out_run_raises_and_running_it_again_completes_it(
+    client: Any, postgres_url: str, pg: sa.Engine
+) -> None:
+    with pg.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE slow (id bigint)")
+    pipeline = bl.Pipeline(postgres_url, writes=[bl.Insert("slow")], chunk_size=5)
+    parts = [[{"id": p * 100 + i} for i in range(20)] for p in range(2)]  # ~1 s each
+
+    with pytest.raises(TimeoutError, match="running them again resumes"):
+        run_partitions(pipeline, parts, slower_insert, job="late", client=client, timeout=0.2)
+    again = run_partitions(pipeline, parts, slower_insert, job="late", client=client, timeout=WAIT)
+
+    assert again.status == "success"
+    assert _rows(pg, "SELECT count(*), count(DISTINCT id) FROM slow") == [(40, 40)]
+
+
+def test_a_dataframe_partition_becomes_records_with_none_for_missing_values() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"id": [1, 2], "price": [1.5, None], "sku": ["a", None]})
+
+    assert list(_records(frame)) == [
+        {"id": 1, "price": 1.5, "sku": "a"},
+        {"id": 2, "price": None, "sku": None},
+    ]
+
+
+def test_a_second_attempt_of_a_running_partition_waits_and_writes_nothing_twice(
+    postgres_url: str, pg: sa.Engine
+) -> None:
+    # What a worker the scheduler wrongly declared dead would do: the first attempt still
+    # runs while Dask starts a second one. The per-job lock makes the second wait, then find
+    # the job finished.
+    with pg.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE slow (id bigint)")
+    pipeline = bl.Pipeline(postgres_url, writes=[bl.Insert("slow")], chunk_size=20)
+    records = [{"id": i} for i in range(200)]
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(_run_records, pipeline, records, slow_insert, "dup/00000", None, None)
+        while not _committed(pg, "dup/00000") and not first.done():
+            time.sleep(0.01)
+        second = pool.submit(_run_records, pipeline, records, slow_insert, "dup/00000", None, None)
+        one, two = first.result(), second.result()
+
+    assert isinstance(one, bl.Result) and isinstance(two, bl.Result)
+    assert one.items_processed == 200
+    assert two.items_processed == 0 and two.message is not None  # "already finished"
+    assert _rows(pg, "SELECT count(*), count(DISTINCT id) FROM slow") == [(200, 200)]
+
+
+def _committed(engine: sa.Engine, job: str) -> bool:
+    try:
+        rows = _rows(engine, "SELECT position FROM batchline_jobs WHERE name = :j", j=job)
+    except sa.exc.ProgrammingError:  # the state tables are not there yet
+        return False
+    return bool(rows) and rows[0][0] > 0
 
 
 def test_a_pipeline_built_on_an_engine_is_refused_before_anything_is_sent(

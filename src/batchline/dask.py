@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import sqlalchemy as sa
 
@@ -40,6 +40,7 @@ from ._errors import BatchlineError, ConfigError, SourceError, TransientExhauste
 from ._pipeline import MapFunction, Pipeline
 from ._result import MAX_FAILED_ITEMS, Result, Status
 from ._sources import read_file
+from ._state import StateTables
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -167,6 +168,7 @@ def run_partitions(
     retries: int = 3,
     spec: Mapping[str, Any] | None = None,
     format: str | None = None,
+    timeout: float | None = None,
 ) -> DistributedResult:
     """Run ``pipeline`` over each partition on a Dask cluster, each as job ``<job>/<i:05d>``.
 
@@ -190,11 +192,14 @@ def run_partitions(
             died is rescheduled by the scheduler (``distributed.scheduler.allowed-failures``).
         spec: JSON-able description stored with every partition's job.
         format: the file format for file partitions (default: from each file's extension).
+        timeout: give up waiting after this many seconds (TimeoutError); the partitions not
+            yet started are cancelled, and the same call later resumes every partition.
 
     Raises:
         ConfigError, SourceError, ResumeMismatch, FatalDatabaseError: as :meth:`Pipeline.run`
             raises them, from the first partition that raised, once every partition has
             ended. These are not retried: a retry cannot fix them.
+        TimeoutError: ``timeout`` passed before every partition ended.
     """
     if not job or len(job) > _MAX_JOB:
         raise ConfigError(f"job must be a name of 1 to {_MAX_JOB} characters, got {job!r}")
@@ -202,6 +207,8 @@ def run_partitions(
         raise ConfigError(f"retries must be 0 or more, got {retries}")
     _check_picklable(pipeline, map, idempotency_key)
     kind, parts = _partitions(partitions)
+    if not parts:  # nothing to run: no cluster to start
+        return DistributedResult(job=job)
     spec_dict = dict(spec) if spec is not None else None
     with _connected(client, scheduler, workers) as dask_client:
         started = time.perf_counter()
@@ -218,7 +225,7 @@ def run_partitions(
             spec_dict,
             format,
         )
-        results, raised = _collect(futures, names)
+        results, raised = _collect(dask_client, futures, names, timeout)
         elapsed = time.perf_counter() - started
     if raised is not None:
         raise raised
@@ -306,7 +313,11 @@ def _connected(client: Client | None, scheduler: str | None, workers: int | None
         raise ConfigError(f"workers must be at least 1, got {workers}")
     with (
         LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+            # ":0": a free port for the scheduler's HTTP server, never a clash on 8787
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
         ) as cluster,
         Client(cluster) as local,  # type: ignore[no-untyped-call]
     ):
@@ -358,24 +369,42 @@ def _submit(
 
 
 def _collect(
-    futures: list[Future[Any]], names: list[str]
+    client: Client, futures: list[Future[Any]], names: list[str], timeout: float | None
 ) -> tuple[list[Result], BaseException | None]:
-    """Every partition's Result, once all have ended; the first deliberate error, if any."""
-    from distributed import wait
+    """Every partition's Result, once all have ended; the first deliberate error, if any.
 
-    wait(futures)  # type: ignore[no-untyped-call]
+    Each future is waited on through its own client (``distributed.wait`` would use the
+    process's default client, which need not be the one the caller passed).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
     results: list[Result] = []
     raised: BaseException | None = None
     for fut, name in zip(futures, names):
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            value = fut.result()
-        except Exception as exc:  # the task failed for good (retries spent, KilledWorker...)
+            value = fut.result(timeout=left)
+        except Exception as exc:
+            if not fut.done():  # type: ignore[no-untyped-call]
+                _give_up(client, futures, names, timeout)
+            # The task failed for good: retries spent, or its workers kept dying.
             value = Result(job=name, status="failed", error=f"{type(exc).__name__}: {exc}")
         if isinstance(value, _Raised):
             raised = raised or value.error
             value = Result(job=name, status="failed", error=str(value.error))
         results.append(value)
     return results, raised
+
+
+def _give_up(
+    client: Client, futures: list[Future[Any]], names: list[str], timeout: float | None
+) -> NoReturn:
+    pending = [n for f, n in zip(futures, names) if not f.done()]  # type: ignore[no-untyped-call]
+    client.cancel(futures)  # type: ignore[no-untyped-call]
+    shown = ", ".join(pending[:5]) + (", ..." if len(pending) > 5 else "")
+    raise TimeoutError(
+        f"{len(pending)} of {len(names)} partitions had not ended after {timeout} s ({shown}); "
+        "running them again resumes each from its checkpoint"
+    )
 
 
 # -- on the worker ------------------------------------------------------------------------------
@@ -425,7 +454,7 @@ def _guarded(pipeline: Pipeline, job: str, run: Callable[[Pipeline], Result]) ->
     # A copy: its own engine (made here, in this worker process), disposed of at the end.
     local = copy.copy(pipeline)
     try:
-        with _job_lock(local.engine, job):
+        with _job_lock(local.engine.url, local.state_tables, job):
             return run(local)
     except BatchlineError as exc:
         if isinstance(exc, TransientExhausted):
@@ -447,35 +476,43 @@ def _records(part: Any) -> Iterable[Mapping[str, Any]]:
 
 
 @contextlib.contextmanager
-def _job_lock(engine: sa.Engine, job: str) -> Iterator[None]:
+def _job_lock(url: sa.URL, state: StateTables, job: str) -> Iterator[None]:
     """Hold a database lock named after ``job`` while it runs, so attempts never overlap.
 
     A session-level lock on its own connection: it is released when the task ends or its
-    process dies (the server drops the connection). SQLite has no such lock and needs none:
-    its writers are serialized by the file lock, and a SQLite file is not shared by a cluster.
+    process dies (the server drops the connection). SQLite has no such lock: there, attempts
+    could overlap only if the scheduler declared a live local worker dead.
     """
-    backend = engine.dialect.name
+    backend = url.get_backend_name()
     if backend not in ("postgresql", "mysql", "mariadb"):
         yield
         return
-    digest = hashlib.sha256(f"batchline-job:{job}".encode()).digest()
-    with engine.connect() as conn:
+    # Its own connection, outside the pipeline's pool (a run disposes of that pool).
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with contextlib.ExitStack() as stack:
+        stack.callback(engine.dispose)
+        conn = stack.enter_context(engine.connect())
+        # The lock is the job row's: same job name, same state tables (schema and prefix).
+        where = "current_schema()" if backend == "postgresql" else "DATABASE()"
+        place = state.schema or conn.execute(sa.text(f"SELECT {where}")).scalar()
+        digest = hashlib.sha256(f"batchline-job:{place}:{state.prefix}:{job}".encode()).digest()
         if backend == "postgresql":
             lock_id = int.from_bytes(digest[:8], "big", signed=True)
-            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
-            conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
-                conn.commit()
+            take, release = "SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)"
+            params: dict[str, Any] = {"k": lock_id}
         else:
             name = "batchline:" + digest.hex()[:48]  # MySQL lock names: at most 64 characters
-            conn.execute(sa.text("SELECT GET_LOCK(:n, -1)"), {"n": name})
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+            take, release = "SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)"
+            params = {"k": name}
+        conn.execute(sa.text(take), params)  # waits while another attempt holds it
+        conn.commit()
+        try:
+            yield
+        finally:
+            # Closing the connection releases it too, should the statement fail.
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                conn.execute(sa.text(release), params)
+                conn.commit()
 
 
 # -- the command line's distributed load -------------------------------------------------------
@@ -495,6 +532,7 @@ def load_files(
     upsert_key: str | Sequence[str] | None = None,
     max_failures: int | float | None = None,
     retries: int = 3,
+    timeout: float | None = None,
 ) -> DistributedResult:
     """Load every file ``pattern`` names into ``table``, one file per Dask task.
 
@@ -511,7 +549,7 @@ def load_files(
         spec: the load spec as ``batchline load`` makes it (``_cli_load.make_spec``: ``format``,
             ``mode``, ``key``, ``columns``, ``chunk_size``, ``idempotency_key``, ``fallback``,
             and ``schema`` once known); default: a plain insert.
-        scheduler, workers, client, retries: as for :func:`run_partitions`.
+        scheduler, workers, client, retries, timeout: as for :func:`run_partitions`.
         job: the base job name; by default one derived from the table and the files, so the
             same command again resumes (or skips) instead of loading twice.
         chunk_size: records per flush (overrides ``spec["chunk_size"]``).
@@ -564,6 +602,7 @@ def load_files(
         retries=retries,
         spec=load,
         format=fmt,
+        timeout=timeout,
     )
 
 
