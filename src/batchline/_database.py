@@ -126,14 +126,27 @@ class Session(Executor):
     # checkpoint, COMMIT) into one round trip.
     def _pipeline_on(self) -> None:
         if self.dialect.pipelines and self._pipeline is None:
-            pipeline = self._connection().driver_connection.pipeline()
-            pipeline.__enter__()
-            self._pipeline = pipeline
+            manager = self._connection().driver_connection.pipeline()
+            self._pipeline = (manager, manager.__enter__())
 
     def _pipeline_off(self, exc: BaseException | None = None) -> None:
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:
-            pipeline.__exit__(type(exc) if exc else None, exc, None)
+            pipeline[0].__exit__(type(exc) if exc else None, exc, None)
+
+    def leave_pipeline(self, exc: BaseException | None = None) -> None:
+        """Stop pipelining (after an error: drop what the aborted pipeline still holds), so
+        the next statements, e.g. ``ROLLBACK TO SAVEPOINT``, run one by one."""
+        self._pipeline_off(exc)
+
+    def enter_pipeline(self) -> None:
+        """Pipeline again, inside the current transaction."""
+        self._pipeline_on()
+
+    def sync(self) -> None:
+        """Wait for every statement sent so far (raising its error); no-op unpipelined."""
+        if self._pipeline is not None:
+            self._pipeline[1].sync()
 
     def begin(self) -> None:
         self._connection()

@@ -61,6 +61,17 @@ class _Tally:
     failures: list[tuple[Item, Failure]] = field(default_factory=list)
     lookups: dict[Lookup, dict[tuple[Any, ...], Any]] = field(default_factory=dict)
 
+    def merge(self, other: _Tally) -> None:
+        """Add what a successful try (a whole chunk, or a part under a savepoint) did."""
+        self.processed.extend(other.processed)
+        self.duplicates.extend(other.duplicates)
+        self.failures.extend(other.failures)
+        for lookup, values in other.lookups.items():
+            self.lookups.setdefault(lookup, {}).update(values)
+
+    def reset(self) -> None:
+        self.processed, self.duplicates, self.failures, self.lookups = [], [], [], {}
+
 
 class Flusher:
     """Flushes chunks for one run. Lives on the flush thread; owns the run's session."""
@@ -95,38 +106,21 @@ class Flusher:
         self.isolation = isolation
         self.retry = retry
         self.result = result
-        self._carry: list[tuple[Item, Failure]] = []  # failures awaiting a transaction
         #: The job's transaction counter when this run began (it counts across resumes).
         self.transactions_base = 0
-        self._committed_end = 0
+        self._chunk = _Tally()  # what the chunk in flight has done so far
+        self._savepoints = False  # whether tries run under a savepoint (while isolating)
 
     # -- the entry point ----------------------------------------------------------------------
     def flush(self, items: Sequence[Item], end: int) -> None:
-        """Handle a chunk whose last record has position ``end``; each record lands or fails."""
-        good: list[Item] = []
-        for item in items:
-            if item.failure is not None:
-                self._carry.append((item, item.failure))
-            else:
-                good.append(item)
-        try:
-            self.commit(good, end)
-        except DataFailure as exc:
-            self.isolation.isolate(good, end, exc, self)
-        if self._carry or self._committed_end < end:
-            self.commit([], end)  # dead letters of the chunk's tail, and the checkpoint
+        """Handle a chunk whose last record has position ``end``: one transaction, committed
+        once, in which each record lands or becomes a dead letter.
 
-    def fail(self, item: Item, exc: DataFailure) -> None:
-        """Isolation found ``item`` bad on its own: it becomes a dead letter."""
-        self._carry.append((item, Failure(exc.stage, exc.error_class, exc.message)))
-
-    # -- one transaction, retried -------------------------------------------------------------
-    def commit(self, batch: Sequence[Item], end: int) -> None:
-        """Commit ``batch`` and the due dead letters, advancing the checkpoint to ``end``.
-
-        Raises DataFailure when a record's data is at fault (the caller isolates).
+        Transient failures retry the whole chunk; an ambiguous COMMIT (the connection died
+        after the server got it) is recognised by the job's transaction counter.
         """
-        due = [(it, f) for it, f in self._carry if it.position <= end]
+        pre = [(it, it.failure) for it in items if it.failure is not None]
+        good = [it for it in items if it.failure is None]
         pending: list[_Tally] = []
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -143,8 +137,6 @@ class Flusher:
         try:
             for attempt in self.retry.retrying(before_sleep):
                 with attempt:
-                    # The last attempt may have committed before the connection died (an
-                    # ambiguous COMMIT): the job's transaction counter tells.
                     if (
                         attempt.retry_state.attempt_number > 1
                         and pending
@@ -153,12 +145,118 @@ class Flusher:
                         log.warning("job %s: commit up to %d had landed", self.job, end)
                         break
                     pending[:] = [_Tally()]
-                    self._transaction(batch, due, end, pending[0])
+                    self._chunk_transaction(good, pre, end, pending[0])
         except TransientFailure as exc:
             raise TransientExhausted(
                 f"gave up after {self.retry.attempts} attempts: {exc}", code=exc.code, job=self.job
             ) from exc
-        self._apply(pending[0], due, end)
+        self._apply(pending[0], pre)
+
+    def _chunk_transaction(
+        self,
+        good: Sequence[Item],
+        pre: list[tuple[Item, Failure]],
+        end: int,
+        chunk: _Tally,
+    ) -> None:
+        session = self.session
+        self._chunk = chunk
+        self._savepoints = False
+        try:
+            session.begin()
+            try:
+                self.commit(good, end)
+                self._bookkeep(pre, chunk, end)
+                session.commit()  # pipelined writes may only report a bad row here
+                return
+            except DataFailure as exc:
+                bad = exc
+            except Exception as exc:
+                try:
+                    self._raise_classified(exc, "commit")
+                except DataFailure as exc2:
+                    bad = exc2
+            # A record is bad. Start the chunk again and find it, each try under a
+            # savepoint, so the whole chunk still commits once (no fsync per try).
+            session.rollback()
+            chunk.reset()
+            session.begin()
+            self._savepoints = True
+            self.isolation.isolate(good, end, bad, self)
+            self._bookkeep(pre, chunk, end)
+            session.commit()
+        except (FatalDatabaseError, TransientFailure):
+            session.rollback()
+            raise
+        except DataFailure as exc:  # after isolation: our bug, not the records'
+            session.rollback()
+            raise FatalDatabaseError(f"bookkeeping: {exc}", code=exc.code, job=self.job) from exc
+        except Exception as exc:
+            session.rollback()
+            self._raise_classified(exc, "commit")
+        finally:
+            self._savepoints = False
+
+    def _bookkeep(self, pre: list[tuple[Item, Failure]], chunk: _Tally, end: int) -> None:
+        """Dead letters, replayed letters and the checkpoint, in the chunk's transaction."""
+        failures = sorted([*pre, *chunk.failures], key=lambda f: f[0].position)
+        self._write_dead_letters(failures, [*chunk.processed, *chunk.duplicates])
+        self.state.advance(
+            self.session,
+            self.job,
+            end,
+            len(chunk.processed),
+            len(failures),
+            len(chunk.duplicates),
+        )
+
+    # -- the Committer interface the isolation policies drive ----------------------------------
+    def commit(self, batch: Sequence[Item], end: int) -> None:
+        """Apply ``batch`` inside the chunk's transaction (under a savepoint while isolating).
+
+        Raises DataFailure, with the batch's writes undone, when a record's data is at fault.
+        """
+        session = self.session
+        tally = _Tally()
+        savepoint = self._savepoints
+        where = "savepoint"
+        try:
+            if savepoint:
+                session.execute("SAVEPOINT batchline_try")
+            live = list(batch)
+            where = "idempotency ledger"
+            live = self._drop_duplicates(live, tally)
+            where = "lookup"
+            resolved, live = self._resolve(live, tally)
+            for index, write in enumerate(self.writes):
+                where = write.describe()
+                self._apply_write(index, write, live, resolved)
+            where = "idempotency ledger"
+            tally.processed = live
+            keys = [it.key for it in live if it.key is not None]
+            self.state.ledger_add(session, self.namespace, self.job, keys)
+            if savepoint:
+                where = "savepoint"
+                session.execute("RELEASE SAVEPOINT batchline_try")
+                session.sync()
+        except Exception as exc:
+            c: Classified = self.dialect.classify(exc)
+            if c.kind is not ErrorKind.DATA:
+                self._raise_classified(exc, where)
+            if savepoint:
+                try:
+                    session.leave_pipeline(exc)
+                    session.execute("ROLLBACK TO SAVEPOINT batchline_try")
+                    session.execute("RELEASE SAVEPOINT batchline_try")
+                    session.enter_pipeline()
+                except Exception as exc2:
+                    self._raise_classified(exc2, "savepoint")
+            self._raise_classified(exc, where)
+        self._chunk.merge(tally)
+
+    def fail(self, item: Item, exc: DataFailure) -> None:
+        """Isolation found ``item`` bad on its own: it becomes a dead letter."""
+        self._chunk.failures.append((item, Failure(exc.stage, exc.error_class, exc.message)))
 
     def _expected_transactions(self) -> int:
         return self.transactions_base + self.result.chunks_committed + 1
@@ -170,14 +268,13 @@ class Flusher:
             self._raise_classified(exc, "reading the checkpoint")
             raise  # pragma: no cover - _raise_classified always raises
 
-    def _apply(self, tally: _Tally, due: list[tuple[Item, Failure]], end: int) -> None:
+    def _apply(self, tally: _Tally, pre: list[tuple[Item, Failure]]) -> None:
         res = self.result
         res.chunks_committed += 1
         res.items_processed += len(tally.processed)
         res.duplicates_skipped += len(tally.duplicates)
-        written = {id(it) for it, _ in due}
-        self._carry = [(it, f) for it, f in self._carry if id(it) not in written]
-        for item, failure in [*due, *tally.failures]:
+        failures = sorted([*pre, *tally.failures], key=lambda f: f[0].position)
+        for item, failure in failures:
             res.items_failed += 1
             res.add_failure(
                 FailedItem(
@@ -192,14 +289,13 @@ class Flusher:
                 failure.stage,
                 failure.message,
             )
-        res.records_seen += (
-            len(tally.processed) + len(tally.duplicates) + len(due) + len(tally.failures)
-        )
+        res.records_seen += len(tally.processed) + len(tally.duplicates) + len(failures)
         for lookup, values in tally.lookups.items():
             self.caches[lookup].update(values)
-        self._committed_end = max(self._committed_end, end)
 
     def _raise_classified(self, exc: BaseException, where: str) -> None:
+        if isinstance(exc, (DataFailure, FatalDatabaseError, TransientFailure)):
+            raise exc
         c: Classified = self.dialect.classify(exc)
         message = f"{where}: {c.message}" if where else c.message
         if c.kind is ErrorKind.TRANSIENT:
@@ -215,43 +311,6 @@ class Flusher:
         raise FatalDatabaseError(
             f"{message} (stopping: this is not the records' fault)", code=c.code, job=self.job
         ) from exc
-
-    def _transaction(
-        self, batch: Sequence[Item], due: list[tuple[Item, Failure]], end: int, tally: _Tally
-    ) -> None:
-        session = self.session
-        where = "begin"
-        try:
-            session.begin()
-            live = list(batch)
-            where = "idempotency ledger"
-            live = self._drop_duplicates(live, tally)
-            where = "lookup"
-            resolved, live = self._resolve(live, tally)
-            for index, write in enumerate(self.writes):
-                where = write.describe()
-                self._apply_write(index, write, live, resolved)
-            where = "bookkeeping"
-            tally.processed = live
-            keys = [it.key for it in live if it.key is not None]
-            self.state.ledger_add(session, self.namespace, self.job, keys)
-            self._write_dead_letters([*due, *tally.failures], [*live, *tally.duplicates])
-            self.state.advance(
-                session,
-                self.job,
-                end,
-                len(live),
-                len(due) + len(tally.failures),
-                len(tally.duplicates),
-            )
-            where = "commit"
-            session.commit()
-        except (DataFailure, FatalDatabaseError, TransientFailure):
-            session.rollback()
-            raise
-        except Exception as exc:
-            session.rollback()
-            self._raise_classified(exc, where)
 
     # -- the steps ------------------------------------------------------------------------------
     def _drop_duplicates(self, live: list[Item], tally: _Tally) -> list[Item]:

@@ -1,10 +1,11 @@
 """What to do when a batch fails because of its data: find the bad records, keep the rest.
 
 Each policy is a small object with one method. They drive a ``Committer`` (the flusher):
-``commit(batch, end)`` tries one transaction and raises :class:`DataFailure` when a record
-is at fault; ``fail(item, exc)`` turns a record found bad on its own into a dead letter.
-Batches are always tried left to right, so when two records conflict the earlier one wins,
-as it would applying them one at a time.
+``commit(batch, end)`` applies a part of the chunk under a savepoint of the chunk's one
+transaction and raises :class:`DataFailure` (with that part undone) when a record is at
+fault; ``fail(item, exc)`` turns a record found bad on its own into a dead letter. Parts
+are always tried left to right, so when two records conflict the earlier one wins, as it
+would applying them one at a time. The chunk still commits once, with its checkpoint.
 """
 
 from __future__ import annotations

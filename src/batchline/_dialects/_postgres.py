@@ -40,6 +40,17 @@ class PostgresDialect(Dialect):
     placeholder = "%s"
     pipelines = True
 
+    def on_acquire(self, dbapi_conn: Any) -> None:
+        # No automatic server-side prepared statements on batchline's connection: in
+        # pipeline mode a statement prepared in a segment that fails is never created, yet
+        # psycopg would go on using it ("prepared statement _pg3_N does not exist").
+        dbapi_conn.info  # noqa: B018 - touch: fail fast if the connection is closed
+        self._saved_threshold = dbapi_conn.prepare_threshold
+        dbapi_conn.prepare_threshold = None
+
+    def on_release(self, dbapi_conn: Any) -> None:
+        dbapi_conn.prepare_threshold = getattr(self, "_saved_threshold", 5)
+
     def classify(self, exc: BaseException) -> Classified:
         import psycopg
 
@@ -54,6 +65,9 @@ class PostgresDialect(Dialect):
                 if cause is not None and cause is not exc:
                     return self.classify(cause)
             return Classified(kind, name, msg, code)
+        if isinstance(exc, psycopg.errors.PipelineAborted):
+            # Only ever follows the real error, which was raised first; retrying cannot help.
+            return Classified(ErrorKind.FATAL, name, msg, None)
         if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
             return Classified(ErrorKind.TRANSIENT, name, msg, None)
         if isinstance(exc, psycopg.DataError) or (
