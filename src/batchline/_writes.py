@@ -8,7 +8,7 @@ declares them, so parents (lookups, upserts of customers) land before children.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ._errors import ConfigError
@@ -140,17 +140,28 @@ class Delete(Write):
         return self.key
 
 
-@dataclass(frozen=True, slots=True)
 class Ref:
     """A reference to a lookup row, resolved for the whole chunk at flush time.
 
     The mapping puts a ``Ref`` where the looked-up value (usually an id) belongs; batchline
-    replaces it with the real value once per chunk, in one or two statements.
+    replaces it with the real value once per chunk, in one or two statements. (A plain
+    slotted class: one is made per record, so it must be cheap to build.)
     """
 
-    lookup: Lookup
-    key: tuple[Any, ...]
-    values: Mapping[str, Any] = field(compare=False, hash=False)
+    __slots__ = ("key", "lookup", "values")
+
+    def __init__(self, lookup: Lookup, key: tuple[Any, ...], values: Mapping[str, Any]) -> None:
+        self.lookup = lookup
+        self.key = key
+        self.values = values
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Ref):
+            return NotImplemented
+        return self.lookup is other.lookup and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash((id(self.lookup), self.key))
 
     def __repr__(self) -> str:
         return f"Ref({self.lookup.table}{dict(zip(self.lookup.key, self.key))})"
@@ -166,7 +177,7 @@ class Lookup:
     with ``create=False`` a missing key fails that record (stage ``lookup``).
     """
 
-    __slots__ = ("cache_size", "create", "key", "returns", "table")
+    __slots__ = ("_single", "cache_size", "create", "key", "returns", "table")
 
     def __init__(
         self,
@@ -181,6 +192,7 @@ class Lookup:
             raise ConfigError(f"a Lookup needs a table name, got {table!r}")
         self.table = table
         self.key = _columns(key, f"Lookup({table!r}) key", required=True)
+        self._single = self.key[0] if len(self.key) == 1 else None
         if not isinstance(returns, str) or not returns:
             raise ConfigError(f"Lookup({table!r}) returns must be a column name")
         self.returns = returns
@@ -189,6 +201,13 @@ class Lookup:
 
     def ref(self, **values: Any) -> Ref:
         """Refer to the row whose key columns equal ``values``; extra values are for creating it."""
+        single = self._single
+        if single is not None:  # the common case, kept short: it runs once per record
+            value = values.get(single)
+            if value is None:
+                problem = "is empty" if single in values else "is missing"
+                raise ValueError(f"lookup {self.table}: key column {single!r} {problem}")
+            return Ref(self, (value,), values)
         try:
             key = tuple(values[col] for col in self.key)
         except KeyError as exc:

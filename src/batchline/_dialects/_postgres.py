@@ -190,6 +190,14 @@ class PostgresDialect(Dialect):
         returns: str,
         keys: Sequence[tuple[Any, ...]],
     ) -> list[tuple[Any, ...]]:
+        if len(key) == 1:  # "= ANY(array)" is an index scan; "IN (SELECT unnest)" may not be
+            base = t.columns.get(key[0], "")
+            cast = f"::{base}[]" if base else ""
+            sql = (
+                f"SELECT {self.columns_sql([*key, returns])} FROM {t.sql} "  # noqa: S608
+                f"WHERE {self.quote(key[0])} = ANY(%s{cast})"
+            )
+            return ex.query(sql, [[k[0] for k in keys]])
         sql = (
             f"SELECT {self.columns_sql([*key, returns])} FROM {t.sql} "  # noqa: S608
             f"WHERE ({self.columns_sql(key)}) IN (SELECT * FROM {self._unnest(t, key)})"
