@@ -12,7 +12,8 @@ Imported, it gives the tests and ``bench/soak_kill.py`` one definition of the wo
 replaced by natural keys: PostgreSQL sequences do not roll back, so catalog ids differ
 between any two runs that ever rolled a transaction back, and only the ids may differ).
 
-The script is self-contained (batchline and SQLAlchemy only) so its start-up stays short.
+The script needs only batchline, SQLAlchemy and ``tests/_schemas.py``, so its start-up stays
+short.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ import sqlalchemy as sa
 
 import batchline as bl
 
+if not __package__:  # run as a script: make ``tests`` importable from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests._schemas import shop_metadata
+
 __all__ = [
     "Forker",
     "KillPoint",
@@ -56,37 +61,9 @@ REPO = WORKER.parent.parent
 
 
 # -- the workload --------------------------------------------------------------------------------
-def shop_tables() -> sa.MetaData:
-    md = sa.MetaData()
-    sa.Table(
-        "catalog",
-        md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("sku", sa.String(40), nullable=False, unique=True),
-        sa.Column("name", sa.String(200), nullable=False),
-    )
-    sa.Table(
-        "transactions",
-        md,
-        sa.Column("invoice_id", sa.BigInteger, primary_key=True, autoincrement=False),
-        sa.Column("line_no", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("item_id", sa.Integer, nullable=False),
-        sa.Column("quantity", sa.Integer, nullable=False),
-        sa.Column("unit_cost", sa.Numeric(12, 2), nullable=False),
-        sa.CheckConstraint("quantity > 0", name="ck_tx_quantity"),
-    )
-    sa.Table(
-        "inventory",
-        md,
-        sa.Column("item_id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("quantity", sa.BigInteger, nullable=False, server_default="0"),
-    )
-    return md
-
-
 def create_schema(url: str | sa.URL) -> None:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    shop_tables().create_all(engine)
+    shop_metadata().create_all(engine)
     engine.dispose()
 
 

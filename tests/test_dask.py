@@ -393,7 +393,9 @@ def test_a_second_attempt_of_a_running_partition_waits_and_writes_nothing_twice(
     records = [{"id": i} for i in range(200)]
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(_run_records, pipeline, records, slow_insert, "dup/00000", None, None)
+        deadline = time.monotonic() + 60
         while not _committed(pg, "dup/00000") and not first.done():
+            assert time.monotonic() < deadline, "the first attempt never committed a chunk"
             time.sleep(0.01)
         second = pool.submit(_run_records, pipeline, records, slow_insert, "dup/00000", None, None)
         one, two = first.result(), second.result()

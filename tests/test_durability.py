@@ -309,6 +309,11 @@ def test_commit_that_landed_before_the_connection_died_is_not_applied_again(
     assert snap["jobs"][0][2:] == ("3000", "3000", "0", "0", "success")
 
 
+def _server_answers() -> bool:
+    ready = subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"], check=False)
+    return ready.returncode == 0
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.skipif(
@@ -341,7 +346,11 @@ def test_postgres_restarted_mid_run_loses_and_doubles_nothing(
             commits += 1
             if commits == 6:  # the load goes on, into the server going down and coming back
                 restarter.start()
-                time.sleep(1.0)  # this COMMIT meets the shutdown
+                # Hold this COMMIT back until the server stops answering, so it meets the
+                # shutdown (bounded: a restart that is never seen going down is not waited on).
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and _server_answers():
+                    time.sleep(0.02)
 
     pipeline.statement_listeners.append(restart)
     result = pipeline.run(

@@ -35,7 +35,7 @@ from ._out import Out, WriteIndex
 from ._result import Result, Status
 from ._retry import RetryPolicy, TransientFailure
 from ._sources import FileSource, ReadFailure, iter_records
-from ._state import JobState, StateStore, StateTables, key_hash
+from ._state import JobState, StateStore, StateTables, key_hash, to_json
 from ._writes import Lookup, Write
 
 __all__ = ["MapFunction", "Pipeline"]
@@ -421,11 +421,7 @@ class Pipeline:
             retry=self.retry,
             result=result,
         )
-        spec_json = None
-        if spec is not None:
-            from ._state import to_json
-
-            spec_json = to_json(dict(spec))
+        spec_json = None if spec is None else to_json(dict(spec))
         try:
             for attempt in self.retry.retrying(before_sleep):
                 with attempt:
@@ -434,9 +430,8 @@ class Pipeline:
                     )
         except TransientFailure as exc:
             raise TransientExhausted(f"cannot start job {name!r}: {exc}", job=name) from None
-        flusher.transactions_base = 0 if job_state is None or restart else job_state.chunks
-        if restart and job_state is not None:
-            flusher.transactions_base = 0
+        # _start_job returns no state for a new or restarted job: its counter starts at 0.
+        flusher.transactions_base = 0 if job_state is None else job_state.chunks
         return flusher, job_state
 
     def _reflect(self, name: str) -> dict[str, TableInfo]:
