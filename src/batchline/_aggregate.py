@@ -16,13 +16,14 @@ from decimal import Decimal
 from typing import Any
 
 from ._items import Item
-from ._writes import Delete, Increment, Insert, Ref, Upsert, Write
+from ._writes import Delete, Increment, Insert, Lookup, Ref, Upsert, Write
 
-__all__ = ["RowGroup", "aggregate"]
+__all__ = ["Resolved", "RowGroup", "aggregate"]
 
 #: Rows of one write that share a column list: (columns, rows in that column order).
 RowGroup = tuple[tuple[str, ...], list[tuple[Any, ...]]]
-Resolve = Callable[[Ref], Any]
+#: Per lookup, key -> looked-up value, for one flush try.
+Resolved = dict[Lookup, dict[tuple[Any, ...], Any]]
 
 
 def _sorted_by_key(rows: list[tuple[Any, ...]], nkey: int) -> list[tuple[Any, ...]]:
@@ -41,16 +42,31 @@ def _add(a: Any, b: Any) -> Any:
     return a + b
 
 
-def _resolved(row: dict[str, Any], resolve: Resolve) -> dict[str, Any]:
-    return {k: (resolve(v) if isinstance(v, Ref) else v) for k, v in row.items()}
+def _resolved(row: dict[str, Any], resolved: Resolved) -> dict[str, Any]:
+    """A copy of ``row`` with each Ref replaced by its value for this try."""
+    return {k: (resolved[v.lookup][v.key] if type(v) is Ref else v) for k, v in row.items()}
 
 
-def aggregate(write: Write, index: int, items: Sequence[Item], resolve: Resolve) -> list[RowGroup]:
-    """The row groups for ``write`` (declared at ``index``) over ``items``, ready to send."""
+def _key_of(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    if len(keys) == 1:
+        (only,) = keys
+        return lambda row: (row[only],)
+    return lambda row: tuple([row[c] for c in keys])
+
+
+# The loops below run once per row of every flush try: they test ``item.refs`` once per
+# record, not each value, and build rows with comprehensions rather than generators.
+
+
+def aggregate(
+    write: Write, index: int, items: Sequence[Item], resolved: Resolved
+) -> list[RowGroup]:
+    """The row groups for ``write`` (declared at ``index``) over ``items``, ready to send,
+    with each lookup reference replaced by its value in ``resolved``."""
     if isinstance(write, Insert):
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for item in items:
-            refs = item.has_refs
+            plain = item.refs is None
             for idx, row in item.ops:
                 if idx != index:
                     continue
@@ -58,24 +74,32 @@ def aggregate(write: Write, index: int, items: Sequence[Item], resolve: Resolve)
                 bucket = groups.get(cols)
                 if bucket is None:
                     bucket = groups[cols] = []
-                if refs:
-                    bucket.append(tuple(resolve(v) if type(v) is Ref else v for v in row.values()))
-                else:
+                if plain:
                     bucket.append(tuple(row.values()))
+                else:
+                    bucket.append(
+                        tuple(
+                            [
+                                resolved[v.lookup][v.key] if type(v) is Ref else v
+                                for v in row.values()
+                            ]
+                        )
+                    )
         return list(groups.items())
 
     keys: tuple[str, ...] = write.key_columns
+    key_of = _key_of(keys)
     if isinstance(write, Upsert):
         rounds: list[dict[tuple[Any, ...], dict[str, Any]]] = []
         seen: dict[tuple[Any, ...], int] = {}
         for item in items:
-            refs = item.has_refs
+            plain = item.refs is None
             for idx, row in item.ops:
                 if idx != index:
                     continue
-                if refs:
-                    row = _resolved(row, resolve)
-                k = tuple(row[c] for c in keys)
+                if not plain:
+                    row = _resolved(row, resolved)
+                k = key_of(row)
                 n = seen.get(k, 0)
                 seen[k] = n + 1
                 if n == len(rounds):
@@ -87,31 +111,32 @@ def aggregate(write: Write, index: int, items: Sequence[Item], resolve: Resolve)
     if isinstance(write, Increment):
         add = write.columns
         for item in items:
-            refs = item.has_refs
+            plain = item.refs is None
             for idx, row in item.ops:
                 if idx != index:
                     continue
-                if refs:
-                    row = _resolved(row, resolve)
-                k = tuple(row[c] for c in keys)
+                if not plain:
+                    row = _resolved(row, resolved)
+                k = key_of(row)
                 cur = merged.get(k)
                 if cur is None:
-                    merged[k] = dict(row)
-                else:
-                    for c in add:
-                        cur[c] = _add(cur[c], row[c])
-                    for c, v in row.items():  # create-only columns: first record's value wins
+                    merged[k] = row.copy() if plain else row  # the totals are summed into it
+                    continue
+                for c in add:
+                    a, b = cur[c], row[c]
+                    cur[c] = a + b if type(a) is type(b) else _add(a, b)
+                if row.keys() != cur.keys():  # create-only columns: first record's value wins
+                    for c, v in row.items():
                         cur.setdefault(c, v)
     elif isinstance(write, Delete):
         for item in items:
-            refs = item.has_refs
+            plain = item.refs is None
             for idx, row in item.ops:
                 if idx != index:
                     continue
-                if refs:
-                    row = _resolved(row, resolve)
-                k = tuple(row[c] for c in keys)
-                merged[k] = {c: row[c] for c in keys}
+                if not plain:
+                    row = _resolved(row, resolved)
+                merged[key_of(row)] = {c: row[c] for c in keys}
     else:  # pragma: no cover - every Write subclass is handled above
         raise TypeError(f"unknown write {write!r}")
     return _grouped(merged, keys)

@@ -19,7 +19,7 @@ from typing import Any
 
 import tenacity
 
-from ._aggregate import aggregate
+from ._aggregate import Resolved, aggregate
 from ._database import Session
 from ._dialects import Classified, Dialect, ErrorKind, TableInfo
 from ._errors import FatalDatabaseError, TransientExhausted
@@ -328,77 +328,64 @@ class Flusher:
             kept.append(item)
         return kept
 
-    def _resolve(
-        self, live: list[Item], tally: _Tally
-    ) -> tuple[dict[Lookup, dict[tuple[Any, ...], Any]], list[Item]]:
-        """Resolve every Ref of the batch, one lookup at a time, in one or two statements."""
-        resolved: dict[Lookup, dict[tuple[Any, ...], Any]] = {}
+    def _resolve(self, live: list[Item], tally: _Tally) -> tuple[Resolved, list[Item]]:
+        """Resolve every Ref of the batch, one lookup at a time, in one or two statements.
+
+        Returns each lookup's key → value map for this try, and the records that can be
+        written: those referring to a key with no row (that may not be created) fail at
+        stage ``lookup``.
+        """
+        resolved: Resolved = {}
         if not self.lookups:
             return resolved, live
         wanted: dict[Lookup, dict[tuple[Any, ...], Ref]] = {lk: {} for lk in self.lookups}
         for item in live:
-            if not item.has_refs:
+            refs = item.refs
+            if refs is None:
                 continue
-            for _, row in item.ops:
-                for v in row.values():
-                    if isinstance(v, Ref):
-                        per = wanted.get(v.lookup)
-                        if per is None:
-                            raise FatalDatabaseError(
-                                f"the mapping referred to {v.lookup!r}, which is not among the "
-                                "pipeline's lookups",
-                                job=self.job,
-                            )
-                        per.setdefault(v.key, v)  # the first record's values create the row
-        missing_keys: set[tuple[Lookup, tuple[Any, ...]]] = set()
-        for lookup, refs in wanted.items():
-            if not refs:
-                continue
+            for r in refs:
+                per = wanted.get(r.lookup)
+                if per is None:
+                    raise FatalDatabaseError(
+                        f"the mapping referred to {r.lookup!r}, which is not among the "
+                        "pipeline's lookups",
+                        job=self.job,
+                    )
+                if r.key not in per:
+                    per[r.key] = r  # the first record's values create the row
+        missing = False
+        for lookup, refs_by_key in wanted.items():
             cache = self.caches[lookup].values
             values: dict[tuple[Any, ...], Any] = {}
             todo = []
-            for key in refs:
+            for key in refs_by_key:
                 hit = cache.get(key, _MISSING)
                 if hit is _MISSING:
                     todo.append(key)
                 else:
                     values[key] = hit
             if todo:
-                found = self._lookup_fetch(lookup, todo, refs)
+                found = self._lookup_fetch(lookup, todo, refs_by_key)
                 values.update(found)
                 tally.lookups[lookup] = found
-                for key in todo:
-                    if key not in found:
-                        missing_keys.add((lookup, key))
+                missing = missing or len(found) < len(todo)
             resolved[lookup] = values
-        if not missing_keys:
+        if not missing:
             return resolved, live
         kept: list[Item] = []
         for item in live:
-            bad = self._missing_ref(item, missing_keys)
+            bad = None
+            for r in item.refs or ():
+                if r.key not in resolved[r.lookup]:
+                    bad = r
+                    break
             if bad is None:
                 kept.append(item)
-            else:
-                named = ", ".join(f"{c}={v!r}" for c, v in zip(bad.lookup.key, bad.key))
-                tally.failures.append(
-                    (
-                        item,
-                        Failure(
-                            "lookup", "LookupMissing", f"no {bad.lookup.table} row with {named}"
-                        ),
-                    )
-                )
+                continue
+            named = ", ".join(f"{c}={v!r}" for c, v in zip(bad.lookup.key, bad.key))
+            message = f"no {bad.lookup.table} row with {named}"
+            tally.failures.append((item, Failure("lookup", "LookupMissing", message)))
         return resolved, kept
-
-    @staticmethod
-    def _missing_ref(item: Item, missing: set[tuple[Lookup, tuple[Any, ...]]]) -> Ref | None:
-        if not item.has_refs:
-            return None
-        for _, row in item.ops:
-            for v in row.values():
-                if isinstance(v, Ref) and (v.lookup, v.key) in missing:
-                    return v
-        return None
 
     def _lookup_fetch(
         self, lookup: Lookup, keys: list[tuple[Any, ...]], refs: dict[tuple[Any, ...], Ref]
@@ -415,7 +402,7 @@ class Flusher:
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for key in absent:
             values = dict(zip(lookup.key, key))
-            for c, v in refs[key].values.items():
+            for c, v in (refs[key].values or {}).items():
                 values.setdefault(c, v)
             groups.setdefault(tuple(values), []).append(tuple(values.values()))
         for cols, rows_ in groups.items():
@@ -435,14 +422,11 @@ class Flusher:
         index: int,
         write: Write,
         live: Sequence[Item],
-        resolved: dict[Lookup, dict[tuple[Any, ...], Any]],
+        resolved: Resolved,
     ) -> None:
-        def resolve(ref: Ref) -> Any:
-            return resolved[ref.lookup][ref.key]
-
         t = self.tables[write.table]
         d = self.dialect
-        for cols, rows in aggregate(write, index, live, resolve):
+        for cols, rows in aggregate(write, index, live, resolved):
             if not rows:
                 continue
             if isinstance(write, Insert):

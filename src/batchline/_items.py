@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._out import Op
+from ._writes import Ref
 
 __all__ = ["Failure", "Item"]
 
@@ -33,7 +34,7 @@ class Item:
     record: Any
     ops: list[Op] = field(default_factory=list)
     key: str | None = None  # idempotency ledger key (hashed)
-    has_refs: bool = False
+    refs: list[Ref] | None = None  # the lookup references among the ops' values
     failure: Failure | None = None
     dead_letter_id: int | None = None  # set when the record is a replayed dead letter
     attempts: int = 1

@@ -25,21 +25,27 @@ _NUMBER = (int, float, Decimal)
 class WriteIndex:
     """Finds the declared write a mapping means by table name and kind, once, up front."""
 
-    __slots__ = ("by_kind", "by_table", "writes")
+    __slots__ = ("by_kind", "by_table", "keys", "per_kind", "writes")
 
     def __init__(self, writes: Sequence[Write]) -> None:
         self.writes = tuple(writes)
         self.by_kind: dict[tuple[str, str], int] = {}
         self.by_table: dict[str, list[int]] = {}
+        # kind -> table -> index: what Out's methods look up per record (no tuple to build)
+        self.per_kind: dict[str, dict[str, int]] = {
+            k: {} for k in (Insert.kind, Upsert.kind, Increment.kind, Delete.kind)
+        }
         for i, w in enumerate(self.writes):
             if (w.kind, w.table) in self.by_kind:
                 raise ConfigError(f"{w.describe()} is declared twice")
             self.by_kind[(w.kind, w.table)] = i
+            self.per_kind.setdefault(w.kind, {})[w.table] = i
             self.by_table.setdefault(w.table, []).append(i)
+        self.keys = tuple(w.key_columns for w in self.writes)
 
     def find(self, kind: str | None, table: str) -> int:
         if kind is not None:
-            idx = self.by_kind.get((kind, table))
+            idx = self.per_kind[kind].get(table)
             if idx is None:
                 declared = ", ".join(w.describe() for w in self.writes) or "none"
                 raise ConfigError(
@@ -57,36 +63,55 @@ class WriteIndex:
 
 
 class Out:
-    """Collects the writes one record emits; handed to the mapping function."""
+    """Collects the writes one record emits; handed to the mapping function.
 
-    __slots__ = ("_index", "has_refs", "ops", "size")
+    This runs once per emitted row, so it is written for speed: exact type checks before
+    the general ones, and the record's lookup references collected as they are seen, so the
+    flush never has to scan rows for them.
+    """
+
+    __slots__ = ("_increments", "_index", "_inserts", "ops", "refs", "size")
 
     def __init__(self, index: WriteIndex) -> None:
         self._index = index
+        self._inserts = index.per_kind[Insert.kind]
+        self._increments = index.per_kind[Increment.kind]
         self.ops: list[Op] = []
+        self.refs: list[Ref] | None = None  # the Refs among this record's values, if any
         self.size = 0
-        self.has_refs = False
+
+    @property
+    def has_refs(self) -> bool:
+        return self.refs is not None
 
     def _add(self, idx: int, row: Mapping[str, Any]) -> None:
-        if not isinstance(row, Mapping):
+        if type(row) is dict:
+            values = row.copy()
+        elif isinstance(row, Mapping):
+            values = dict(row)
+        else:
             raise TypeError(f"a row must be a mapping, got {type(row).__name__}")
-        values = dict(row)
-        write = self._index.writes[idx]
-        for col in write.key_columns:
+        for col in self._index.keys[idx]:
             if values.get(col) is None:
+                write = self._index.writes[idx]
                 raise ValueError(f"{write.describe()}: key column {col!r} is missing or empty")
         self.ops.append((idx, values))
         size = 16 * len(values)
         for v in values.values():
-            if isinstance(v, (str, bytes)):
+            t = type(v)
+            if t is str or t is bytes:
                 size += len(v)
-            elif isinstance(v, Ref):
-                self.has_refs = True
+            elif t is Ref:
+                if self.refs is None:
+                    self.refs = [v]
+                else:
+                    self.refs.append(v)
         self.size += size
 
     def insert(self, table: str, row: Mapping[str, Any]) -> None:
         """Insert ``row`` into ``table`` (declared with :class:`~batchline.Insert`)."""
-        self._add(self._index.find(Insert.kind, table), row)
+        idx = self._inserts.get(table)
+        self._add(self._index.find(Insert.kind, table) if idx is None else idx, row)
 
     def upsert(self, table: str, row: Mapping[str, Any]) -> None:
         """Insert or update ``row`` (declared with :class:`~batchline.Upsert`)."""
@@ -94,11 +119,16 @@ class Out:
 
     def increment(self, table: str, row: Mapping[str, Any]) -> None:
         """Add the row's increment columns to the row with its key (``Increment``)."""
-        idx = self._index.find(Increment.kind, table)
+        idx = self._increments.get(table)
+        if idx is None:
+            idx = self._index.find(Increment.kind, table)
         write = self._index.writes[idx]
         assert isinstance(write, Increment)
         for col in write.columns:
             v = row.get(col)
+            t = type(v)
+            if t is int or t is float or t is Decimal:
+                continue
             if v is None:
                 raise ValueError(f"increment {table}: column {col!r} is missing")
             if isinstance(v, bool) or not isinstance(v, _NUMBER):

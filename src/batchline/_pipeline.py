@@ -34,7 +34,7 @@ from ._items import Failure, Item
 from ._out import Out, WriteIndex
 from ._result import Result, Status
 from ._retry import RetryPolicy, TransientFailure
-from ._sources import FileSource, ReadFailure, iter_records
+from ._sources import FileSource, ReadFailure, SourceRecord, iter_records
 from ._state import JobState, StateStore, StateTables, key_hash, to_json
 from ._writes import Lookup, Write
 
@@ -324,10 +324,11 @@ class Pipeline:
                     data = src.data
                     out = Out(index)
                     item = Item(position, src.line, data)
-                    replayed = getattr(src, "dead_letter_id", None)
-                    if replayed is not None:
-                        item.dead_letter_id = replayed
-                        item.attempts = getattr(src, "attempts", 1) + 1
+                    if type(src) is not SourceRecord:  # a replayed dead letter
+                        replayed = getattr(src, "dead_letter_id", None)
+                        if replayed is not None:
+                            item.dead_letter_id = replayed
+                            item.attempts = getattr(src, "attempts", 1) + 1
                     try:
                         if map_fn is None:
                             out.write(only_table, data)
@@ -343,7 +344,7 @@ class Pipeline:
                         )
                     else:
                         item.ops = out.ops
-                        item.has_refs = out.has_refs
+                        item.refs = out.refs
                         size += out.size
                 chunk.append(item)
                 if len(chunk) >= chunk_size or size >= chunk_bytes:

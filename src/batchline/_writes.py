@@ -15,6 +15,9 @@ from ._errors import ConfigError
 
 __all__ = ["Delete", "Increment", "Insert", "Lookup", "Ref", "Upsert", "Write"]
 
+#: How many Refs a Lookup keeps for reuse before it starts afresh (bounds its memory).
+_INTERNED_REFS = 65_536
+
 
 def _columns(value: str | Sequence[str] | None, what: str, *, required: bool) -> tuple[str, ...]:
     if value is None:
@@ -150,10 +153,12 @@ class Ref:
 
     __slots__ = ("key", "lookup", "values")
 
-    def __init__(self, lookup: Lookup, key: tuple[Any, ...], values: Mapping[str, Any]) -> None:
+    def __init__(
+        self, lookup: Lookup, key: tuple[Any, ...], values: Mapping[str, Any] | None
+    ) -> None:
         self.lookup = lookup
         self.key = key
-        self.values = values
+        self.values = values  # for creating the row (``create=True`` only)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Ref):
@@ -177,7 +182,7 @@ class Lookup:
     with ``create=False`` a missing key fails that record (stage ``lookup``).
     """
 
-    __slots__ = ("_single", "cache_size", "create", "key", "returns", "table")
+    __slots__ = ("_interned", "_single", "cache_size", "create", "key", "returns", "table")
 
     def __init__(
         self,
@@ -198,6 +203,9 @@ class Lookup:
         self.returns = returns
         self.create = bool(create)
         self.cache_size = int(cache_size)
+        # Refs handed out, by key: a hot key is referred to by one Ref object, not one per
+        # record, which keeps a chunk's objects (and the garbage collector's work) down.
+        self._interned: dict[Any, Ref] = {}
 
     def ref(self, **values: Any) -> Ref:
         """Refer to the row whose key columns equal ``values``; extra values are for creating it."""
@@ -207,15 +215,47 @@ class Lookup:
             if value is None:
                 problem = "is empty" if single in values else "is missing"
                 raise ValueError(f"lookup {self.table}: key column {single!r} {problem}")
-            return Ref(self, (value,), values)
+            if len(values) == 1 or not self.create:
+                ref = self._interned.get(value)
+                if ref is not None:
+                    return ref
+            return self._new_ref((value,), value, values)
         try:
-            key = tuple(values[col] for col in self.key)
+            key = tuple([values[col] for col in self.key])
         except KeyError as exc:
             raise ValueError(f"lookup {self.table}: missing key column {exc.args[0]!r}") from None
         for col, val in zip(self.key, key):
             if val is None:
                 raise ValueError(f"lookup {self.table}: key column {col!r} is empty")
-        return Ref(self, key, values)
+        if len(values) == len(key) or not self.create:
+            ref = self._interned.get(key)
+            if ref is not None:
+                return ref
+        return self._new_ref(key, key, values)
+
+    def _new_ref(self, key: tuple[Any, ...], handle: Any, values: dict[str, Any]) -> Ref:
+        if not self.create:
+            ref = Ref(self, key, None)  # nothing to create from: keep no values
+        elif len(values) > len(key):
+            # Extra values create the row, and each record's own must be tried: a bad one
+            # (a NULL for a NOT NULL column) must not fail other records with the same key.
+            return Ref(self, key, values)
+        else:
+            ref = Ref(self, key, values)
+        interned = self._interned
+        if len(interned) >= _INTERNED_REFS:
+            interned.clear()
+        interned[handle] = ref
+        return ref
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled (to Dask workers) without the refs handed out so far.
+        return {name: getattr(self, name) for name in self.__slots__ if name != "_interned"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self._interned = {}
 
     def __repr__(self) -> str:
         return (

@@ -11,6 +11,8 @@ Errors are classified by SQLSTATE class, as psycopg's own ``errors`` module grou
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 from ._base import Classified, Dialect, ErrorKind, Executor, TableInfo
@@ -35,10 +37,34 @@ _CODES = {
 }
 
 
+_NUMBERS = frozenset({int, float, Decimal})
+
+
+def _uniform(col: list[Any], kinds: set[type]) -> list[Any]:
+    """``col`` with its values of several types made one type (see ``_arrays``)."""
+    if kinds <= _NUMBERS:
+        return [v if v is None or type(v) is Decimal else Decimal(repr(v)) for v in col]
+    if any(k in (bytes, bytearray, memoryview, dict, list, tuple) for k in kinds):
+        return col  # no faithful text form: let psycopg refuse it (a data error)
+    return [None if v is None else _text(v) for v in col]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return str(value)
+
+
 class PostgresDialect(Dialect):
     name = "postgresql"
     placeholder = "%s"
     pipelines = True
+    #: Inserts of this many rows or more use COPY; smaller ones an ``unnest`` INSERT, which
+    #: rides in the pipeline. Measured on loopback +0.5 ms each way: the INSERT is ~20% faster
+    #: at 500-row chunks and no slower at 5,000.
+    copy_from_rows = 10_000
 
     def on_acquire(self, dbapi_conn: Any) -> None:
         # No automatic server-side prepared statements on batchline's connection: in
@@ -91,7 +117,18 @@ class PostgresDialect(Dialect):
 
     @staticmethod
     def _arrays(rows: Sequence[Sequence[Any]], ncols: int) -> list[list[Any]]:
-        return [[row[i] for row in rows] for i in range(ncols)]
+        """One list per column. psycopg dumps a list only when its values share a type, so
+        a column mixing them (1 and 2.5, or 7 and "7") is sent as numbers or as text, for
+        the server's cast to the column type to judge, as it would a COPY field."""
+        if not rows:
+            return [[] for _ in range(ncols)]
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        for i, col in enumerate(columns):
+            kinds = set(map(type, col))
+            kinds.discard(type(None))
+            if len(kinds) > 1:
+                columns[i] = _uniform(col, kinds)
+        return columns
 
     def insert_many(
         self,
@@ -115,6 +152,16 @@ class PostgresDialect(Dialect):
     def insert(
         self, ex: Executor, t: TableInfo, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
+        types = [t.columns.get(c, "") for c in columns]
+        if len(rows) < self.copy_from_rows and all(ty and "[" not in ty for ty in types):
+            # In the pipeline: no round trip of its own (COPY cannot be pipelined and costs
+            # about three). unnest() would flatten array columns, hence COPY for those.
+            sql = (
+                f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) "  # noqa: S608
+                f"SELECT * FROM {self._unnest(t, columns)}"
+            )
+            ex.execute(sql, self._arrays(rows, len(columns)))
+            return
         ex.copy_rows(f"COPY {t.sql} ({self.columns_sql(columns)}) FROM STDIN", rows)
 
     def upsert(
