@@ -7,6 +7,7 @@ paths must land the same rows and dead-letter the same bad record.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -39,6 +40,12 @@ def pg(postgres_url: str) -> Iterator[sa.Engine]:
         md,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("tags", postgresql.ARRAY(sa.Integer), nullable=False),
+    )
+    sa.Table(
+        "totals",
+        md,
+        sa.Column("label", sa.Text, primary_key=True),
+        sa.Column("amount", sa.Numeric(12, 3), nullable=False),
     )
     md.create_all(engine)
     yield engine
@@ -123,3 +130,34 @@ def test_mixed_types_in_increments_are_summed_and_sent_as_numbers(
     for r in rows:
         expected[r["id"]] = expected.get(r["id"], Decimal(0)) + Decimal(repr(r["amount"]))
     assert got == expected
+
+
+def test_isolating_a_bad_row_leaves_no_driver_warnings(
+    postgres_url: str, pg: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The bad row fails inside psycopg's pipeline; leaving the aborted pipeline is expected
+    # and must not surface as psycopg's "error ignored terminating" warning.
+    with caplog.at_level(logging.WARNING, logger="psycopg"):
+        result = bl.Pipeline(postgres_url, writes=[bl.Insert("items")]).run(_rows(50, bad=20))
+    assert [f.position for f in result.failed_items] == [20]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg")] == []
+
+
+def test_a_dead_letter_names_the_write_that_failed(postgres_url: str, pg: sa.Engine) -> None:
+    # The insert's error would otherwise surface at the pipelined increment after it.
+    pipeline = bl.Pipeline(
+        postgres_url,
+        writes=[bl.Insert("items"), bl.Increment("totals", key="label", columns=["amount"])],
+    )
+
+    def map_row(record: dict[str, Any], out: bl.Out) -> None:
+        out.insert("items", record)
+        out.increment("totals", {"label": "all", "amount": 1})
+
+    for _ in range(3):
+        with pg.begin() as conn:
+            conn.execute(sa.text("TRUNCATE items, totals"))
+        result = pipeline.run(_rows(50, bad=20), map_row)
+        [failed] = result.failed_items
+        assert failed.error.startswith("insert items: "), failed.error
+        assert "ck_items_amount" in failed.error

@@ -130,9 +130,15 @@ class Session(Executor):
             self._pipeline = (manager, manager.__enter__())
 
     def _pipeline_off(self, exc: BaseException | None = None) -> None:
+        """Leave pipeline mode. After ``exc`` (the error being handled), the pipeline's own
+        "aborted" error is expected and dropped: psycopg would log it as a warning."""
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:
-            pipeline[0].__exit__(type(exc) if exc else None, exc, None)
+            try:
+                pipeline[0].__exit__(None, None, None)
+            except Exception:
+                if exc is None:
+                    raise
 
     def leave_pipeline(self, exc: BaseException | None = None) -> None:
         """Stop pipelining (after an error: drop what the aborted pipeline still holds), so

@@ -228,9 +228,15 @@ class Flusher:
             live = self._drop_duplicates(live, tally)
             where = "lookup"
             resolved, live = self._resolve(live, tally)
+            # A pipelined statement's error reaches us at whichever later statement reads
+            # results first. A one-record try is the one whose error becomes a dead letter,
+            # so there each write is waited for, and the error names the write that failed.
+            alone = len(batch) == 1
             for index, write in enumerate(self.writes):
                 where = write.describe()
                 self._apply_write(index, write, live, resolved)
+                if alone:
+                    session.sync()
             where = "idempotency ledger"
             tally.processed = live
             keys = [it.key for it in live if it.key is not None]
