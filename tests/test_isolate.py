@@ -145,6 +145,41 @@ def test_bisect_isolates_one_bad_record_in_log_n_statements(
         assert len(captured) < n / 4  # against n transactions for one-at-a-time
 
 
+def test_isolation_asks_for_existing_lookup_rows_once_per_chunk(
+    db_url: str, engine: sa.Engine
+) -> None:
+    # A chunk with a bad record is retried in parts; the lookup rows its first try found
+    # are still there for the later tries, which must not select them again.
+    _ev_table(engine)
+    md = sa.MetaData()
+    sa.Table(
+        "kinds",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(20), unique=True),
+    )
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(md.tables["kinds"].insert(), [{"id": i, "name": f"k{i}"} for i in range(1, 9)])
+    kinds = bl.Lookup("kinds", key="name")
+    pipeline = bl.Pipeline(db_url, writes=[bl.Insert("ev")], lookups=[kinds], chunk_size=64)
+
+    def emit_ev(record: dict[str, Any], out: bl.Out) -> None:
+        n = -1 if record["bad"] else kinds.ref(name=f"k{1 + record['id'] % 8}")
+        out.insert("ev", {"id": record["id"], "n": n})
+
+    rows = [{"id": i, "bad": i == 21} for i in range(1, 65)]
+    with capture_statements(pipeline) as captured:
+        result = pipeline.run(rows, emit_ev)
+    assert [f.position for f in result.failed_items] == [21]
+    assert result.items_processed == 63
+    assert result.isolation_flushes >= 2 * math.log2(64) - 2  # several tries...
+    # ...yet the lookup is asked twice: by the chunk's first try, then by the first try of
+    # the isolation (a new transaction); the later tries reuse what those found.
+    selects = [sql for sql in captured.matching("kinds") if sql.startswith("SELECT")]
+    assert len(selects) == 2, selects
+
+
 def test_sequential_fallback_costs_a_transaction_per_record(sqlite_url: str) -> None:
     engine = sa.create_engine(sqlite_url)
     _ev_table(engine)

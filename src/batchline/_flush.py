@@ -109,6 +109,9 @@ class Flusher:
         #: The job's transaction counter when this run began (it counts across resumes).
         self.transactions_base = 0
         self._chunk = _Tally()  # what the chunk in flight has done so far
+        # Lookup rows the open transaction's SELECTs found (never rows it created, which a
+        # rolled-back try takes away): isolation's later tries need not ask again.
+        self._existing: dict[Lookup, dict[tuple[Any, ...], Any]] = {}
         self._savepoints = False  # whether tries run under a savepoint (while isolating)
 
     # -- the entry point ----------------------------------------------------------------------
@@ -163,6 +166,7 @@ class Flusher:
         self._chunk = chunk
         self._savepoints = False
         try:
+            self._existing = {}
             session.begin()
             try:
                 self.commit(good, end)
@@ -180,6 +184,7 @@ class Flusher:
             # savepoint, so the whole chunk still commits once (no fsync per try).
             session.rollback()
             chunk.reset()
+            self._existing = {}
             session.begin()
             self._savepoints = True
             self.isolation.isolate(good, end, bad, self)
@@ -253,8 +258,8 @@ class Flusher:
                 try:
                     session.leave_pipeline(exc)
                     session.execute("ROLLBACK TO SAVEPOINT batchline_try")
-                    session.execute("RELEASE SAVEPOINT batchline_try")
                     session.enter_pipeline()
+                    session.execute("RELEASE SAVEPOINT batchline_try")  # pipelined: no wait
                 except Exception as exc2:
                     self._raise_classified(exc2, "savepoint")
             self._raise_classified(exc, where)
@@ -370,10 +375,17 @@ class Flusher:
                     todo.append(key)
                 else:
                     values[key] = hit
+            existing = self._existing.get(lookup)
+            if todo and existing:
+                known = {k: existing[k] for k in todo if k in existing}
+                if known:
+                    values.update(known)
+                    tally.lookups.setdefault(lookup, {}).update(known)
+                    todo = [k for k in todo if k not in known]
             if todo:
                 found = self._lookup_fetch(lookup, todo, refs_by_key)
                 values.update(found)
-                tally.lookups[lookup] = found
+                tally.lookups.setdefault(lookup, {}).update(found)
                 missing = missing or len(found) < len(todo)
             resolved[lookup] = values
         if not missing:
@@ -400,6 +412,7 @@ class Flusher:
         nkey = len(lookup.key)
         rows = self.dialect.lookup_select(self.session, t, lookup.key, lookup.returns, keys)
         found = {tuple(r[:nkey]): r[nkey] for r in rows}
+        self._existing.setdefault(lookup, {}).update(found)
         if not lookup.create:
             return found
         absent = [k for k in keys if k not in found]

@@ -70,12 +70,13 @@ class Out:
     flush never has to scan rows for them.
     """
 
-    __slots__ = ("_increments", "_index", "_inserts", "ops", "refs", "size")
+    __slots__ = ("_increments", "_index", "_inserts", "_keys", "ops", "refs", "size")
 
     def __init__(self, index: WriteIndex) -> None:
         self._index = index
         self._inserts = index.per_kind[Insert.kind]
         self._increments = index.per_kind[Increment.kind]
+        self._keys = index.keys
         self.ops: list[Op] = []
         self.refs: list[Ref] | None = None  # the Refs among this record's values, if any
         self.size = 0
@@ -91,7 +92,7 @@ class Out:
             values = dict(row)
         else:
             raise TypeError(f"a row must be a mapping, got {type(row).__name__}")
-        for col in self._index.keys[idx]:
+        for col in self._keys[idx]:
             if values.get(col) is None:
                 write = self._index.writes[idx]
                 raise ValueError(f"{write.describe()}: key column {col!r} is missing or empty")
@@ -99,13 +100,15 @@ class Out:
         size = 16 * len(values)
         for v in values.values():
             t = type(v)
-            if t is str or t is bytes:
+            if t is str:
                 size += len(v)
             elif t is Ref:
                 if self.refs is None:
                     self.refs = [v]
                 else:
                     self.refs.append(v)
+            elif t is bytes:
+                size += len(v)
         self.size += size
 
     def insert(self, table: str, row: Mapping[str, Any]) -> None:
