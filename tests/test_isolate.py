@@ -174,10 +174,11 @@ def test_isolation_asks_for_existing_lookup_rows_once_per_chunk(
     assert [f.position for f in result.failed_items] == [21]
     assert result.items_processed == 63
     assert result.isolation_flushes >= 2 * math.log2(64) - 2  # several tries...
-    # ...yet the lookup is asked twice: by the chunk's first try, then by the first try of
-    # the isolation (a new transaction); the later tries reuse what those found.
+    # ...yet the lookup is asked once per transaction: by the chunk's first try, then by
+    # the isolation's first (a new transaction); later tries reuse what those found. Over a
+    # network the keys are read ahead instead, once, and both transactions reuse that.
     selects = [sql for sql in captured.matching("kinds") if sql.startswith("SELECT")]
-    assert len(selects) == 2, selects
+    assert len(selects) == (2 if db_url.startswith("sqlite") else 1), selects
 
 
 def test_sequential_fallback_costs_a_transaction_per_record(sqlite_url: str) -> None:

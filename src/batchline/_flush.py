@@ -19,12 +19,13 @@ from typing import Any
 
 import tenacity
 
-from ._aggregate import Resolved, aggregate
+from ._aggregate import Resolved, RowGroup, aggregate
 from ._database import Session
 from ._dialects import Classified, Dialect, ErrorKind, TableInfo
 from ._errors import FatalDatabaseError, TransientExhausted
 from ._isolate import DataFailure, Isolation
 from ._items import Failure, Item
+from ._prepare import Prepared, wanted_refs
 from ._result import FailedItem, Result
 from ._retry import RetryPolicy, TransientFailure
 from ._state import StateStore, to_json
@@ -112,10 +113,11 @@ class Flusher:
         # Lookup rows the open transaction's SELECTs found (never rows it created, which a
         # rolled-back try takes away): isolation's later tries need not ask again.
         self._existing: dict[Lookup, dict[tuple[Any, ...], Any]] = {}
+        self._prepared: Prepared | None = None  # the mapping thread's work for this chunk
         self._savepoints = False  # whether tries run under a savepoint (while isolating)
 
     # -- the entry point ----------------------------------------------------------------------
-    def flush(self, items: Sequence[Item], end: int) -> None:
+    def flush(self, items: Sequence[Item], end: int, prepared: Prepared | None = None) -> None:
         """Handle a chunk whose last record has position ``end``: one transaction, committed
         once, in which each record lands or becomes a dead letter.
 
@@ -123,7 +125,8 @@ class Flusher:
         after the server got it) is recognised by the job's transaction counter.
         """
         pre = [(it, it.failure) for it in items if it.failure is not None]
-        good = [it for it in items if it.failure is None]
+        good = prepared.good if prepared is not None else [it for it in items if not it.failure]
+        self._prepared = prepared
         pending: list[_Tally] = []
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -153,6 +156,7 @@ class Flusher:
             raise TransientExhausted(
                 f"gave up after {self.retry.attempts} attempts: {exc}", code=exc.code, job=self.job
             ) from exc
+        self._prepared = None
         self._apply(pending[0], pre)
 
     def _chunk_transaction(
@@ -166,7 +170,7 @@ class Flusher:
         self._chunk = chunk
         self._savepoints = False
         try:
-            self._existing = {}
+            self._existing = self._known_rows()
             session.begin()
             try:
                 self.commit(good, end)
@@ -184,7 +188,7 @@ class Flusher:
             # savepoint, so the whole chunk still commits once (no fsync per try).
             session.rollback()
             chunk.reset()
-            self._existing = {}
+            self._existing = self._known_rows()
             session.begin()
             self._savepoints = True
             self.isolation.isolate(good, end, bad, self)
@@ -201,6 +205,14 @@ class Flusher:
             self._raise_classified(exc, "commit")
         finally:
             self._savepoints = False
+
+    def _known_rows(self) -> dict[Lookup, dict[tuple[Any, ...], Any]]:
+        """Lookup rows known to exist before the transaction: those the mapping thread
+        found for this chunk (a fresh copy; the transaction adds what its SELECTs find)."""
+        prepared = self._prepared
+        if prepared is None:
+            return {}
+        return {lookup: dict(values) for lookup, values in prepared.known.items()}
 
     def _bookkeep(self, pre: list[tuple[Item, Failure]], chunk: _Tally, end: int) -> None:
         """Dead letters, replayed letters and the checkpoint, in the chunk's transaction."""
@@ -232,14 +244,25 @@ class Flusher:
             where = "idempotency ledger"
             live = self._drop_duplicates(live, tally)
             where = "lookup"
-            resolved, live = self._resolve(live, tally)
+            prep = self._prepared if self._prepared and batch is self._prepared.good else None
+            groups = None
+            resolved: Resolved = {}
+            if prep is not None and prep.groups is not None and len(live) == len(batch):
+                groups = prep.groups  # every reference known, no record skipped
+                for lookup, values in prep.fetched.items():
+                    tally.lookups.setdefault(lookup, {}).update(values)
+            else:
+                resolved, live = self._resolve(live, tally)
             # A pipelined statement's error reaches us at whichever later statement reads
             # results first. A one-record try is the one whose error becomes a dead letter,
             # so there each write is waited for, and the error names the write that failed.
             alone = len(batch) == 1
             for index, write in enumerate(self.writes):
                 where = write.describe()
-                self._apply_write(index, write, live, resolved)
+                if groups is not None:
+                    self._send_groups(write, groups[index])
+                else:
+                    self._apply_write(index, write, live, resolved)
                 if alone:
                     session.sync()
             where = "idempotency ledger"
@@ -349,21 +372,15 @@ class Flusher:
         resolved: Resolved = {}
         if not self.lookups:
             return resolved, live
-        wanted: dict[Lookup, dict[tuple[Any, ...], Ref]] = {lk: {} for lk in self.lookups}
-        for item in live:
-            refs = item.refs
-            if refs is None:
-                continue
-            for r in refs:
-                per = wanted.get(r.lookup)
-                if per is None:
-                    raise FatalDatabaseError(
-                        f"the mapping referred to {r.lookup!r}, which is not among the "
-                        "pipeline's lookups",
-                        job=self.job,
-                    )
-                if r.key not in per:
-                    per[r.key] = r  # the first record's values create the row
+        wanted = wanted_refs(live, self.lookups)
+        if wanted is None:
+            stray = next(
+                r.lookup for it in live for r in it.refs or () if r.lookup not in self.lookups
+            )
+            raise FatalDatabaseError(
+                f"the mapping referred to {stray!r}, which is not among the pipeline's lookups",
+                job=self.job,
+            )
         missing = False
         for lookup, refs_by_key in wanted.items():
             cache = self.caches[lookup].values
@@ -377,11 +394,11 @@ class Flusher:
                     values[key] = hit
             existing = self._existing.get(lookup)
             if todo and existing:
-                known = {k: existing[k] for k in todo if k in existing}
-                if known:
-                    values.update(known)
-                    tally.lookups.setdefault(lookup, {}).update(known)
-                    todo = [k for k in todo if k not in known]
+                seen = {k: existing[k] for k in todo if k in existing}
+                if seen:
+                    values.update(seen)
+                    tally.lookups.setdefault(lookup, {}).update(seen)
+                    todo = [k for k in todo if k not in seen]
             if todo:
                 found = self._lookup_fetch(lookup, todo, refs_by_key)
                 values.update(found)
@@ -436,6 +453,13 @@ class Flusher:
             found.update({tuple(r[:nkey]): r[nkey] for r in rows})
         return found
 
+    def _send_groups(self, write: Write, groups: list[RowGroup]) -> None:
+        """Send row groups built ahead (``Prepared``), as ``_apply_write`` would."""
+        t = self.tables[write.table]
+        for cols, rows in groups:
+            if rows:
+                self._send(write, t, cols, rows)
+
     def _apply_write(
         self,
         index: int,
@@ -444,23 +468,27 @@ class Flusher:
         resolved: Resolved,
     ) -> None:
         t = self.tables[write.table]
-        d = self.dialect
         for cols, rows in aggregate(write, index, live, resolved):
-            if not rows:
-                continue
-            if isinstance(write, Insert):
-                d.insert(self.session, t, cols, rows)
-            elif isinstance(write, Upsert):
-                update = (
-                    [c for c in cols if c not in write.key]
-                    if write.update is None
-                    else [c for c in write.update if c in cols]
-                )
-                d.upsert(self.session, t, write.key, cols, update, rows)
-            elif isinstance(write, Increment):
-                d.increment(self.session, t, write.key, cols, write.columns, rows, write.create)
-            elif isinstance(write, Delete):
-                d.delete(self.session, t, write.key, rows)
+            if rows:
+                self._send(write, t, cols, rows)
+
+    def _send(
+        self, write: Write, t: TableInfo, cols: tuple[str, ...], rows: list[tuple[Any, ...]]
+    ) -> None:
+        d = self.dialect
+        if isinstance(write, Insert):
+            d.insert(self.session, t, cols, rows)
+        elif isinstance(write, Upsert):
+            update = (
+                [c for c in cols if c not in write.key]
+                if write.update is None
+                else [c for c in write.update if c in cols]
+            )
+            d.upsert(self.session, t, write.key, cols, update, rows)
+        elif isinstance(write, Increment):
+            d.increment(self.session, t, write.key, cols, write.columns, rows, write.create)
+        elif isinstance(write, Delete):
+            d.delete(self.session, t, write.key, rows)
 
     def _write_dead_letters(
         self, failures: list[tuple[Item, Failure]], landed: Sequence[Item]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +33,7 @@ from ._flush import Flusher, LookupCache
 from ._isolate import Isolation, isolation_for
 from ._items import Failure, Item
 from ._out import Out, WriteIndex
+from ._prepare import Preparer
 from ._result import Result, Status
 from ._retry import RetryPolicy, TransientFailure
 from ._sources import FileSource, ReadFailure, SourceRecord, iter_records
@@ -247,12 +249,15 @@ class Pipeline:
             result.resumed_from = resume
             if resume:
                 log.info("job %s: resuming after record %d", name, resume)
+            preparer = self._preparer(flusher)
             try:
-                self._loop(source, map, idempotency_key, resume, flusher, worker, result)
+                self._loop(source, map, idempotency_key, resume, flusher, preparer, worker, result)
                 status = _final_status(result)
             except (TransientExhausted, _StopRun) as exc:
                 result.error = str(exc)
                 status = "failed"
+            finally:
+                preparer.close()
             result.status = status
             try:
                 worker.submit(self._finish, session, flusher, name, status).result()
@@ -289,6 +294,7 @@ class Pipeline:
         key_fn: Callable[[dict[str, Any]], Any] | None,
         resume: int,
         flusher: Flusher,
+        preparer: Preparer,
         worker: ThreadPoolExecutor,
         result: Result,
     ) -> None:
@@ -301,10 +307,12 @@ class Pipeline:
 
         def submit(items: list[Item]) -> Future[None]:
             nonlocal in_flight
+            # While the previous chunk is still flushing: this chunk's lookups and rows.
+            prepared = preparer.prepare(items)
             if in_flight is not None:
                 in_flight.result()
                 self._check_failures(result)
-            fut = worker.submit(flusher.flush, items, items[-1].position)
+            fut = worker.submit(flusher.flush, items, items[-1].position, prepared)
             if not self.pipelined:
                 fut.result()
                 self._check_failures(result)
@@ -362,6 +370,19 @@ class Pipeline:
         if in_flight is not None:
             in_flight.result()
         self._check_failures(result)
+
+    def _preparer(self, flusher: Flusher) -> Preparer:
+        reader = None
+        if self.lookups and self.dialect.reads_ahead:
+            reader = Session(self.engine, self.dialect, self.statement_listeners)
+        return Preparer(
+            writes=self.writes,
+            lookups=self.lookups,
+            caches=flusher.caches,
+            lookup_tables=flusher.lookup_tables,
+            dialect=self.dialect,
+            reader=reader,
+        )
 
     def _check_failures(self, result: Result) -> None:
         limit = self.max_failures
@@ -540,8 +561,11 @@ def _final_status(result: Result) -> Status:
 
 
 def _count_statements(listeners: list[StatementListener], result: Result) -> StatementListener:
+    lock = threading.Lock()  # both threads send statements (the mapping thread reads ahead)
+
     def count(sql: str, rows: int) -> None:
-        result.statements += 1
+        with lock:
+            result.statements += 1
 
     listeners.append(count)
     return count

@@ -98,6 +98,9 @@ class Dialect:
     max_params = 30_000
     #: Whether the driver can send statements without waiting for each result.
     pipelines = False
+    #: Whether to select a chunk's lookup keys ahead, on a second connection, while the
+    #: previous chunk flushes (worth a round trip only over a network).
+    reads_ahead = True
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine

@@ -61,6 +61,7 @@ def _adapt_value(v: Any) -> Any:
 class SQLiteDialect(Dialect):
     name = "sqlite"
     placeholder = "?"
+    reads_ahead = False  # in-process: no round trip to hide, and a second connection locks
 
     def on_acquire(self, dbapi_conn: Any) -> None:
         dbapi_conn.isolation_level = None

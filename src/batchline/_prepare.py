@@ -1,0 +1,137 @@
+"""A chunk's database-free flush work, done on the mapping thread before the chunk is handed
+to the flush thread.
+
+Why: the flush thread spends most of a chunk waiting for the server (the writes, the
+COMMIT). Whatever Python work it does besides waiting (collecting the chunk's lookup keys,
+asking for the ones not cached, summing increments, building rows) delays that chunk's
+statements. The mapping thread, meanwhile, is usually idle, waiting for the previous flush
+to end. So it does that work for the next chunk while the current one flushes:
+
+- lookup keys not in the committed cache are selected on a second, read-only connection;
+  these are rows that exist (committed), so the flush may use them as its own SELECT would;
+- when every reference of the chunk is known, the row groups of every write are built.
+
+The flush uses what was prepared only for the chunk's first try, and only while it still
+holds the same records (none skipped by the idempotency ledger); isolation tries and
+anything unresolved are computed in the flush, as before. On SQLite there is no round trip
+to save, so nothing is selected ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._aggregate import Resolved, RowGroup, aggregate
+from ._database import Session
+from ._dialects import Dialect, TableInfo
+from ._items import Item
+from ._writes import Lookup, Ref, Write
+
+__all__ = ["Prepared", "Preparer", "wanted_refs"]
+
+log = logging.getLogger("batchline")
+
+
+def wanted_refs(
+    items: Sequence[Item], lookups: Sequence[Lookup]
+) -> dict[Lookup, dict[tuple[Any, ...], Ref]] | None:
+    """Per lookup, the distinct keys the records refer to (first Ref per key, whose values
+    create a missing row); ``None`` if a record refers to a lookup the pipeline lacks."""
+    wanted: dict[Lookup, dict[tuple[Any, ...], Ref]] = {lk: {} for lk in lookups}
+    for item in items:
+        refs = item.refs
+        if refs is None:
+            continue
+        for r in refs:
+            per = wanted.get(r.lookup)
+            if per is None:
+                return None
+            if r.key not in per:
+                per[r.key] = r
+    return wanted
+
+
+@dataclass(slots=True)
+class Prepared:
+    """What the mapping thread worked out for one chunk."""
+
+    good: list[Item]  # the records that reached the flush (mapped without error)
+    known: Resolved  # lookup values known to exist: from the cache or a read ahead
+    fetched: Resolved  # of those, the ones read ahead (for the cache, once committed)
+    groups: list[list[RowGroup]] | None  # per write, when every reference is known
+
+
+class Preparer:
+    """Prepares chunks on the mapping thread (see the module's docstring)."""
+
+    def __init__(
+        self,
+        *,
+        writes: Sequence[Write],
+        lookups: Sequence[Lookup],
+        caches: dict[Lookup, Any],
+        lookup_tables: dict[str, TableInfo],
+        dialect: Dialect,
+        reader: Session | None,
+    ) -> None:
+        self.writes = list(writes)
+        self.lookups = list(lookups)
+        self.caches = caches
+        self.lookup_tables = lookup_tables
+        self.dialect = dialect
+        self.reader = reader
+
+    def prepare(self, items: Sequence[Item]) -> Prepared:
+        good = [it for it in items if it.failure is None]
+        known: Resolved = {}
+        fetched: Resolved = {}
+        complete = True
+        wanted = wanted_refs(good, self.lookups) if self.lookups else {}
+        if wanted is None:  # the flush reports the stray lookup
+            return Prepared(good, known, fetched, None)
+        for lookup, refs_by_key in wanted.items():
+            cache = self.caches[lookup].values
+            values: dict[tuple[Any, ...], Any] = {}
+            todo = []
+            for key in refs_by_key:
+                hit = cache.get(key, _MISSING)
+                if hit is _MISSING:
+                    todo.append(key)
+                else:
+                    values[key] = hit
+            if todo:
+                fetched[lookup] = ahead = self._read_ahead(lookup, todo)
+                values.update(ahead)
+                complete = complete and len(values) == len(refs_by_key)
+            known[lookup] = values
+        groups = None
+        if complete:
+            groups = [aggregate(w, i, good, known) for i, w in enumerate(self.writes)]
+        return Prepared(good, known, fetched, groups)
+
+    def _read_ahead(self, lookup: Lookup, keys: list[tuple[Any, ...]]) -> dict[Any, Any]:
+        reader = self.reader
+        if reader is None:
+            return {}
+        t = self.lookup_tables[lookup.table]
+        nkey = len(lookup.key)
+        try:
+            rows = self.dialect.lookup_select(reader, t, lookup.key, lookup.returns, keys)
+            reader.rollback()  # hold no snapshot or lock between chunks
+        except Exception as exc:  # only an optimisation: the flush will look them up
+            log.debug("reading lookups ahead failed (%s); the flush will do it", exc)
+            reader.discard()
+            self.reader = None
+            return {}
+        return {tuple(r[:nkey]): r[nkey] for r in rows}
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
+_MISSING: Any = object()
