@@ -196,7 +196,8 @@ def test_backend_terminated_around_commit_loses_and_doubles_nothing(
     pipeline.statement_listeners.append(fault)
     result = pipeline.run(bl.read(source), map_line, job="cut", idempotency_key=idempotency_key)
     admin.dispose()
-    assert terminated == [1, 1, 1]  # each fault really hit our connection
+    # each fault really hit the run's connection (and, when open, its read-ahead one)
+    assert len(terminated) == 3 and all(n >= 1 for n in terminated), terminated
     assert result.retries >= 3
     assert result.status == "success"
     assert (result.items_processed, result.duplicates_skipped, result.items_failed) == (4000, 0, 0)

@@ -161,3 +161,57 @@ def test_a_dead_letter_names_the_write_that_failed(postgres_url: str, pg: sa.Eng
         [failed] = result.failed_items
         assert failed.error.startswith("insert items: "), failed.error
         assert "ck_items_amount" in failed.error
+
+
+TRICKY = [
+    "plain",
+    "with space",
+    "comma,inside",
+    'quote"inside',
+    "back\\slash",
+    "{braces}",
+    "",
+    "NULL",
+    "null",
+    "tab\there",
+    "line\nbreak",
+    "ünïcode ✓",
+]
+
+
+@pytest.mark.parametrize("copy_from_rows", [0, 10_000], ids=["copy", "unnest-insert"])
+def test_text_values_arrive_exactly_whatever_they_contain(
+    postgres_url: str, pg: sa.Engine, monkeypatch: pytest.MonkeyPatch, copy_from_rows: int
+) -> None:
+    # Plain columns go as one array literal; a value that would need quoting in it must
+    # make batchline send that column value by value instead, never garble it.
+    monkeypatch.setattr(PostgresDialect, "copy_from_rows", copy_from_rows)
+    rows = [{"id": i, "amount": Decimal(i) / 8, "label": text} for i, text in enumerate(TRICKY, 1)]
+    plain = [{"id": 100 + i, "amount": i, "label": f"v{i}"} for i in range(5)]  # one literal
+    pipeline = bl.Pipeline(postgres_url, writes=[bl.Insert("items")])
+    for batch in (rows, plain):
+        assert pipeline.run(batch).status == "success"
+    with pg.connect() as conn:
+        got = conn.execute(sa.text("SELECT id, amount, label FROM items ORDER BY id")).all()
+    expected = [(r["id"], Decimal(r["amount"]), r["label"]) for r in rows + plain]
+    assert [tuple(g) for g in got] == expected
+
+
+def test_upsert_and_increment_keys_with_tricky_text(postgres_url: str, pg: sa.Engine) -> None:
+    pipeline = bl.Pipeline(
+        postgres_url, writes=[bl.Increment("totals", key="label", columns=["amount"])]
+    )
+    records = [{"label": text, "amount": 1} for text in TRICKY * 2]
+    assert pipeline.run(records).status == "success"
+    with pg.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT label, amount FROM totals")).all())
+    assert got == {text: 2 for text in TRICKY}
+
+
+def test_plain_columns_go_as_one_literal_and_others_value_by_value() -> None:
+    rows = [(1, "a", Decimal("1.50"), "x y"), (2, "b", Decimal("2"), None)]
+    arrays = PostgresDialect._arrays(rows, ["integer", "text", "numeric", "text"])
+    assert arrays == ["{1,2}", "{a,b}", "{1.50,2}", ["x y", None]]
+    # no literal where the type is unknown or an array type
+    assert PostgresDialect._arrays([(1,), (2,)], [""]) == [[1, 2]]
+    assert PostgresDialect._arrays([(1,), (2,)], ["INTEGER[]"]) == [[1, 2]]

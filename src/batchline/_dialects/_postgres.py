@@ -10,6 +10,7 @@ Errors are classified by SQLSTATE class, as psycopg's own ``errors`` module grou
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -47,6 +48,24 @@ def _uniform(col: list[Any], kinds: set[type]) -> list[Any]:
     if any(k in (bytes, bytearray, memoryview, dict, list, tuple) for k in kinds):
         return col  # no faithful text form: let psycopg refuse it (a data error)
     return [None if v is None else _text(v) for v in col]
+
+
+# Characters that make an array element need quotes (or that the literal cannot carry).
+_QUOTED = re.compile(r'[{}"\\\s\x00]')
+
+
+def _array_literal(col: list[Any], kind: type) -> str | None:
+    """``col`` (values all of type ``kind``) as a PostgreSQL array literal such as
+    ``{1,2,3}``, or ``None`` where an element would need quoting: empty, NULL-like,
+    or with braces, quotes, backslashes, commas or spaces."""
+    if kind is int or kind is Decimal:
+        return "{" + ",".join(map(str, col)) + "}"
+    if kind is not str or not all(col):
+        return None
+    joined = ",".join(col)
+    if joined.count(",") != len(col) - 1 or _QUOTED.search(joined) or "null" in joined.lower():
+        return None
+    return "{" + joined + "}"
 
 
 def _text(value: Any) -> str:
@@ -118,18 +137,32 @@ class PostgresDialect(Dialect):
         return "unnest(" + ", ".join(parts) + ")"
 
     @staticmethod
-    def _arrays(rows: Sequence[Sequence[Any]], ncols: int) -> list[list[Any]]:
-        """One list per column. psycopg dumps a list only when its values share a type, so
-        a column mixing them (1 and 2.5, or 7 and "7") is sent as numbers or as text, for
-        the server's cast to the column type to judge, as it would a COPY field."""
+    def _types(t: TableInfo, columns: Sequence[str]) -> list[str]:
+        return [t.columns.get(c, "") for c in columns]
+
+    @staticmethod
+    def _arrays(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> list[Any]:
+        """One array parameter per column, for ``unnest(%s::type[], ...)``.
+
+        psycopg dumps a list only when its values share a type, so a column mixing them (1
+        and 2.5, or 7 and "7") is first made one type: numbers, or text for the server's cast
+        to the column type to judge, as it would a COPY field. A column of a known scalar
+        type whose values need no quoting is then sent as one array literal, joined in C:
+        psycopg would dump it value by value in Python.
+        """
         if not rows:
-            return [[] for _ in range(ncols)]
-        columns = [list(col) for col in zip(*rows, strict=True)]
+            return [[] for _ in types]
+        columns: list[Any] = [list(col) for col in zip(*rows, strict=True)]
         for i, col in enumerate(columns):
             kinds = set(map(type, col))
-            kinds.discard(type(None))
             if len(kinds) > 1:
-                columns[i] = _uniform(col, kinds)
+                kinds.discard(type(None))
+                if len(kinds) > 1:
+                    col = columns[i] = _uniform(col, kinds)
+            if len(kinds) == 1 and types[i] and "[" not in types[i]:
+                literal = _array_literal(col, kinds.pop())
+                if literal is not None:
+                    columns[i] = literal
         return columns
 
     def insert_many(
@@ -145,7 +178,7 @@ class PostgresDialect(Dialect):
             f"INSERT INTO {table_sql} ({self.columns_sql(columns)}) "  # noqa: S608
             f"SELECT * FROM unnest({marks})"
         )
-        ex.execute(sql, self._arrays(rows, len(columns)))
+        ex.execute(sql, self._arrays(rows, types))
 
     def any_of(self, column_sql: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column_sql} = ANY(%s)", [list(values)]
@@ -162,7 +195,7 @@ class PostgresDialect(Dialect):
                 f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) "  # noqa: S608
                 f"SELECT * FROM {self._unnest(t, columns)}"
             )
-            ex.execute(sql, self._arrays(rows, len(columns)))
+            ex.execute(sql, self._arrays(rows, types))
             return
         ex.copy_rows(f"COPY {t.sql} ({self.columns_sql(columns)}) FROM STDIN", rows)
 
@@ -185,7 +218,7 @@ class PostgresDialect(Dialect):
             f"SELECT * FROM {self._unnest(t, columns)} "
             f"ON CONFLICT ({self.columns_sql(key)}) {action}"
         )
-        ex.execute(sql, self._arrays(rows, len(columns)))
+        ex.execute(sql, self._arrays(rows, self._types(t, columns)))
 
     def increment(
         self,
@@ -206,7 +239,7 @@ class PostgresDialect(Dialect):
                 f"SELECT * FROM {self._unnest(t, columns)} "
                 f"ON CONFLICT ({self.columns_sql(key)}) DO UPDATE SET {sets}"
             )
-            ex.execute(sql, self._arrays(rows, len(columns)))
+            ex.execute(sql, self._arrays(rows, self._types(t, columns)))
             return
         cols = [*key, *add]
         idx = [list(columns).index(c) for c in cols]
@@ -219,7 +252,7 @@ class PostgresDialect(Dialect):
             f"UPDATE {t.sql} SET {sets} "  # noqa: S608
             f"FROM {self._unnest(t, cols)} AS v({self.columns_sql(cols)}) WHERE {match}"
         )
-        ex.execute(sql, self._arrays(narrowed, len(cols)))
+        ex.execute(sql, self._arrays(narrowed, self._types(t, cols)))
 
     def delete(
         self, ex: Executor, t: TableInfo, key: Sequence[str], keys: Sequence[Sequence[Any]]
@@ -228,7 +261,7 @@ class PostgresDialect(Dialect):
             f"DELETE FROM {t.sql} WHERE ({self.columns_sql(key)}) IN "  # noqa: S608
             f"(SELECT * FROM {self._unnest(t, key)})"
         )
-        ex.execute(sql, self._arrays(keys, len(key)))
+        ex.execute(sql, self._arrays(keys, self._types(t, key)))
 
     # -- lookups ----------------------------------------------------------------------------
     def lookup_select(
@@ -251,7 +284,7 @@ class PostgresDialect(Dialect):
             f"SELECT {self.columns_sql([*key, returns])} FROM {t.sql} "  # noqa: S608
             f"WHERE ({self.columns_sql(key)}) IN (SELECT * FROM {self._unnest(t, key)})"
         )
-        return ex.query(sql, self._arrays(keys, len(key)))
+        return ex.query(sql, self._arrays(keys, self._types(t, key)))
 
     def lookup_insert(
         self,
@@ -268,4 +301,4 @@ class PostgresDialect(Dialect):
             f"ON CONFLICT ({self.columns_sql(key)}) DO NOTHING "
             f"RETURNING {self.columns_sql([*key, returns])}"
         )
-        return ex.query(sql, self._arrays(rows, len(columns)))
+        return ex.query(sql, self._arrays(rows, self._types(t, columns)))
