@@ -130,6 +130,17 @@ def test_cli_rejects_an_unknown_strategy() -> None:
     assert "no strategy 'magic'" in result.output
 
 
+@pytest.mark.postgres
+def test_cli_reports_a_database_refusal_in_one_line(postgres_url: str) -> None:
+    # A search_path naming no schema: PostgreSQL refuses to create the bench tables.
+    url = sa.make_url(postgres_url).set(query={"options": "-csearch_path=no_such_schema"})
+    args = ["--db", url.render_as_string(hide_password=False), "--lines", "10", "-q"]
+    result = CliRunner().invoke(bench_command, [*args, "--repeats", "1", "--no-memory"])
+    assert result.exit_code == 1
+    assert "no schema has been selected" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_cli_plot_draws_a_png(sqlite_url: str, tmp_path: Path) -> None:
     png = tmp_path / "bench.png"
     args = ["--db", sqlite_url, "--lines", "30", "--repeats", "1", "--no-memory", "-q"]

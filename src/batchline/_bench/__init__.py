@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 from rich.console import Console
 
+from .._database import redact_url
 from .._errors import ConfigError
 from ._harness import BenchOptions, run_bench, verify_state
 from ._report import render, to_markdown, write_json, write_plot
@@ -112,7 +114,12 @@ def bench_command(
     except (ConfigError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     err = Console(stderr=True)
-    report = run_bench(options, None if quiet else lambda msg: err.print(msg, highlight=False))
+    try:
+        report = run_bench(options, None if quiet else lambda msg: err.print(msg, highlight=False))
+    except sa.exc.SQLAlchemyError as exc:
+        # e.g. no schema to create the bench tables in: one clear line, no traceback
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise click.ClickException(f"{redact_url(db or 'sqlite')}: {reason}") from None
     report["command"] = shlex.join(["batchline", "bench", *_args()])
     out = Console()
     render(report, out if out.is_terminal else Console(width=130))
