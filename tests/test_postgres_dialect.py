@@ -70,8 +70,10 @@ def test_both_insert_paths_land_rows_and_dead_letter_the_bad_one(
     assert result.items_processed == 249
     assert [f.position for f in result.failed_items] == [137]
     assert "ck_items_amount" in result.failed_items[0].error
-    uses_copy = bool(sent.matching("COPY "))
-    assert uses_copy is (copy_from_rows == 0)
+    # the first try of each chunk takes the path its size selects; isolation tries use COPY,
+    # which names the failing line
+    firsts = [sql for sql, _ in sent.statements if sql.startswith(("COPY", "INSERT INTO items"))]
+    assert firsts[0].startswith("COPY") is (copy_from_rows == 0)
     with pg.connect() as conn:
         got = conn.execute(sa.text("SELECT count(*), sum(amount) FROM items")).one()
     assert got == (249, sum(Decimal(i) / 4 for i in range(1, 251) if i != 137))

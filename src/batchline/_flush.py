@@ -115,6 +115,7 @@ class Flusher:
         self._existing: dict[Lookup, dict[tuple[Any, ...], Any]] = {}
         self._prepared: Prepared | None = None  # the mapping thread's work for this chunk
         self._savepoints = False  # whether tries run under a savepoint (while isolating)
+        self._named: Item | None = None  # the record the database named in this try's error
 
     # -- the entry point ----------------------------------------------------------------------
     def flush(self, items: Sequence[Item], end: int, prepared: Prepared | None = None) -> None:
@@ -236,6 +237,7 @@ class Flusher:
         session = self.session
         tally = _Tally()
         savepoint = self._savepoints
+        self._named = None
         where = "savepoint"
         try:
             if savepoint:
@@ -292,6 +294,12 @@ class Flusher:
         """Isolation found ``item`` bad on its own: it becomes a dead letter."""
         self._chunk.failures.append((item, Failure(exc.stage, exc.error_class, exc.message)))
 
+    @property
+    def locates_rows(self) -> bool:
+        """Whether an isolation try can name its failing record: the dialect reports the
+        failing row of an insert (PostgreSQL's COPY), and the pipeline has inserts."""
+        return self.dialect.locates_rows and any(isinstance(w, Insert) for w in self.writes)
+
     def _expected_transactions(self) -> int:
         return self.transactions_base + self.result.chunks_committed + 1
 
@@ -341,6 +349,8 @@ class Flusher:
                 c.error_class,
                 c.code,
                 stage="lookup" if where.startswith("lookup") else "write",
+                item=self._named,
+                located=self._savepoints and self.locates_rows,
             ) from exc
         raise FatalDatabaseError(
             f"{message} (stopping: this is not the records' fault)", code=c.code, job=self.job
@@ -469,15 +479,38 @@ class Flusher:
     ) -> None:
         t = self.tables[write.table]
         for cols, rows in aggregate(write, index, live, resolved):
-            if rows:
+            if not rows:
+                continue
+            try:
                 self._send(write, t, cols, rows)
+            except Exception as exc:
+                if self._savepoints and isinstance(write, Insert):
+                    self._named = self._named_item(exc, index, cols, live)
+                raise
+
+    def _named_item(
+        self, exc: Exception, index: int, cols: tuple[str, ...], live: Sequence[Item]
+    ) -> Item | None:
+        """The record whose row the database named as failing (rows went in item order)."""
+        row_no = self.dialect.failed_row(exc)
+        if row_no is None:
+            return None
+        seen = 0
+        for item in live:
+            for idx, row in item.ops:
+                if idx == index and tuple(row) == cols:
+                    if seen == row_no:
+                        return item
+                    seen += 1
+        return None
 
     def _send(
         self, write: Write, t: TableInfo, cols: tuple[str, ...], rows: list[tuple[Any, ...]]
     ) -> None:
         d = self.dialect
         if isinstance(write, Insert):
-            d.insert(self.session, t, cols, rows)
+            # while isolating, an insert that can name its failing row does (COPY's line)
+            d.insert(self.session, t, cols, rows, locate=self._savepoints)
         elif isinstance(write, Upsert):
             update = (
                 [c for c in cols if c not in write.key]

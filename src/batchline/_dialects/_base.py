@@ -98,6 +98,8 @@ class Dialect:
     max_params = 30_000
     #: Whether the driver can send statements without waiting for each result.
     pipelines = False
+    #: Whether a failed ``insert(..., locate=True)`` says which row failed (failed_row).
+    locates_rows = False
     #: Whether to select a chunk's lookup keys ahead, on a second connection, while the
     #: previous chunk flushes (worth a round trip only over a network).
     reads_ahead = True
@@ -151,6 +153,11 @@ class Dialect:
     def classify(self, exc: BaseException) -> Classified:
         raise NotImplementedError
 
+    def failed_row(self, exc: BaseException) -> int | None:
+        """The 0-based index of the row an ``insert(..., locate=True)`` failed on, if the
+        database said; ``None`` otherwise."""
+        return None
+
     @staticmethod
     def first_line(exc: BaseException) -> str:
         text = str(exc).strip() or type(exc).__name__
@@ -200,8 +207,16 @@ class Dialect:
 
     # -- writes (portable forms) ---------------------------------------------------------------
     def insert(
-        self, ex: Executor, t: TableInfo, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+        self,
+        ex: Executor,
+        t: TableInfo,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        locate: bool = False,
     ) -> None:
+        """Insert ``rows``; with ``locate``, in a form whose failure names the row, where the
+        database can (see :meth:`failed_row`)."""
         head = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES "  # noqa: S608
         self._each_values_batch(ex, columns, rows, lambda values: head + values)
 
