@@ -25,7 +25,7 @@ from ._dialects import Classified, Dialect, ErrorKind, TableInfo
 from ._errors import FatalDatabaseError, TransientExhausted
 from ._isolate import DataFailure, Isolation
 from ._items import Failure, Item
-from ._prepare import Prepared, wanted_refs
+from ._prepare import Prepared, split_cached, wanted_refs
 from ._result import FailedItem, Result
 from ._retry import RetryPolicy, TransientFailure
 from ._state import StateStore, to_json
@@ -393,15 +393,7 @@ class Flusher:
             )
         missing = False
         for lookup, refs_by_key in wanted.items():
-            cache = self.caches[lookup].values
-            values: dict[tuple[Any, ...], Any] = {}
-            todo = []
-            for key in refs_by_key:
-                hit = cache.get(key, _MISSING)
-                if hit is _MISSING:
-                    todo.append(key)
-                else:
-                    values[key] = hit
+            values, todo = split_cached(refs_by_key, self.caches[lookup].values)
             existing = self._existing.get(lookup)
             if todo and existing:
                 seen = {k: existing[k] for k in todo if k in existing}
@@ -548,6 +540,3 @@ class Flusher:
         replayed = [it.dead_letter_id for it in landed if it.dead_letter_id is not None]
         if replayed:
             self.state.delete_dead_letters(self.session, replayed)
-
-
-_MISSING: Any = object()

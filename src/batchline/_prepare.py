@@ -20,7 +20,7 @@ to save, so nothing is selected ahead.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from ._dialects import Dialect, TableInfo
 from ._items import Item
 from ._writes import Lookup, Ref, Write
 
-__all__ = ["Prepared", "Preparer", "wanted_refs"]
+__all__ = ["Prepared", "Preparer", "split_cached", "wanted_refs"]
 
 log = logging.getLogger("batchline")
 
@@ -52,6 +52,21 @@ def wanted_refs(
             if r.key not in per:
                 per[r.key] = r
     return wanted
+
+
+def split_cached(
+    keys: Iterable[tuple[Any, ...]], cache: dict[tuple[Any, ...], Any]
+) -> tuple[dict[tuple[Any, ...], Any], list[tuple[Any, ...]]]:
+    """The values of ``keys`` found in ``cache``, and the keys it lacks (in order)."""
+    values: dict[tuple[Any, ...], Any] = {}
+    todo = []
+    for key in keys:
+        hit = cache.get(key, _MISSING)
+        if hit is _MISSING:
+            todo.append(key)
+        else:
+            values[key] = hit
+    return values, todo
 
 
 @dataclass(slots=True)
@@ -93,15 +108,7 @@ class Preparer:
         if wanted is None:  # the flush reports the stray lookup
             return Prepared(good, known, fetched, None)
         for lookup, refs_by_key in wanted.items():
-            cache = self.caches[lookup].values
-            values: dict[tuple[Any, ...], Any] = {}
-            todo = []
-            for key in refs_by_key:
-                hit = cache.get(key, _MISSING)
-                if hit is _MISSING:
-                    todo.append(key)
-                else:
-                    values[key] = hit
+            values, todo = split_cached(refs_by_key, self.caches[lookup].values)
             if todo:
                 fetched[lookup] = ahead = self._read_ahead(lookup, todo)
                 values.update(ahead)
