@@ -684,6 +684,32 @@ def test_progress_bar_on_a_terminal_and_not_with_quiet(
     assert screen.getvalue() == "" and quiet.stdout == ""
 
 
+def test_progress_bar_counts_database_failures_as_chunks_commit(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two rows break a CHECK: they are found at flush time, and the bar counts them then.
+    execute(sqlite_url, "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER CHECK (n > 0))")
+    path = tmp_path / "f.csv"
+    rows = [f"{i},{-1 if i in (150, 420) else i}" for i in range(1, 601)]
+    path.write_text("id,n\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    screen = io.StringIO()
+    fake: Callable[[], Console] = lambda: Console(file=screen, force_terminal=True, width=120)  # noqa: E731
+    monkeypatch.setattr(cli_module, "stderr_console", fake)
+    seen: list[int] = []
+    real = cli_module.LoadProgress.on_chunk
+
+    def spy(self: Any, result: Any, failed: Any) -> None:
+        real(self, result, failed)
+        seen.append(self.database_failures)
+
+    monkeypatch.setattr(cli_module.LoadProgress, "on_chunk", spy)
+    args = ("load", str(path), "--db", sqlite_url, "--table", "t", "--chunk-size", "100")
+    result = run(*args)
+    assert result.exit_code == 3
+    assert seen == [0, 1, 1, 1, 2, 2]  # counted chunk by chunk, not at the end
+    assert "2 failed" in screen.getvalue()
+
+
 def test_values_that_look_like_markup_are_shown_as_they_are(
     tmp_path: Path, sqlite_url: str
 ) -> None:

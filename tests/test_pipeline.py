@@ -401,3 +401,22 @@ def test_restart_starts_the_job_over_without_its_old_dead_letters(sqlite_url: st
     assert dead_positions(engine, "again") == [30]
     assert scalar(engine, "SELECT COUNT(*) FROM transactions") == 99
     engine.dispose()
+
+
+def test_on_chunk_reports_each_committed_chunk_and_its_failures(sqlite_url: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    shop_metadata().create_all(engine)
+    engine.dispose()
+    pipeline, _, map_line = design_sample(sqlite_url, chunk_size=10)
+    calls: list[tuple[int, int, list[tuple[int, str]]]] = []
+
+    def on_chunk(result: bl.Result, failed: Any) -> None:
+        positions = [(f.position, f.stage) for f in failed]
+        calls.append((result.chunks_committed, result.items_processed, positions))
+
+    records = list(invoice_lines(30, bad={4, 25}))
+    records[16] = {**records[16], "quantity": "not a number"}  # the increment refuses it: map
+    result = pipeline.run(records, map_line, on_chunk=on_chunk)
+    assert [c[0] for c in calls] == [1, 2, 3]
+    assert calls[-1][1] == result.items_processed
+    assert [p for c in calls for p in c[2]] == [(4, "write"), (17, "map"), (25, "write")]

@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from ._result import FailedItem, Result
 from ._sources import FileSource, ReadFailure, SourceItem
 from ._state import DeadLetter, JobState
 
@@ -227,8 +228,9 @@ def render_dead_letter(console: Console, letter: DeadLetter) -> None:
 class LoadProgress:
     """A progress bar fed from the source as records are read (the run itself blocks).
 
-    Shows records, records/s, read and conversion failures so far (write failures are known
-    only at the end), and an ETA when the file's size is known.
+    Shows records, records/s, failures so far and an ETA when the file's size is known. Read
+    and conversion failures count as they are met; lookup and write failures as each chunk
+    that found them commits (``on_chunk``, on the flush thread: rich's bar is thread-safe).
     """
 
     _EVERY = 256  # records between bar updates: the bar must cost nothing per record
@@ -236,7 +238,8 @@ class LoadProgress:
     def __init__(self, console: Console, source: FileSource) -> None:
         self.source = source
         self.records = 0
-        self.failures = 0
+        self.failures = 0  # read and map failures, as met
+        self.database_failures = 0  # lookup and write failures, as their chunks commit
         self._started = time.perf_counter()
         size = source.size_bytes
         self.progress = Progress(
@@ -264,6 +267,10 @@ class LoadProgress:
     def on_map_failure(self) -> None:
         self.failures += 1
 
+    def on_chunk(self, result: Result, failed: Sequence[FailedItem]) -> None:
+        self.database_failures += sum(1 for f in failed if f.stage in ("lookup", "write"))
+        self.refresh()
+
     def refresh(self) -> None:
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         self.progress.update(
@@ -271,7 +278,7 @@ class LoadProgress:
             completed=self.source.bytes_read,
             records=self.records,
             rate=self.records / elapsed,
-            failed=self.failures,
+            failed=self.failures + self.database_failures,
         )
 
     @contextmanager

@@ -30,6 +30,7 @@ from ._result import FailedItem, Result
 from ._retry import RetryPolicy, TransientFailure
 from ._state import StateStore, to_json
 from ._writes import Delete, Increment, Insert, Lookup, Ref, Upsert, Write
+from .typing import ChunkCallback
 
 __all__ = ["Flusher", "LookupCache"]
 
@@ -114,6 +115,7 @@ class Flusher:
         # rolled-back try takes away): isolation's later tries need not ask again.
         self._existing: dict[Lookup, dict[tuple[Any, ...], Any]] = {}
         self._prepared: Prepared | None = None  # the mapping thread's work for this chunk
+        self.on_chunk: ChunkCallback | None = None  # progress: after each committed chunk
         self._savepoints = False  # whether tries run under a savepoint (while isolating)
         self._named: Item | None = None  # the record the database named in this try's error
 
@@ -316,13 +318,14 @@ class Flusher:
         res.items_processed += len(tally.processed)
         res.duplicates_skipped += len(tally.duplicates)
         failures = sorted([*pre, *tally.failures], key=lambda f: f[0].position)
+        failed = []
         for item, failure in failures:
             res.items_failed += 1
-            res.add_failure(
-                FailedItem(
-                    item.position, item.line, failure.stage, failure.message, failure.error_class
-                )
+            entry = FailedItem(
+                item.position, item.line, failure.stage, failure.message, failure.error_class
             )
+            failed.append(entry)
+            res.add_failure(entry)
             log.warning(
                 "job %s: record %d (line %d) dead-lettered at stage %s: %s",
                 self.job,
@@ -334,6 +337,8 @@ class Flusher:
         res.records_seen += len(tally.processed) + len(tally.duplicates) + len(failures)
         for lookup, values in tally.lookups.items():
             self.caches[lookup].update(values)
+        if self.on_chunk is not None:
+            self.on_chunk(res, failed)
 
     def _raise_classified(self, exc: BaseException, where: str) -> None:
         if isinstance(exc, (DataFailure, FatalDatabaseError, TransientFailure)):

@@ -39,6 +39,7 @@ from ._retry import RetryPolicy, TransientFailure
 from ._sources import FileSource, ReadFailure, SourceRecord, iter_records
 from ._state import JobState, StateStore, StateTables, key_hash, to_json
 from ._writes import Lookup, Write
+from .typing import ChunkCallback
 
 __all__ = ["MapFunction", "Pipeline"]
 
@@ -178,6 +179,7 @@ class Pipeline:
         restart: bool = False,
         source_id: str | None = None,
         spec: Mapping[str, Any] | None = None,
+        on_chunk: ChunkCallback | None = None,
     ) -> Result:
         """Load ``records`` and return a :class:`Result`.
 
@@ -191,6 +193,8 @@ class Pipeline:
             restart: start a job from the beginning even if it finished or its source changed.
             source_id: identifies an iterable source for resume checks (files have one).
             spec: JSON-able description of the load, stored with the job (the CLI uses it).
+            on_chunk: ``on_chunk(result, failed)`` after each committed chunk, for progress
+                (see :class:`batchline.typing.ChunkCallback`).
 
         Raises:
             FatalDatabaseError: a mistake that is not the records' fault (missing table...).
@@ -211,6 +215,7 @@ class Pipeline:
             restart=restart,
             fingerprint=fingerprint,
             spec=spec,
+            on_chunk=on_chunk,
         )
 
     def _run_source(
@@ -224,6 +229,7 @@ class Pipeline:
         fingerprint: str | None = None,
         spec: Mapping[str, Any] | None = None,
         job_prefix: str = "run",
+        on_chunk: ChunkCallback | None = None,
     ) -> Result:
         """Run over source items (``SourceRecord``/``ReadFailure`` or replayed letters)."""
         if map is None and len(self.writes) != 1:
@@ -238,6 +244,7 @@ class Pipeline:
             flusher, job_state = worker.submit(
                 self._prepare, session, name, fingerprint, restart, spec, result
             ).result()
+            flusher.on_chunk = on_chunk
             if job_state is not None and job_state.status in _FINISHED and not restart:
                 result.status = job_state.status  # type: ignore[assignment]
                 result.message = (

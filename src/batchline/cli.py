@@ -277,6 +277,7 @@ def load(
                     job=job,
                     idempotency_key=idempotency_for_spec(spec),
                     spec=spec,
+                    on_chunk=progress.on_chunk,
                 )
     emit_result(result, as_json=as_json, quiet=quiet, title="load", url=url)
 
