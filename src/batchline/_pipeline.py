@@ -380,7 +380,7 @@ class Pipeline:
 
     def _preparer(self, flusher: Flusher) -> Preparer:
         reader = None
-        if self.lookups and self.dialect.reads_ahead:
+        if self.lookups and self.dialect.reads_ahead and _has_second_connection(self.engine):
             reader = Session(self.engine, self.dialect, self.statement_listeners)
         return Preparer(
             writes=self.writes,
@@ -557,6 +557,17 @@ class Pipeline:
 
 class _StopRun(Exception):
     """Internal: the failure budget is spent; stop cleanly with status failed."""
+
+
+def _has_second_connection(engine: sa.Engine) -> bool:
+    """Whether the engine's pool can lend a second connection (for reading lookups ahead)
+    without making the run wait for one: not with a one-connection pool."""
+    pool = engine.pool
+    if isinstance(pool, (sa.pool.SingletonThreadPool, sa.pool.StaticPool)):
+        return False
+    if isinstance(pool, sa.pool.QueuePool):
+        return pool.size() + max(0, getattr(pool, "_max_overflow", 0)) >= 2
+    return True
 
 
 def _final_status(result: Result) -> Status:
