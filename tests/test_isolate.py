@@ -199,6 +199,25 @@ def test_postgres_goes_straight_to_the_rows_copy_names(postgres_url: str) -> Non
     engine.dispose()
 
 
+@pytest.mark.postgres
+def test_after_a_dirty_chunk_the_first_try_already_names_the_row(postgres_url: str) -> None:
+    # Chunk 1 learns its bad row by asking (a COPY try); the chunks after it insert by COPY
+    # from their first try, so their failure already names the row: one try fewer each.
+    engine = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    _ev_table(engine)
+    engine.dispose()
+    rows = [{"id": i, "n": -1 if i in (30, 150, 270) else 1} for i in range(1, 301)]
+    pipeline = bl.Pipeline(postgres_url, writes=[bl.Insert("ev")], chunk_size=100)
+    with capture_statements(pipeline) as sent:
+        result = pipeline.run(rows)
+    assert [f.position for f in result.failed_items] == [30, 150, 270]
+    # chunk 1: ask, rows before, the named row, rows after; chunks 2 and 3: the last three
+    assert result.isolation_flushes == 4 + 3 + 3
+    copies = [sql for sql, _ in sent.statements if sql.startswith(("COPY", "INSERT INTO ev"))]
+    assert copies[0].startswith("INSERT")  # clean so far: the pipelined insert
+    assert all(sql.startswith("COPY") for sql in copies[1:])
+
+
 def test_sequential_fallback_costs_a_transaction_per_record(sqlite_url: str) -> None:
     engine = sa.create_engine(sqlite_url)
     _ev_table(engine)

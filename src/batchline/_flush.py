@@ -117,6 +117,9 @@ class Flusher:
         self._prepared: Prepared | None = None  # the mapping thread's work for this chunk
         self.on_chunk: ChunkCallback | None = None  # progress: after each committed chunk
         self._savepoints = False  # whether tries run under a savepoint (while isolating)
+        # Whether the previous chunk had bad records: data that was dirty tends to stay so,
+        # so this chunk's first try already inserts in the form that names a failing row.
+        self._dirty = False
         self._named: Item | None = None  # the record the database named in this try's error
 
     # -- the entry point ----------------------------------------------------------------------
@@ -179,6 +182,7 @@ class Flusher:
                 self.commit(good, end)
                 self._bookkeep(pre, chunk, end)
                 session.commit()  # pipelined writes may only report a bad row here
+                self._dirty = False
                 return
             except DataFailure as exc:
                 bad = exc
@@ -197,6 +201,7 @@ class Flusher:
             self.isolation.isolate(good, end, bad, self)
             self._bookkeep(pre, chunk, end)
             session.commit()
+            self._dirty = True
         except (FatalDatabaseError, TransientFailure):
             session.rollback()
             raise
@@ -263,10 +268,9 @@ class Flusher:
             alone = len(batch) == 1
             for index, write in enumerate(self.writes):
                 where = write.describe()
-                if groups is not None:
-                    self._send_groups(write, groups[index])
-                else:
-                    self._apply_write(index, write, live, resolved)
+                self._apply_write(
+                    index, write, live, resolved, None if groups is None else groups[index]
+                )
                 if alone:
                     session.sync()
             where = "idempotency ledger"
@@ -295,6 +299,12 @@ class Flusher:
     def fail(self, item: Item, exc: DataFailure) -> None:
         """Isolation found ``item`` bad on its own: it becomes a dead letter."""
         self._chunk.failures.append((item, Failure(exc.stage, exc.error_class, exc.message)))
+
+    @property
+    def _locating(self) -> bool:
+        """Whether inserts go in the form that names a failing row (while isolating, or
+        after a chunk that needed isolation)."""
+        return self._savepoints or self._dirty
 
     @property
     def locates_rows(self) -> bool:
@@ -355,7 +365,7 @@ class Flusher:
                 c.code,
                 stage="lookup" if where.startswith("lookup") else "write",
                 item=self._named,
-                located=self._savepoints and self.locates_rows,
+                located=self._locating and self.locates_rows,
             ) from exc
         raise FatalDatabaseError(
             f"{message} (stopping: this is not the records' fault)", code=c.code, job=self.job
@@ -460,28 +470,27 @@ class Flusher:
             found.update({tuple(r[:nkey]): r[nkey] for r in rows})
         return found
 
-    def _send_groups(self, write: Write, groups: list[RowGroup]) -> None:
-        """Send row groups built ahead (``Prepared``), as ``_apply_write`` would."""
-        t = self.tables[write.table]
-        for cols, rows in groups:
-            if rows:
-                self._send(write, t, cols, rows)
-
     def _apply_write(
         self,
         index: int,
         write: Write,
         live: Sequence[Item],
-        resolved: Resolved,
+        resolved: Resolved | None,
+        groups: list[RowGroup] | None = None,
     ) -> None:
+        """Send ``write``'s rows for ``live``: the row groups built ahead when given,
+        otherwise aggregated here with ``resolved``."""
         t = self.tables[write.table]
-        for cols, rows in aggregate(write, index, live, resolved):
+        if groups is None:
+            assert resolved is not None
+            groups = aggregate(write, index, live, resolved)
+        for cols, rows in groups:
             if not rows:
                 continue
             try:
                 self._send(write, t, cols, rows)
             except Exception as exc:
-                if self._savepoints and isinstance(write, Insert):
+                if self._locating and isinstance(write, Insert):
                     self._named = self._named_item(exc, index, cols, live)
                 raise
 
@@ -507,7 +516,7 @@ class Flusher:
         d = self.dialect
         if isinstance(write, Insert):
             # while isolating, an insert that can name its failing row does (COPY's line)
-            d.insert(self.session, t, cols, rows, locate=self._savepoints)
+            d.insert(self.session, t, cols, rows, locate=self._locating)
         elif isinstance(write, Upsert):
             update = (
                 [c for c in cols if c not in write.key]
