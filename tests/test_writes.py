@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 import batchline as bl
@@ -66,3 +67,14 @@ def test_one_records_bad_create_values_do_not_fail_another_with_the_same_key(
         assert conn.execute(sa.text("SELECT sku, name FROM catalog")).all() == [("A", "apple")]
         assert conn.execute(sa.text("SELECT invoice_id FROM transactions")).all() == [(2,)]
     engine.dispose()
+
+
+def test_a_write_declared_twice_is_refused_and_kinds_of_one_table_are_told_apart() -> None:
+    from batchline._out import WriteIndex
+
+    with pytest.raises(bl.ConfigError, match="insert t is declared twice"):
+        WriteIndex([bl.Insert("t"), bl.Insert("t")])
+    index = WriteIndex([bl.Insert("t"), bl.Increment("t", key="k", columns=["n"])])
+    assert (index.find("insert", "t"), index.find("increment", "t")) == (0, 1)
+    with pytest.raises(bl.ConfigError, match="several writes match"):
+        index.find(None, "t")

@@ -475,14 +475,13 @@ class Flusher:
         index: int,
         write: Write,
         live: Sequence[Item],
-        resolved: Resolved | None,
+        resolved: Resolved,
         groups: list[RowGroup] | None = None,
     ) -> None:
         """Send ``write``'s rows for ``live``: the row groups built ahead when given,
         otherwise aggregated here with ``resolved``."""
         t = self.tables[write.table]
         if groups is None:
-            assert resolved is not None
             groups = aggregate(write, index, live, resolved)
         for cols, rows in groups:
             if not rows:

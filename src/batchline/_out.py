@@ -25,21 +25,20 @@ _NUMBER = (int, float, Decimal)
 class WriteIndex:
     """Finds the declared write a mapping means by table name and kind, once, up front."""
 
-    __slots__ = ("by_kind", "by_table", "keys", "per_kind", "writes")
+    __slots__ = ("by_table", "keys", "per_kind", "writes")
 
     def __init__(self, writes: Sequence[Write]) -> None:
         self.writes = tuple(writes)
-        self.by_kind: dict[tuple[str, str], int] = {}
         self.by_table: dict[str, list[int]] = {}
         # kind -> table -> index: what Out's methods look up per record (no tuple to build)
         self.per_kind: dict[str, dict[str, int]] = {
             k: {} for k in (Insert.kind, Upsert.kind, Increment.kind, Delete.kind)
         }
         for i, w in enumerate(self.writes):
-            if (w.kind, w.table) in self.by_kind:
+            tables = self.per_kind.setdefault(w.kind, {})
+            if w.table in tables:
                 raise ConfigError(f"{w.describe()} is declared twice")
-            self.by_kind[(w.kind, w.table)] = i
-            self.per_kind.setdefault(w.kind, {})[w.table] = i
+            tables[w.table] = i
             self.by_table.setdefault(w.table, []).append(i)
         self.keys = tuple(w.key_columns for w in self.writes)
 
@@ -80,10 +79,6 @@ class Out:
         self.ops: list[Op] = []
         self.refs: list[Ref] | None = None  # the Refs among this record's values, if any
         self.size = 0
-
-    @property
-    def has_refs(self) -> bool:
-        return self.refs is not None
 
     def _add(self, idx: int, row: Mapping[str, Any]) -> None:
         if type(row) is dict:
