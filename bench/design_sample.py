@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 import batchline as bl
+import batchline.typing
 from batchline._invoices import create_schema
 from batchline.testing import capture_statements
 
@@ -33,6 +34,37 @@ def records(n: int, skus: int) -> Iterator[dict[str, Any]]:
             "quantity": i % 7 + 1,
             "unit_price": Decimal("2.50"),
         }
+
+
+def design_pipeline(db: str, chunk_size: int) -> tuple[bl.Pipeline, bl.typing.MapFunction]:
+    """The DESIGN.md sample: a creating catalog lookup, an insert and an increment per line.
+    (Also used by ``mysql_throughput.py``, beside it.)"""
+    catalog = bl.Lookup("catalog", key="sku", returns="id", create=True)
+    pipeline = bl.Pipeline(
+        db,
+        writes=[
+            bl.Insert("transactions"),
+            bl.Increment("inventory", key="item_id", columns=["quantity"]),
+        ],
+        lookups=[catalog],
+        chunk_size=chunk_size,
+    )
+
+    def map_line(record: dict[str, Any], out: bl.Out) -> None:
+        item_id = catalog.ref(sku=record["sku"], name=record["description"])
+        out.insert(
+            "transactions",
+            {
+                "invoice_id": record["invoice_id"],
+                "line_no": record["line_no"],
+                "item_id": item_id,
+                "quantity": record["quantity"],
+                "unit_cost": record["unit_price"],
+            },
+        )
+        out.increment("inventory", {"item_id": item_id, "quantity": record["quantity"]})
+
+    return pipeline, map_line
 
 
 def main() -> None:
@@ -50,31 +82,7 @@ def main() -> None:
     create_schema(engine, drop=True)
     engine.dispose()
 
-    catalog = bl.Lookup("catalog", key="sku", returns="id", create=True)
-    pipeline = bl.Pipeline(
-        args.db,
-        writes=[
-            bl.Insert("transactions"),
-            bl.Increment("inventory", key="item_id", columns=["quantity"]),
-        ],
-        lookups=[catalog],
-        chunk_size=args.chunk_size,
-    )
-
-    def map_line(record: dict[str, Any], out: bl.Out) -> None:
-        item_id = catalog.ref(sku=record["sku"], name=record["description"])
-        out.insert(
-            "transactions",
-            {
-                "invoice_id": record["invoice_id"],
-                "line_no": record["line_no"],
-                "item_id": item_id,
-                "quantity": record["quantity"],
-                "unit_cost": record["unit_price"],
-            },
-        )
-        out.increment("inventory", {"item_id": item_id, "quantity": record["quantity"]})
-
+    pipeline, map_line = design_pipeline(args.db, args.chunk_size)
     started = time.perf_counter()
     with capture_statements(pipeline) as captured:
         result = pipeline.run(

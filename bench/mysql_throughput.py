@@ -36,8 +36,8 @@ from typing import Any
 
 import pymysql
 import sqlalchemy as sa
+from design_sample import design_pipeline  # beside this script in bench/
 
-import batchline as bl
 from batchline._database import Session, redact_url
 from batchline._dialects._mysql import MySQLDialect
 from batchline._invoices import create_schema, make_catalog, make_lines, seed_catalog
@@ -89,30 +89,7 @@ def state(url: str) -> dict[str, Any]:
 
 def run_batchline(url: str, n: int, chunk_size: int) -> dict[str, Any]:
     catalog_rows = prepare(url)
-    catalog = bl.Lookup("catalog", key="sku", returns="id", create=True)
-    pipeline = bl.Pipeline(
-        url,
-        writes=[
-            bl.Insert("transactions"),
-            bl.Increment("inventory", key="item_id", columns=["quantity"]),
-        ],
-        lookups=[catalog],
-        chunk_size=chunk_size,
-    )
-
-    def map_line(record: dict[str, Any], out: bl.Out) -> None:
-        item_id = catalog.ref(sku=record["sku"], name=record["description"])
-        out.insert(
-            "transactions",
-            {
-                "invoice_id": record["invoice_id"],
-                "line_no": record["line_no"],
-                "item_id": item_id,
-                "quantity": record["quantity"],
-                "unit_cost": record["unit_price"],
-            },
-        )
-        out.increment("inventory", {"item_id": item_id, "quantity": record["quantity"]})
+    pipeline, map_line = design_pipeline(url, chunk_size)
 
     lines = make_lines(catalog_rows, n, new_product_every=NEW_PRODUCT_EVERY)
     started = time.perf_counter()
