@@ -208,8 +208,8 @@ def test_backend_terminated_around_commit_loses_and_doubles_nothing(
 
 
 class CommitEatingProxy:
-    """A TCP relay that, when armed, lets the client's next message reach the server, then
-    swallows the server's answer and cuts the connection.
+    """A TCP relay that, when armed, lets the client's next COMMIT reach the server, then
+    swallows the server's answer and cuts that connection.
 
     Armed just before a COMMIT, this is the ambiguous commit: the server has committed, and
     the client only learns that its connection died.
@@ -246,7 +246,9 @@ class CommitEatingProxy:
     def _up(self, client: socket.socket, upstream: socket.socket, eat: threading.Event) -> None:
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
-                if self.armed.is_set():
+                # Only the connection that sends the COMMIT: another connection (the
+                # read-ahead's) may talk first, and cutting it would not be this fault.
+                if self.armed.is_set() and b"COMMIT" in data.upper():
                     self.armed.clear()
                     eat.set()
                 upstream.sendall(data)

@@ -65,3 +65,46 @@ def test_a_one_connection_pool_is_not_asked_for_a_second(kinds: str) -> None:
     assert result.processing_time_seconds < 15
     selects = [thread for thread, sql in sent if "kinds" in sql]
     assert selects and all(thread.startswith("batchline-flush") for thread in selects)
+
+
+def test_the_read_ahead_reconnects_after_its_connection_is_killed(postgres_url: str) -> None:
+    # A lost connection (here: every other backend terminated between chunks) costs the
+    # read-ahead one chunk, not the rest of the load.
+    engine = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE kinds (id int PRIMARY KEY, name text UNIQUE)"))
+        conn.execute(sa.text("CREATE TABLE ev (id int PRIMARY KEY, kind int NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO kinds SELECT g, 'k' || g FROM generate_series(1, 600) g"))
+    lookup = bl.Lookup("kinds", key="name")
+    pipeline = bl.Pipeline(postgres_url, writes=[bl.Insert("ev")], lookups=[lookup], chunk_size=100)
+    sent: list[tuple[str, str]] = []
+
+    def record_thread(sql: str, rows: int) -> None:
+        sent.append((threading.current_thread().name, sql))
+
+    def emit(record: dict[str, Any], out: bl.Out) -> None:
+        if record["id"] == 250:
+            with engine.connect() as conn:
+                killed = conn.execute(
+                    sa.text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).scalar()
+            sent.append(("test", f"killed {killed}"))
+        # every record its own key, so every chunk has keys to read ahead
+        out.insert("ev", {"id": record["id"], "kind": lookup.ref(name=f"k{record['id']}")})
+
+    pipeline.statement_listeners.append(record_thread)
+    result = pipeline.run(({"id": i} for i in range(1, 601)), emit)
+    engine.dispose()
+    assert (result.items_processed, result.items_failed) == (600, 0)
+    mark = next(i for i, (thread, _) in enumerate(sent) if thread == "test")
+    assert sent[mark][1] != "killed 0"
+    ahead = [
+        sql
+        for thread, sql in sent[mark:]
+        if "kinds" in sql and thread not in ("test",) and not thread.startswith("batchline-flush")
+    ]
+    # chunks 3 to 6 each read ahead; chunk 3's try finds the connection dead
+    assert len(ahead) >= 4, ahead

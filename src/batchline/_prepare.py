@@ -26,13 +26,17 @@ from typing import Any
 
 from ._aggregate import Resolved, RowGroup, aggregate
 from ._database import Session
-from ._dialects import Dialect, TableInfo
+from ._dialects import Dialect, ErrorKind, TableInfo
 from ._items import Item
 from ._writes import Lookup, Ref, Write
 
 __all__ = ["Prepared", "Preparer", "split_cached", "wanted_refs"]
 
 log = logging.getLogger("batchline")
+
+# A lost connection (a restart, a failover) is not a reason to read ahead no more for the
+# rest of a long load; the same failure on consecutive chunks is.
+READER_GIVES_UP_AFTER = 3
 
 
 def wanted_refs(
@@ -98,6 +102,7 @@ class Preparer:
         self.lookup_tables = lookup_tables
         self.dialect = dialect
         self.reader = reader
+        self.reader_failures = 0
 
     def prepare(self, items: Sequence[Item]) -> Prepared:
         good = [it for it in items if it.failure is None]
@@ -129,10 +134,14 @@ class Preparer:
             rows = self.dialect.lookup_select(reader, t, lookup.key, lookup.returns, keys)
             reader.rollback()  # hold no snapshot or lock between chunks
         except Exception as exc:  # only an optimisation: the flush will look them up
-            log.debug("reading lookups ahead failed (%s); the flush will do it", exc)
-            reader.discard()
-            self.reader = None
+            reader.discard()  # the next chunk reconnects
+            self.reader_failures += 1
+            transient = self.dialect.classify(exc).kind is ErrorKind.TRANSIENT
+            if not transient or self.reader_failures >= READER_GIVES_UP_AFTER:
+                log.debug("reading lookups ahead stopped (%s); the flush looks them up", exc)
+                self.reader = None
             return {}
+        self.reader_failures = 0
         return {tuple(r[:nkey]): r[nkey] for r in rows}
 
     def close(self) -> None:
