@@ -30,6 +30,7 @@ from ._errors import (
     TransientExhausted,
 )
 from ._flush import Flusher, LookupCache
+from ._gc import fewer_collections
 from ._isolate import Isolation, isolation_for
 from ._items import Failure, Item
 from ._out import Out, WriteIndex
@@ -72,6 +73,8 @@ class Pipeline:
         state_prefix, state_schema: where the state tables live.
         idempotency_namespace: the ledger namespace idempotency keys are recorded under.
         pipelined: overlap mapping with flushing on a worker thread.
+        tune_gc: while ``run`` runs, collect cyclic garbage in fewer, larger passes (the
+            process's GC threshold is raised, then put back; see ``batchline._gc``).
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class Pipeline:
         state_schema: str | None = None,
         idempotency_namespace: str = "default",
         pipelined: bool = True,
+        tune_gc: bool = True,
     ) -> None:
         if not writes:
             raise ConfigError("a Pipeline needs at least one write (Insert, Upsert, ...)")
@@ -117,6 +121,7 @@ class Pipeline:
         self.state_tables = StateTables(state_prefix, state_schema)
         self.namespace = idempotency_namespace
         self.pipelined = pipelined
+        self.tune_gc = tune_gc
         self.index = WriteIndex(self.writes)
         #: Called with (sql, rows) for every statement sent; see ``batchline.testing``.
         self.statement_listeners: list[StatementListener] = []
@@ -240,6 +245,9 @@ class Pipeline:
         worker = ThreadPoolExecutor(1, thread_name_prefix="batchline-flush")
         session = Session(self.engine, self.dialect, self.statement_listeners)
         counted = _count_statements(self.statement_listeners, result)
+        gc_scope = contextlib.ExitStack()
+        if self.tune_gc:
+            gc_scope.enter_context(fewer_collections())
         try:
             flusher, job_state = worker.submit(
                 self._prepare, session, name, fingerprint, restart, spec, result
@@ -291,6 +299,7 @@ class Pipeline:
             self.statement_listeners[:] = [
                 lst for lst in self.statement_listeners if lst is not counted
             ]
+            gc_scope.close()
             result.processing_time_seconds = time.perf_counter() - started
 
     # -- the loop -------------------------------------------------------------------------------
