@@ -47,6 +47,10 @@ def _resolved(row: dict[str, Any], resolved: Resolved) -> dict[str, Any]:
     return {k: (resolved[v.lookup][v.key] if type(v) is Ref else v) for k, v in row.items()}
 
 
+def _value(v: Any, resolved: Resolved) -> Any:
+    return resolved[v.lookup][v.key] if type(v) is Ref else v
+
+
 def _key_of(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     if len(keys) == 1:
         (only,) = keys
@@ -109,24 +113,31 @@ def aggregate(
 
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     if isinstance(write, Increment):
+        # Most rows add to a key already seen (that is the point of aggregating): only the
+        # key is resolved for those, and the row is copied only for a key's first record.
         add = write.columns
+        only = keys[0] if len(keys) == 1 else None
         for item in items:
             plain = item.refs is None
             for idx, row in item.ops:
                 if idx != index:
                     continue
-                if not plain:
-                    row = _resolved(row, resolved)
-                k = key_of(row)
+                if plain:
+                    k = key_of(row)
+                elif only is not None:
+                    v = row[only]
+                    k = (resolved[v.lookup][v.key] if type(v) is Ref else v,)
+                else:
+                    k = tuple([_value(row[c], resolved) for c in keys])
                 cur = merged.get(k)
-                if cur is None:
-                    merged[k] = row.copy() if plain else row  # the totals are summed into it
+                if cur is None:  # the totals are summed into this copy
+                    merged[k] = row.copy() if plain else _resolved(row, resolved)
                     continue
-                for c in add:
+                for c in add:  # numbers, never Refs (Out.increment checks)
                     a, b = cur[c], row[c]
                     cur[c] = a + b if type(a) is type(b) else _add(a, b)
                 if row.keys() != cur.keys():  # create-only columns: first record's value wins
-                    for c, v in row.items():
+                    for c, v in (row if plain else _resolved(row, resolved)).items():
                         cur.setdefault(c, v)
     elif isinstance(write, Delete):
         for item in items:
