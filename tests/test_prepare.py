@@ -3,6 +3,7 @@ built ahead, and nothing of it changing what lands."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -108,3 +109,60 @@ def test_the_read_ahead_reconnects_after_its_connection_is_killed(postgres_url: 
     ]
     # chunks 3 to 6 each read ahead; chunk 3's try finds the connection dead
     assert len(ahead) >= 4, ahead
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("postgres_url", id="postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql_url", id="mysql", marks=pytest.mark.mysql),
+    ],
+)
+def test_the_reader_holds_no_transaction_and_gives_its_connection_back_as_it_found_it(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    from batchline._database import Session, make_engine
+    from batchline._dialects import dialect_for
+
+    engine, _ = make_engine(str(request.getfixturevalue(backend)))
+    engine = engine.execution_options()  # same pool
+    dialect = dialect_for(engine)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE probe (id int PRIMARY KEY)")
+        reader = Session(engine, dialect, autocommit=True)
+        assert reader.query("SELECT count(*) FROM probe") == [(0,)]
+        # no BEGIN before the read and no ROLLBACK after it: nothing is left open
+        assert _in_transaction(reader.driver_connection) is False
+        pooled = reader.driver_connection
+        reader.close()
+        raw = engine.raw_connection()  # the pool's one idle connection: the reader's
+        try:
+            assert raw.driver_connection is pooled
+            assert _autocommit(raw.driver_connection) is False
+            with contextlib.closing(raw.cursor()) as cur:
+                cur.execute("SELECT count(*) FROM probe")
+            assert _in_transaction(raw.driver_connection) is True
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+
+
+def _autocommit(conn: Any) -> bool:
+    getter = getattr(conn, "get_autocommit", None)  # PyMySQL
+    return bool(getter() if getter is not None else conn.autocommit)
+
+
+def _in_transaction(conn: Any) -> bool:
+    """Whether the connection holds an open transaction (a snapshot, locks)."""
+    info = getattr(conn, "info", None)
+    if info is not None and hasattr(info, "transaction_status"):  # psycopg
+        import psycopg
+
+        return bool(info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
+    # MySQL/MariaDB report no open read-only transaction; ask whether every statement
+    # commits on its own (so none can stay open), or not
+    with contextlib.closing(conn.cursor()) as cur:
+        cur.execute("SELECT @@autocommit")
+        return not cur.fetchone()[0]

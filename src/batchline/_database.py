@@ -74,11 +74,19 @@ class Session(Executor):
     """One pooled DBAPI connection, held for a run, with explicit transactions."""
 
     def __init__(
-        self, engine: sa.Engine, dialect: Dialect, listeners: Sequence[StatementListener] = ()
+        self,
+        engine: sa.Engine,
+        dialect: Dialect,
+        listeners: Sequence[StatementListener] = (),
+        *,
+        autocommit: bool = False,
     ) -> None:
         self.engine = engine
         self.dialect = dialect
         self.listeners = listeners
+        # For a reader's single statements: no BEGIN and no ROLLBACK round trip around each.
+        # The connection goes back to the pool with the engine's default isolation.
+        self.autocommit = autocommit
         self._raw: Any = None
         self._cursor: Any = None
         self._pipeline: Any = None  # an open psycopg pipeline, between begin and commit
@@ -89,12 +97,27 @@ class Session(Executor):
             raw = self.engine.raw_connection()
             try:
                 self.dialect.on_acquire(raw.driver_connection)
+                if self.autocommit:
+                    self._set_autocommit(raw, True)
             except BaseException:
-                raw.close()  # refused (e.g. MySQL without strict mode): back to the pool
+                # refused (e.g. MySQL without strict mode): back to the pool as it came
+                try:
+                    if self.autocommit:
+                        self._set_autocommit(raw, False)
+                    raw.close()
+                except Exception:
+                    raw.invalidate()
                 raise
             self._raw = raw
             self._cursor = raw.cursor()
         return self._raw
+
+    def _set_autocommit(self, raw: Any, on: bool) -> None:
+        # SQLAlchemy's own switch; "off" is the engine's default isolation level
+        if on:
+            self.engine.dialect.set_isolation_level(raw.dbapi_connection, "AUTOCOMMIT")
+        else:
+            self.engine.dialect.reset_isolation_level(raw.dbapi_connection)
 
     @property
     def driver_connection(self) -> Any:
@@ -106,6 +129,8 @@ class Session(Executor):
         if raw is None:
             return
         try:
+            if self.autocommit:
+                self._set_autocommit(raw, False)
             self.dialect.on_release(raw.driver_connection)
             raw.close()
         except Exception:

@@ -390,7 +390,7 @@ class Pipeline:
     def _preparer(self, flusher: Flusher) -> Preparer:
         reader = None
         if self.lookups and self.dialect.reads_ahead and _has_second_connection(self.engine):
-            reader = Session(self.engine, self.dialect, self.statement_listeners)
+            reader = Session(self.engine, self.dialect, self.statement_listeners, autocommit=True)
         return Preparer(
             writes=self.writes,
             lookups=self.lookups,

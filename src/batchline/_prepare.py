@@ -131,8 +131,8 @@ class Preparer:
         t = self.lookup_tables[lookup.table]
         nkey = len(lookup.key)
         try:
+            # autocommit: one round trip, and no snapshot or lock held between chunks
             rows = self.dialect.lookup_select(reader, t, lookup.key, lookup.returns, keys)
-            reader.rollback()  # hold no snapshot or lock between chunks
         except Exception as exc:  # only an optimisation: the flush will look them up
             reader.discard()  # the next chunk reconnects
             self.reader_failures += 1
