@@ -121,6 +121,14 @@ class Flusher:
         # so this chunk's first try already inserts in the form that names a failing row.
         self._dirty = False
         self._named: Item | None = None  # the record the database named in this try's error
+        # ... and whether only earlier records' rows were in its table then (see
+        # DataFailure.only_earlier): per write, whether it is the first to write its table.
+        self._named_only_earlier = False
+        created = {lk.table for lk in lookups if lk.create}
+        self._first_to_write = [
+            w.table not in created and all(e.table != w.table for e in self.writes[:i])
+            for i, w in enumerate(self.writes)
+        ]
 
     # -- the entry point ----------------------------------------------------------------------
     def flush(self, items: Sequence[Item], end: int, prepared: Prepared | None = None) -> None:
@@ -245,6 +253,7 @@ class Flusher:
         tally = _Tally()
         savepoint = self._savepoints
         self._named = None
+        self._named_only_earlier = False
         where = "savepoint"
         try:
             if savepoint:
@@ -366,6 +375,7 @@ class Flusher:
                 stage="lookup" if where.startswith("lookup") else "write",
                 item=self._named,
                 located=self._locating and self.locates_rows,
+                only_earlier=self._named is not None and self._named_only_earlier,
             ) from exc
         raise FatalDatabaseError(
             f"{message} (stopping: this is not the records' fault)", code=c.code, job=self.job
@@ -483,6 +493,7 @@ class Flusher:
         t = self.tables[write.table]
         if groups is None:
             groups = aggregate(write, index, live, resolved)
+        first = self._first_to_write[index]
         for cols, rows in groups:
             if not rows:
                 continue
@@ -491,7 +502,9 @@ class Flusher:
             except Exception as exc:
                 if self._locating and isinstance(write, Insert):
                     self._named = self._named_item(exc, index, cols, live)
+                    self._named_only_earlier = first
                 raise
+            first = False  # the next group's rows meet this one's in the table
 
     def _named_item(
         self, exc: Exception, index: int, cols: tuple[str, ...], live: Sequence[Item]

@@ -31,6 +31,7 @@ class DataFailure(Exception):
         stage: str = "write",
         item: Item | None = None,
         located: bool = False,
+        only_earlier: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -42,6 +43,10 @@ class DataFailure(Exception):
         #: Whether the failed try could have named it (so ``item is None`` means another
         #: write failed, not that the question was not asked).
         self.located = located
+        #: Whether ``item`` failed in the first statement of the try to write its table, so
+        #: only rows of the records before it were there: the records after it did not
+        #: cause the failure.
+        self.only_earlier = only_earlier
 
 
 class Committer(Protocol):
@@ -92,10 +97,11 @@ class Bisect:
     """Split the failed batch in halves until each bad record stands alone: ~2·k·log2(n/k).
 
     Where the database names the failing row (PostgreSQL's COPY reports its line), the
-    search goes straight to it instead: the records before it are committed in one try, it
-    is tried alone, and the search goes on after it. That costs about three tries per bad
-    record, and the server inserts each good row about twice in all rather than once per
-    bisection level. Every step is still a real try, so a wrong guess only costs a try.
+    search goes straight to it instead. When the row failed with only earlier records'
+    rows in its table, the record is set aside and the rest tried at once: one try per bad
+    record (``_set_aside``). Otherwise the records before it are committed in one try, it
+    is tried alone, and the search goes on after it: about three tries per bad record. In
+    both, a guess is only kept once a try that depends on it lands.
     """
 
     name = "bisect"
@@ -122,7 +128,11 @@ class Bisect:
                 return
             at = _index(items, exc.item)
         if at is not None:
-            self._around(items, at, end, to)
+            assert exc is not None
+            if exc.only_earlier:
+                self._set_aside(items, at, end, exc, to)
+            else:
+                self._around(items, at, end, to)
             return
         mid = len(items) // 2
         left, right = items[:mid], items[mid:]
@@ -136,6 +146,39 @@ class Bisect:
             # The whole failed and its left half did not: the fault is on the right, so
             # split it straight away rather than paying for a flush that would fail.
             self._split(right, end, None, to)
+
+    def _set_aside(
+        self, items: Sequence[Item], at: int, end: int, exc: DataFailure, to: Committer
+    ) -> None:
+        """``items[at]`` failed with only the records before it in its table: set it aside
+        and try all the others at once, setting aside each record named the same way.
+
+        When a try lands, every record before each one set aside landed with it, so each
+        failed exactly as it would have one record at a time: they become dead letters,
+        one try per bad record. A failure that cannot be pinned on a record that way (a
+        later write failed) undoes the guesses: the search starts again from the first
+        named record, verifying each step (``_around``).
+        """
+        first = at
+        aside: list[tuple[Item, DataFailure]] = []
+        rest = list(items)
+        failure: DataFailure | None = exc
+        while failure is not None:
+            aside.append((rest.pop(at), failure))
+            if not rest:
+                break
+            failure = _try(to, rest, end)
+            if failure is None:
+                break
+            named = _index(rest, failure.item)
+            if named is None or not failure.only_earlier or named < at:
+                # (a record before the last one set aside failing now would change the
+                # ground it failed on: not a case to guess in)
+                self._around(items, first, end, to)
+                return
+            at = named
+        for item, why in aside:
+            to.fail(item, why)
 
     def _around(self, items: Sequence[Item], at: int, end: int, to: Committer) -> None:
         """``items[at]`` was named as failing: commit what is before it, try it alone, go on."""
