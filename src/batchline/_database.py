@@ -9,7 +9,7 @@ through :class:`Session`, which is where statements are counted.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -214,6 +214,11 @@ class Session(Executor):
         self._notify(sql, 1)
         self._cursor.execute(sql, params)
         return [tuple(r) for r in self._cursor.fetchall()]
+
+    def execute_each(self, sql: str, rows: Iterable[Sequence[Any]], count: int) -> None:
+        self._connection()
+        self._notify(sql, count)
+        self._cursor.executemany(sql, rows)
 
     def copy_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._connection()

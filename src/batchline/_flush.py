@@ -75,6 +75,22 @@ class _Tally:
         self.processed, self.duplicates, self.failures, self.lookups = [], [], [], {}
 
 
+@dataclass(slots=True)
+class _Resolution:
+    """One try's lookup resolution, reused by the transaction's later tries over a part of
+    its records (isolation): the rows it found exist whatever those tries do. Only kept
+    when the try created no lookup rows, which a rolled-back try would take away."""
+
+    items: set[int]  # id() of the records it resolved
+    resolved: Resolved
+    failed: dict[int, Failure]  # id() -> why: records referring to a key with no row
+    found: dict[Lookup, dict[tuple[Any, ...], Any]]  # rows its SELECTs found (for the cache)
+
+    def covers(self, live: Sequence[Item]) -> bool:
+        ids = self.items
+        return all(id(it) in ids for it in live)
+
+
 class Flusher:
     """Flushes chunks for one run. Lives on the flush thread; owns the run's session."""
 
@@ -121,6 +137,10 @@ class Flusher:
         # so this chunk's first try already inserts in the form that names a failing row.
         self._dirty = False
         self._named: Item | None = None  # the record the database named in this try's error
+        self._resolution: _Resolution | None = None  # this transaction's, to reuse
+        # Records this try left out of an insert and went on without (see _leave_out).
+        self._aside: list[tuple[Item, Failure]] = []
+        self._created = False  # whether this try created lookup rows
         # ... and whether only earlier records' rows were in its table then (see
         # DataFailure.only_earlier): per write, whether it is the first to write its table.
         self._named_only_earlier = False
@@ -185,12 +205,14 @@ class Flusher:
         self._savepoints = False
         try:
             self._existing = self._known_rows()
+            self._resolution = None
             session.begin()
             try:
                 self.commit(good, end)
                 self._bookkeep(pre, chunk, end)
                 session.commit()  # pipelined writes may only report a bad row here
-                self._dirty = False
+                # records left out on the way (SQLite) are bad records all the same
+                self._dirty = any(f.stage == "write" for _, f in chunk.failures)
                 return
             except DataFailure as exc:
                 bad = exc
@@ -204,6 +226,7 @@ class Flusher:
             session.rollback()
             chunk.reset()
             self._existing = self._known_rows()
+            self._resolution = None
             session.begin()
             self._savepoints = True
             self.isolation.isolate(good, end, bad, self)
@@ -254,6 +277,7 @@ class Flusher:
         savepoint = self._savepoints
         self._named = None
         self._named_only_earlier = False
+        self._aside = []
         where = "savepoint"
         try:
             if savepoint:
@@ -267,6 +291,7 @@ class Flusher:
             resolved: Resolved = {}
             if prep is not None and prep.groups is not None and len(live) == len(batch):
                 groups = prep.groups  # every reference known, no record skipped
+                resolved = prep.known  # what they were built with (for rebuilding them)
                 for lookup, values in prep.fetched.items():
                     tally.lookups.setdefault(lookup, {}).update(values)
             else:
@@ -275,6 +300,7 @@ class Flusher:
             # results first. A one-record try is the one whose error becomes a dead letter,
             # so there each write is waited for, and the error names the write that failed.
             alone = len(batch) == 1
+            left_out = 0
             for index, write in enumerate(self.writes):
                 where = write.describe()
                 self._apply_write(
@@ -282,6 +308,13 @@ class Flusher:
                 )
                 if alone:
                     session.sync()
+                if len(self._aside) > left_out:
+                    # records left out of this write: none of their other writes may land
+                    left_out = len(self._aside)
+                    gone = {id(it) for it, _ in self._aside}
+                    live = [it for it in live if id(it) not in gone]
+                    groups = None  # built with them; aggregate again without
+            tally.failures.extend(self._aside)
             where = "idempotency ledger"
             tally.processed = live
             keys = [it.key for it in live if it.key is not None]
@@ -407,6 +440,16 @@ class Flusher:
         resolved: Resolved = {}
         if not self.lookups:
             return resolved, live
+        memo = self._resolution
+        if memo is not None and memo.covers(live):
+            for lookup, values in memo.found.items():
+                tally.lookups.setdefault(lookup, {}).update(values)
+            if not memo.failed:
+                return memo.resolved, live
+            gone = memo.failed
+            tally.failures.extend((it, gone[id(it)]) for it in live if id(it) in gone)
+            return memo.resolved, [it for it in live if id(it) not in gone]
+        self._created = False
         wanted = wanted_refs(live, self.lookups)
         if wanted is None:
             stray = next(
@@ -432,21 +475,26 @@ class Flusher:
                 tally.lookups.setdefault(lookup, {}).update(found)
                 missing = missing or len(found) < len(todo)
             resolved[lookup] = values
-        if not missing:
-            return resolved, live
-        kept: list[Item] = []
-        for item in live:
-            bad = None
-            for r in item.refs or ():
-                if r.key not in resolved[r.lookup]:
-                    bad = r
-                    break
-            if bad is None:
-                kept.append(item)
-                continue
-            named = ", ".join(f"{c}={v!r}" for c, v in zip(bad.lookup.key, bad.key))
-            message = f"no {bad.lookup.table} row with {named}"
-            tally.failures.append((item, Failure("lookup", "LookupMissing", message)))
+        kept: list[Item] = live
+        failed: dict[int, Failure] = {}
+        if missing:
+            kept = []
+            for item in live:
+                bad = None
+                for r in item.refs or ():
+                    if r.key not in resolved[r.lookup]:
+                        bad = r
+                        break
+                if bad is None:
+                    kept.append(item)
+                    continue
+                named = ", ".join(f"{c}={v!r}" for c, v in zip(bad.lookup.key, bad.key))
+                why = Failure("lookup", "LookupMissing", f"no {bad.lookup.table} row with {named}")
+                failed[id(item)] = why
+                tally.failures.append((item, why))
+        if self._savepoints and not self._created:
+            rows = {lookup: dict(values) for lookup, values in tally.lookups.items()}
+            self._resolution = _Resolution({id(it) for it in live}, resolved, failed, rows)
         return resolved, kept
 
     def _lookup_fetch(
@@ -468,6 +516,7 @@ class Flusher:
             for c, v in (refs[key].values or {}).items():
                 values.setdefault(c, v)
             groups.setdefault(tuple(values), []).append(tuple(values.values()))
+        self._created = True
         for cols, rows_ in groups.items():
             returned = self.dialect.lookup_insert(
                 self.session, t, lookup.key, cols, lookup.returns, rows_
@@ -498,7 +547,14 @@ class Flusher:
             if not rows:
                 continue
             try:
-                self._send(write, t, cols, rows)
+                if first and isinstance(write, Insert) and self._leaving_out:
+
+                    def leave_out(row: int, exc: BaseException, cols: Any = cols) -> bool:
+                        return self._leave_out(write, index, cols, live, row, exc)
+
+                    self.dialect.insert_skipping(self.session, t, cols, rows, leave_out)
+                else:
+                    self._send(write, t, cols, rows)
             except Exception as exc:
                 if self._locating and isinstance(write, Insert):
                     self._named = self._named_item(exc, index, cols, live)
@@ -506,13 +562,52 @@ class Flusher:
                 raise
             first = False  # the next group's rows meet this one's in the table
 
+    @property
+    def _leaving_out(self) -> bool:
+        """Whether an insert may leave out a failing record and go on (see _leave_out)."""
+        return self._locating and self.dialect.skips_rows and self.isolation.name == "bisect"
+
+    def _leave_out(
+        self,
+        write: Write,
+        index: int,
+        cols: tuple[str, ...],
+        live: Sequence[Item],
+        row: int,
+        exc: BaseException,
+    ) -> bool:
+        """Row ``row`` of this insert failed, and the rows before it stayed (SQLite). If its
+        record's data is at fault and this row is the record's first write in the try, the
+        record is left out (its other writes are not sent) and the insert goes on.
+
+        Only earlier records' rows were in the table (the first statement of the try to
+        write it), so the record failed as it would one record at a time, provided those
+        land: if anything later fails, the try is undone, guesses included. This is the
+        set-aside search of ``Bisect`` without its tries.
+        """
+        c = self.dialect.classify(exc)
+        if c.kind is not ErrorKind.DATA:
+            return False
+        item = self._item_of_row(index, cols, live, row)
+        if item is None or sum(1 for idx, _ in item.ops if idx <= index) != 1:
+            return False  # not found, or it already wrote something this try
+        self._aside.append(
+            (item, Failure("write", c.error_class, f"{write.describe()}: {c.message}"))
+        )
+        return True
+
     def _named_item(
         self, exc: Exception, index: int, cols: tuple[str, ...], live: Sequence[Item]
     ) -> Item | None:
         """The record whose row the database named as failing (rows went in item order)."""
         row_no = self.dialect.failed_row(exc)
-        if row_no is None:
-            return None
+        return None if row_no is None else self._item_of_row(index, cols, live, row_no)
+
+    @staticmethod
+    def _item_of_row(
+        index: int, cols: tuple[str, ...], live: Sequence[Item], row_no: int
+    ) -> Item | None:
+        """The record whose row is ``row_no`` of write ``index``'s rows with ``cols``."""
         seen = 0
         for item in live:
             for idx, row in item.ops:

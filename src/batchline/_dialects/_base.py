@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,11 @@ class Executor:
     def copy_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         raise NotImplementedError
 
+    def execute_each(self, sql: str, rows: Iterable[Sequence[Any]], count: int) -> None:
+        """Run ``sql`` once per row of ``rows`` (the driver's ``executemany``), taking
+        the rows one at a time; ``count`` is how many there are, for the listeners."""
+        raise NotImplementedError
+
     @property
     def driver_connection(self) -> Any:
         raise NotImplementedError
@@ -100,6 +105,9 @@ class Dialect:
     pipelines = False
     #: Whether a failed ``insert(..., locate=True)`` says which row failed (failed_row).
     locates_rows = False
+    #: Whether :meth:`insert_skipping` exists: an insert that can leave out a failing row
+    #: and go on, keeping the rows before it.
+    skips_rows = False
     #: Whether to select a chunk's lookup keys ahead, on a second connection, while the
     #: previous chunk flushes (worth a round trip only over a network).
     reads_ahead = True
@@ -219,6 +227,20 @@ class Dialect:
         database can (see :meth:`failed_row`)."""
         head = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES "  # noqa: S608
         self._each_values_batch(ex, columns, rows, lambda values: head + values)
+
+    def insert_skipping(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        skip: Callable[[int, BaseException], bool],
+    ) -> None:
+        """Insert ``rows`` in order; when row ``i`` fails with ``exc``, ``skip(i, exc)``
+        decides: true leaves the row out and goes on with the next (the rows before it
+        stay), false raises ``exc`` (whose :meth:`failed_row` is ``i``). Only where
+        :attr:`skips_rows`."""
+        raise NotImplementedError
 
     def upsert(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -39,6 +39,28 @@ _FATAL = (
 _NATIVE = (int, float, str, bytes, type(None))
 
 
+def _never(row: int, exc: BaseException) -> bool:
+    return False
+
+
+class _Handed:
+    """The rows from ``start`` on, adapted one at a time as sqlite3 takes them, remembering
+    the index of the last one taken."""
+
+    __slots__ = ("dialect", "last", "rows", "start")
+
+    def __init__(self, dialect: SQLiteDialect, rows: Sequence[Sequence[Any]], start: int) -> None:
+        self.dialect, self.rows, self.start = dialect, rows, start
+        self.last = start - 1
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        adapt = self.dialect.adapt
+        rows = self.rows
+        for i in range(self.start, len(rows)):
+            self.last = i
+            yield adapt(list(rows[i]))
+
+
 def _adapt_value(v: Any) -> Any:
     """SQLite's stdlib driver binds only int/float/str/bytes/None; store the rest as
     SQLAlchemy does (Decimal as its exact text, which NUMERIC affinity turns into a
@@ -62,6 +84,12 @@ class SQLiteDialect(Dialect):
     name = "sqlite"
     placeholder = "?"
     reads_ahead = False  # in-process: no round trip to hide, and a second connection locks
+    # A locating insert runs the row statement once per row (executemany, in C), counting
+    # the rows it hands over: when one fails, the count names it. The rows before it stay
+    # (each row is a statement of its own), so the insert can also leave it out and go on.
+    # No round trips to pay here.
+    locates_rows = True
+    skips_rows = True
 
     def on_acquire(self, dbapi_conn: Any) -> None:
         dbapi_conn.isolation_level = None
@@ -112,6 +140,51 @@ class SQLiteDialect(Dialect):
         if isinstance(exc, (TypeError, ValueError)):
             return Classified(ErrorKind.DATA, name, msg, code)
         return Classified(ErrorKind.FATAL, name, msg, code)
+
+    def insert(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        locate: bool = False,
+    ) -> None:
+        if locate:
+            self.insert_skipping(ex, t, columns, rows, _never)
+        else:
+            super().insert(ex, t, columns, rows)
+
+    def insert_skipping(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        skip: Callable[[int, BaseException], bool],
+    ) -> None:
+        marks = ", ".join(["?"] * len(columns))
+        sql = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES ({marks})"  # noqa: S608
+        start = 0
+        while start < len(rows):
+            handed = _Handed(self, rows, start)
+            try:
+                ex.execute_each(sql, handed, len(rows) - start)
+                return
+            except Exception as exc:
+                # sqlite3 binds and runs each row before taking the next: the last one
+                # taken is the one that failed
+                failed = handed.last
+                exc.batchline_failed_row = failed  # type: ignore[attr-defined]
+                # a conflict clause of ROLLBACK would have ended the transaction: the rows
+                # before are gone then, and there is nothing to go on with
+                if not (ex.driver_connection.in_transaction and skip(failed, exc)):
+                    raise
+                start = failed + 1
+
+    def failed_row(self, exc: BaseException) -> int | None:
+        row = getattr(exc, "batchline_failed_row", None)
+        return row if isinstance(row, int) and row >= 0 else None
 
     def _row_values(self, ncols: int, nrows: int) -> str:
         return "VALUES " + self._values(ncols, nrows)
