@@ -548,11 +548,7 @@ class Flusher:
                 continue
             try:
                 if first and isinstance(write, Insert) and self._leaving_out:
-
-                    def leave_out(row: int, exc: BaseException, cols: Any = cols) -> bool:
-                        return self._leave_out(write, index, cols, live, row, exc)
-
-                    self.dialect.insert_skipping(self.session, t, cols, rows, leave_out)
+                    self._insert_leaving_out(write, index, t, cols, rows, live)
                 else:
                     self._send(write, t, cols, rows)
             except Exception as exc:
@@ -565,7 +561,52 @@ class Flusher:
     @property
     def _leaving_out(self) -> bool:
         """Whether an insert may leave out a failing record and go on (see _leave_out)."""
-        return self._locating and self.dialect.skips_rows and self.isolation.name == "bisect"
+        return self._locating and self.dialect.locates_rows and self.isolation.name == "bisect"
+
+    def _insert_leaving_out(
+        self,
+        write: Insert,
+        index: int,
+        t: TableInfo,
+        cols: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
+        live: Sequence[Item],
+    ) -> None:
+        """Insert ``rows``, leaving out each failing row ``_leave_out`` accepts.
+
+        SQLite keeps the rows before a failing one, so its insert just goes on. Elsewhere a
+        failed insert (PostgreSQL's COPY) is all or nothing: each attempt runs under a
+        savepoint, and after a failure the rows are sent again without the bad one. That
+        costs a COPY per bad row, not a whole try of the chunk.
+        """
+        d, session = self.dialect, self.session
+
+        def leave_out(row: int, exc: BaseException) -> bool:
+            return self._leave_out(write, index, cols, live, row, exc)
+
+        if d.skips_rows:
+            d.insert_skipping(session, t, cols, rows, leave_out)
+            return
+        keep = list(range(len(rows)))  # the rows still to send, by index in ``rows``
+        session.execute("SAVEPOINT batchline_rows")
+        while keep:
+            try:
+                d.insert(session, t, cols, [rows[i] for i in keep], locate=True)
+                break
+            except Exception as exc:
+                at = d.failed_row(exc)
+                if at is None or at >= len(keep):
+                    raise
+                exc.batchline_failed_row = keep[at]  # type: ignore[attr-defined]
+                if not leave_out(keep[at], exc):
+                    raise
+                # out of the pipeline until done: the next COPY would only leave it again,
+                # which waits for a round trip
+                session.leave_pipeline(exc)
+                session.execute("ROLLBACK TO SAVEPOINT batchline_rows")  # it stays, for the next
+                del keep[at]
+        session.enter_pipeline()
+        session.execute("RELEASE SAVEPOINT batchline_rows")
 
     def _leave_out(
         self,

@@ -162,8 +162,16 @@ class Dialect:
         raise NotImplementedError
 
     def failed_row(self, exc: BaseException) -> int | None:
-        """The 0-based index of the row an ``insert(..., locate=True)`` failed on, if the
-        database said; ``None`` otherwise."""
+        """The 0-based index of the row an ``insert(..., locate=True)`` failed on, if known;
+        ``None`` otherwise. Where batchline counted the rows itself (row by row, or rows
+        sent again without some), the index it recorded on ``exc`` wins."""
+        row = getattr(exc, "batchline_failed_row", None)
+        if isinstance(row, int):
+            return row if row >= 0 else None
+        return self.reported_row(exc)
+
+    def reported_row(self, exc: BaseException) -> int | None:
+        """The failing row as the database's error reports it (PostgreSQL's COPY line)."""
         return None
 
     @staticmethod

@@ -102,7 +102,7 @@ class PostgresDialect(Dialect):
     def on_release(self, dbapi_conn: Any) -> None:
         dbapi_conn.prepare_threshold = getattr(self, "_saved_threshold", 5)
 
-    def failed_row(self, exc: BaseException) -> int | None:
+    def reported_row(self, exc: BaseException) -> int | None:
         # COPY reports its position in the error's context: 'COPY items, line 3: "..."'.
         context = getattr(getattr(exc, "diag", None), "context", None) or ""
         found = _COPY_LINE.search(context)

@@ -182,10 +182,6 @@ class SQLiteDialect(Dialect):
                     raise
                 start = failed + 1
 
-    def failed_row(self, exc: BaseException) -> int | None:
-        row = getattr(exc, "batchline_failed_row", None)
-        return row if isinstance(row, int) and row >= 0 else None
-
     def _row_values(self, ncols: int, nrows: int) -> str:
         return "VALUES " + self._values(ncols, nrows)
 
