@@ -99,3 +99,28 @@ def test_concurrent_runs_put_it_back_when_the_last_one_ends() -> None:
     t.join(10)
     assert during == [YOUNG_THRESHOLD]
     assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_a_run_leaves_no_cyclic_garbage_per_chunk(tmp_path: Any) -> None:
+    # With fewer collections, garbage that only the cyclic collector frees would pile up
+    # between passes: memory would grow with the input. A run's garbage must not grow with
+    # its chunks (it once held a tenacity Retrying per chunk, a reference cycle).
+    def garbage(chunks: int) -> int:
+        url = f"sqlite:///{tmp_path / f'g{chunks}.db'}"
+        _run(url, n=10)  # tables, imports, caches: the one-time garbage
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            pipeline = bl.Pipeline(url, writes=[bl.Insert("t")], chunk_size=10)
+            pipeline.run({"id": i, "name": "x"} for i in range(100, 100 + 10 * chunks))
+            gc.collect()
+            found = len(gc.garbage)
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+        return found
+
+    few, many = garbage(5), garbage(100)
+    assert many - few < 50, (few, many)

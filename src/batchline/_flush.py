@@ -12,6 +12,7 @@ the run.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,18 @@ class _Resolution:
         return all(id(it) in ids for it in live)
 
 
+def _count_retry(result: Result, job: str, state: tenacity.RetryCallState) -> None:
+    result.retries += 1
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "job %s: transient failure (%s), retry %d in %.2fs",
+        job,
+        exc,
+        state.attempt_number,
+        state.upcoming_sleep,
+    )
+
+
 class Flusher:
     """Flushes chunks for one run. Lives on the flush thread; owns the run's session."""
 
@@ -123,6 +136,11 @@ class Flusher:
         self.namespace = namespace
         self.isolation = isolation
         self.retry = retry
+        # One Retrying for the run: tenacity's objects form reference cycles, and one per
+        # chunk would leave garbage only the cyclic collector frees (see _gc.py).
+        # (It must not refer back to the flusher either: that cycle would hold its last
+        # chunk after the run.)
+        self._retrying = retry.retrying(functools.partial(_count_retry, result, job))
         self.result = result
         #: The job's transaction counter when this run began (it counts across resumes).
         self.transactions_base = 0
@@ -163,19 +181,8 @@ class Flusher:
         self._prepared = prepared
         pending: list[_Tally] = []
 
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            self.result.retries += 1
-            exc = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "job %s: transient failure (%s), retry %d in %.2fs",
-                self.job,
-                exc,
-                state.attempt_number,
-                state.upcoming_sleep,
-            )
-
         try:
-            for attempt in self.retry.retrying(before_sleep):
+            for attempt in self._retrying:
                 with attempt:
                     if (
                         attempt.retry_state.attempt_number > 1
