@@ -15,23 +15,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any
 
-import sqlalchemy as sa
-
 import batchline._pipeline as pipeline_module
+from batchline._bench._harness import bench_setup
 from batchline._bench._strategies import _batchline, sqlalchemy_core
-from batchline._bench._workload import BenchTables, make_workload
-from batchline._database import make_engine
 from batchline._gc import fewer_collections
-from batchline._proxy import LatencyProxy, proxied_url
 
 
 class GcClock:
@@ -60,24 +54,8 @@ def main() -> None:
     args = parser.parse_args()
     chunk_sizes = [int(c) for c in args.chunk_sizes.split(",")]
     with ExitStack() as stack:
-        url = args.db
-        if url is None:
-            tmp = tempfile.mkdtemp(prefix="batchline-gc-")
-            stack.callback(shutil.rmtree, tmp, True)
-            url = f"sqlite:///{tmp}/bench.db"
-        admin, _ = make_engine(url)
-        stack.callback(admin.dispose)
-        target: Any = admin.url
-        if args.latency_ms > 0 and admin.url.get_backend_name() != "sqlite":
-            u = admin.url
-            proxy = LatencyProxy(u.host or "127.0.0.1", u.port or 5432, args.latency_ms)
-            target = proxied_url(u, stack.enter_context(proxy).port)
-        engine, _ = make_engine(target)
-        stack.callback(engine.dispose)
-        tables = BenchTables.build("bench_gc_")
-        work, catalog = make_workload(tables, args.lines)
-        tables.create(admin, catalog)
-        stack.callback(tables.drop, admin)
+        admin, engine, work = bench_setup(stack, args.db, args.latency_ms, "bench_gc_", args.lines)
+        tables = work.tables
         stack.callback(setattr, pipeline_module, "fewer_collections", fewer_collections)
 
         def batchline(tuned: bool, chunk: int) -> None:
@@ -108,7 +86,7 @@ def main() -> None:
                             gc.callbacks.remove(clock)
                         rates.setdefault((name, tuned, chunk), []).append(len(work.lines) / wall)
                         gc_share.setdefault((name, tuned, chunk), []).append(clock.seconds / wall)
-    where = sa.make_url(url).get_backend_name()
+    where = admin.url.get_backend_name()
     print(f"{where}, {args.lines:,} lines, +{args.latency_ms} ms each way,", end=" ")
     print(f"median of {args.repeats}")
     print(f"{'strategy':12} {'chunk':>6} {'gc':>8} {'records/s':>10} {'in gc':>6} {'tuned/not':>9}")

@@ -23,10 +23,8 @@ from typing import Any
 
 import batchline._dialects._postgres as pg_dialect
 import batchline._prepare as prepare
+from batchline._bench._harness import bench_setup
 from batchline._bench._strategies import _batchline
-from batchline._bench._workload import BenchTables, make_workload
-from batchline._database import make_engine
-from batchline._proxy import LatencyProxy, proxied_url
 
 
 def _not_prepared(self: prepare.Preparer, items: Any) -> prepare.Prepared:
@@ -51,19 +49,10 @@ def main() -> None:
     }
     saved = (prepare.Preparer.prepare, pg_dialect.PostgresDialect.copy_from_rows)
     with ExitStack() as stack:
-        admin, _ = make_engine(args.db)
-        stack.callback(admin.dispose)
-        url = admin.url
-        target: Any = url
-        if args.latency_ms > 0:
-            proxy = LatencyProxy(url.host or "127.0.0.1", url.port or 5432, args.latency_ms)
-            target = proxied_url(url, stack.enter_context(proxy).port)
-        engine, _ = make_engine(target)
-        stack.callback(engine.dispose)
-        tables = BenchTables.build("bench_paths_")
-        work, catalog = make_workload(tables, args.lines)
-        tables.create(admin, catalog)
-        stack.callback(tables.drop, admin)
+        admin, engine, work = bench_setup(
+            stack, args.db, args.latency_ms, "bench_paths_", args.lines
+        )
+        tables = work.tables
         stack.callback(setattr, prepare.Preparer, "prepare", saved[0])
         stack.callback(setattr, pg_dialect.PostgresDialect, "copy_from_rows", saved[1])
         results: dict[tuple[str, int], list[float]] = {}

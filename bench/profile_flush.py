@@ -16,22 +16,17 @@ import collections
 import cProfile
 import functools
 import pstats
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import batchline._aggregate
 import batchline._database
 import batchline._flush
 import batchline._state
+from batchline._bench._harness import bench_setup
 from batchline._bench._strategies import _batchline
-from batchline._bench._workload import BenchTables, make_workload
-from batchline._database import make_engine
-from batchline._proxy import LatencyProxy, proxied_url
 
 TIMED = [
     (batchline._flush.Flusher, "flush", "flush (total)"),
@@ -73,22 +68,15 @@ def main() -> None:
     parser.add_argument("--cprofile", action="store_true", help="also print cProfile tops")
     args = parser.parse_args()
     with ExitStack() as stack:
-        tmp = tempfile.mkdtemp(prefix="batchline-profile-")
-        stack.callback(shutil.rmtree, tmp, True)
-        url = args.db or f"sqlite:///{Path(tmp) / 'profile.db'}"
-        admin, _ = make_engine(url)
-        stack.callback(admin.dispose)
-        target = url
-        if args.latency_ms > 0 and admin.url.get_backend_name() != "sqlite":
-            u = admin.url
-            proxy = LatencyProxy(u.host or "127.0.0.1", u.port or 5432, args.latency_ms)
-            target = proxied_url(u, stack.enter_context(proxy).port)
-        engine, _ = make_engine(target)
-        stack.callback(engine.dispose)
-        tables = BenchTables.build("bench_profile_")
-        work, catalog = make_workload(tables, args.lines, chunk_size=args.chunk_size)
-        tables.create(admin, catalog)
-        stack.callback(tables.drop, admin)
+        admin, engine, work = bench_setup(
+            stack,
+            args.db,
+            args.latency_ms,
+            "bench_profile_",
+            args.lines,
+            chunk_size=args.chunk_size,
+        )
+        tables = work.tables
         _batchline(engine, work, args.chunk_size)  # warm up: imports, caches, connections
         tables.reset(admin)
 

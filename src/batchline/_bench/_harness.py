@@ -229,6 +229,35 @@ def _through_proxy(url: sa.URL, latency_ms: float) -> Iterator[tuple[str, bool]]
         yield proxied_url(url, proxy.port), True
 
 
+def bench_setup(
+    stack: contextlib.ExitStack[Any],
+    db: str | None,
+    latency_ms: float,
+    prefix: str,
+    lines: int,
+    *,
+    chunk_size: int = 500,
+) -> tuple[sa.Engine, sa.Engine, Workload]:
+    """For the ``bench/`` scripts: an engine for setting up and checking (direct), one to
+    measure (through a LatencyProxy when latency is asked for; not for SQLite), and the
+    invoice workload over ``prefix``-named tables, created. A temporary SQLite file when
+    ``db`` is None. ``stack`` undoes all of it."""
+    if db is None:
+        tmp = tempfile.mkdtemp(prefix="batchline-bench-")
+        stack.callback(shutil.rmtree, tmp, True)
+        db = f"sqlite:///{Path(tmp) / 'bench.db'}"
+    admin, _ = make_engine(db)
+    stack.callback(admin.dispose)
+    target, _ = stack.enter_context(_through_proxy(admin.url, latency_ms))
+    engine, _ = make_engine(target)
+    stack.callback(engine.dispose)
+    tables = BenchTables.build(prefix)
+    work, catalog = make_workload(tables, lines, chunk_size=chunk_size)
+    tables.create(admin, catalog)
+    stack.callback(tables.drop, admin)
+    return admin, engine, work
+
+
 def round_trip_ms(engine: sa.Engine, n: int = 50) -> float:
     """Median time of ``SELECT 1`` on one connection (driver level), after a warm-up."""
     raw = engine.raw_connection()
