@@ -7,8 +7,10 @@ asking for the ones not cached, summing increments, building rows) delays that c
 statements. The mapping thread, meanwhile, is usually idle, waiting for the previous flush
 to end. So it does that work for the next chunk while the current one flushes:
 
-- lookup keys not in the committed cache are selected on a second, read-only connection;
-  these are rows that exist (committed), so the flush may use them as its own SELECT would;
+- lookup keys not in the committed cache are selected on a second, read-only connection in
+  autocommit (one round trip, no snapshot held between chunks); these are rows that exist
+  (committed), so the flush may use them as its own SELECT would. A lost connection costs
+  one chunk's read-ahead; the next chunk reconnects;
 - when every reference of the chunk is known, the row groups of every write are built.
 
 The flush uses what was prepared only for the chunk's first try, and only while it still
