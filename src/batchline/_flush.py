@@ -358,7 +358,8 @@ class Flusher:
     @property
     def locates_rows(self) -> bool:
         """Whether an isolation try can name its failing record: the dialect reports the
-        failing row of an insert (PostgreSQL's COPY), and the pipeline has inserts."""
+        failing row of an insert (PostgreSQL's COPY line, SQLite row by row), and the pipeline
+        has inserts."""
         return self.dialect.locates_rows and any(isinstance(w, Insert) for w in self.writes)
 
     def _expected_transactions(self) -> int:

@@ -38,7 +38,8 @@ class DataFailure(Exception):
         self.error_class = error_class
         self.code = code
         self.stage = stage
-        #: The record the database named as the failing one, when it can say (COPY's line).
+        #: The record the database named as the failing one, when it can say (COPY's
+        #: line; SQLite's row count).
         self.item = item
         #: Whether the failed try could have named it (so ``item is None`` means another
         #: write failed, not that the question was not asked).
@@ -96,12 +97,14 @@ def _index(items: Sequence[Item], item: Item | None) -> int | None:
 class Bisect:
     """Split the failed batch in halves until each bad record stands alone: ~2·k·log2(n/k).
 
-    Where the database names the failing row (PostgreSQL's COPY reports its line), the
-    search goes straight to it instead. When the row failed with only earlier records'
+    Where the failing row is known (PostgreSQL's COPY reports its line; SQLite inserts row
+    by row while isolating), the search goes straight to it instead. Most such records never
+    get here: the flusher leaves a record out of the insert when the failing row is its first
+    write of the try, and the try goes on. When the row failed with only earlier records'
     rows in its table, the record is set aside and the rest tried at once: one try per bad
     record (``_set_aside``). Otherwise the records before it are committed in one try, it
     is tried alone, and the search goes on after it: about three tries per bad record. In
-    both, a guess is only kept once a try that depends on it lands.
+    all of these, a guess is only kept once a try that depends on it lands.
     """
 
     name = "bisect"
