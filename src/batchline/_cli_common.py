@@ -31,6 +31,7 @@ from ._errors import (
     BatchlineError,
     ConfigError,
     DatabaseError,
+    JobLocked,
     ResumeMismatch,
     SourceError,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "handled",
     "json_option",
     "shown_url",
+    "wait_option",
 ]
 
 EXIT_CODES = {"success": 0, "partial_success": 3, "failed": 1}
@@ -91,7 +93,7 @@ def handled(fn: F) -> F:
             return fn(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except (SourceError, ConfigError, ResumeMismatch) as exc:
+        except (SourceError, ConfigError, ResumeMismatch, JobLocked) as exc:
             fail(str(exc), EXIT_USAGE)
         except DatabaseError as exc:
             fail(str(exc), 1)
@@ -177,6 +179,16 @@ db_option = click.option(
     help=f"Database URL (default: $BATCHLINE_DB, else {DEFAULT_DB} in this directory).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+wait_option = click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    is_flag=False,
+    flag_value=float("inf"),
+    default=0.0,
+    metavar="[SECONDS]",
+    help="When another runner holds the job, wait for it to end (at most SECONDS; no value: "
+    "as long as it takes) instead of stopping at once with exit 2.",
+)
 
 
 def shown_url(url: str) -> str:

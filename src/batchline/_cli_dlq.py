@@ -20,6 +20,7 @@ from ._cli_common import (
     fail,
     handled,
     json_option,
+    wait_option,
 )
 from ._cli_load import idempotency_for_spec, map_for_spec, pipeline_for_spec, refresh_schema
 from ._cli_render import (
@@ -117,8 +118,9 @@ def dlq_export(db: str | None, job: str | None, output: str) -> None:
 @click.option("--job", metavar="NAME", required=True, help="The load job whose letters to replay.")
 @click.option("--quiet", "-q", is_flag=True, help="No summary.")
 @json_option
+@wait_option
 @handled
-def dlq_replay(db: str | None, job: str, quiet: bool, as_json: bool) -> None:
+def dlq_replay(db: str | None, job: str, quiet: bool, as_json: bool, wait: float) -> None:
     """Re-run a job's dead letters through the same load (after fixing the cause).
 
     The pipeline is rebuilt from the load spec the job recorded (table, mode, key, column
@@ -142,7 +144,11 @@ def dlq_replay(db: str | None, job: str, quiet: bool, as_json: bool) -> None:
         refresh_schema(letters.engine, spec)
         pipeline = pipeline_for_spec(letters.engine, spec)
         result = letters.replay(
-            pipeline, map_for_spec(spec), job=job, idempotency_key=idempotency_for_spec(spec)
+            pipeline,
+            map_for_spec(spec),
+            job=job,
+            idempotency_key=idempotency_for_spec(spec),
+            wait=wait,
         )
         unreadable = sum(1 for d in letters.iter(job) if d.stage == "read")
     if unreadable:

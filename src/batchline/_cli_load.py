@@ -288,7 +288,13 @@ def ensure_table(
                 for c in columns
             ],
         )
-        metadata.create_all(engine)
+        try:
+            metadata.create_all(engine)
+        except sa.exc.DBAPIError:
+            if not sa.inspect(engine).has_table(table):
+                raise
+            # another runner of the same load created it a moment ago: use it as it is
+            return ensure_table(engine, spec, sample)
         created = True
     _check_columns(spec, [c.name for c in columns])
     spec["schema"] = _schema_of(columns)

@@ -90,6 +90,9 @@ class Session(Executor):
         self._raw: Any = None
         self._cursor: Any = None
         self._pipeline: Any = None  # an open psycopg pipeline, between begin and commit
+        #: Called with the session on each fresh connection, before any other statement
+        #: (the run's job lock is taken there; see batchline._job_lock).
+        self.on_connect: Callable[[Session], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def _connection(self) -> Any:
@@ -110,7 +113,18 @@ class Session(Executor):
                 raise
             self._raw = raw
             self._cursor = raw.cursor()
+            if self.on_connect is not None:
+                try:
+                    self.on_connect(self)
+                except BaseException:
+                    self.close()
+                    raise
         return self._raw
+
+    @property
+    def connected(self) -> bool:
+        """Whether the session holds a connection now (statements would not open one)."""
+        return self._raw is not None
 
     def _set_autocommit(self, raw: Any, on: bool) -> None:
         # SQLAlchemy's own switch; "off" is the engine's default isolation level

@@ -7,6 +7,7 @@ row, with the attempt count raised and the new reason, so nothing is ever lost o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from ._database import Session, make_engine
 from ._dialects import dialect_for
+from ._job_lock import is_held
 from ._result import Result
 from ._state import DeadLetter, JobState, StateStore, StateTables
 
@@ -77,11 +79,21 @@ class DeadLetters:
             session.close()
 
     def jobs(self) -> list[JobState]:
-        """Every job with its position, counts and status, oldest first."""
-        return list(self._read(self.store.list_jobs))
+        """Every job with its position, counts and status, oldest first.
+
+        A job whose row says ``running`` but that no runner holds is shown ``interrupted``:
+        its runner died, or gave up while the database was away, before it could say so.
+        """
+        return [self._live(j) for j in self._read(self.store.list_jobs)]
 
     def job(self, name: str) -> JobState | None:
-        return self._read(lambda s: self.store.get_job(s, name))  # type: ignore[no-any-return]
+        found: JobState | None = self._read(lambda s: self.store.get_job(s, name))
+        return None if found is None else self._live(found)
+
+    def _live(self, job: JobState) -> JobState:
+        if job.status != "running" or is_held(self.engine, self.dialect, self.tables, job.name):
+            return job
+        return dataclasses.replace(job, status="interrupted")
 
     def list(self, job: str | None = None, *, limit: int | None = None) -> list[DeadLetter]:
         """Dead letters, oldest first, optionally of one job."""
@@ -125,12 +137,17 @@ class DeadLetters:
         job: str | None = None,
         stages: tuple[str, ...] = ("map", "lookup", "write"),
         idempotency_key: Callable[[dict[str, Any]], Any] | None = None,
+        wait: bool | float = False,
     ) -> Result:
         """Run dead letters (of ``job``, or all) through ``pipeline`` again.
 
         The ones that now land leave the table in the same transaction as their data; the
         others stay with ``attempts`` raised. Read-stage letters hold raw text, not records,
         so they are left alone unless ``stages`` includes ``"read"``.
+
+        One replay runs at a time per database (two would both apply the same letters):
+        another one running raises :class:`~batchline.JobLocked`, or is waited for as
+        ``wait`` says (see :meth:`Pipeline.run`).
         """
         snapshot = [d for d in self.iter(job) if d.stage in stages]
 
@@ -144,4 +161,6 @@ class DeadLetters:
             job=None,
             idempotency_key=idempotency_key,
             job_prefix=f"replay-{job}" if job else "replay",
+            wait=wait,
+            lock_kind="replay",
         )

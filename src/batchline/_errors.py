@@ -7,6 +7,7 @@ can catch one class. The tree is kept shallow::
     ├── ConfigError            the pipeline or a call is wrongly set up (a user bug)
     ├── SourceError            the input cannot be opened or read at all
     ├── ResumeMismatch         a job is resumed on a different source
+    ├── JobLocked              another runner holds the job (or took it over mid-run)
     └── DatabaseError          the database refused, and the run cannot go on
         ├── FatalDatabaseError     no such table/column, syntax, permission: stop at once
         └── TransientExhausted     a transient failure outlasted the retries
@@ -20,11 +21,14 @@ the most specific class here with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 __all__ = [
     "BatchlineError",
     "ConfigError",
     "DatabaseError",
     "FatalDatabaseError",
+    "JobLocked",
     "ResumeMismatch",
     "SourceError",
     "TransientExhausted",
@@ -59,6 +63,40 @@ class ResumeMismatch(BatchlineError):
         # Pickle by the constructor's arguments (Exception pickles ``args``, the message):
         # a Dask worker sends it back to the client this way.
         return (type(self), (self.job, self.expected, self.found))
+
+
+class JobLocked(BatchlineError):
+    """Another runner holds the job: two runners of one job would both apply its records.
+
+    Attributes:
+        job: the job's name.
+        holder: what the holder recorded about itself (``host``, ``pid``, ``since``), when
+            known.
+    """
+
+    def __init__(
+        self, job: str, holder: dict[str, object] | None = None, *, message: str | None = None
+    ) -> None:
+        self.job = job
+        self.holder = holder
+        if message is None:
+            message = f"job {job!r} is being run by another runner"
+            if holder:
+                message += (
+                    f" (host {holder.get('host')}, pid {holder.get('pid')}, "
+                    f"since {holder.get('since')})"
+                )
+            message += "; wait for it to end (wait=True, or --wait) or use another job name"
+        self.message = message
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Callable[..., JobLocked], tuple[object, ...]]:
+        # Pickled by its fields (a Dask worker sends it back to the client).
+        return (_job_locked, (self.job, self.holder, self.message))
+
+
+def _job_locked(job: str, holder: dict[str, object] | None, message: str) -> JobLocked:
+    return JobLocked(job, holder, message=message)
 
 
 class DatabaseError(BatchlineError):

@@ -23,7 +23,7 @@ import tenacity
 from ._aggregate import Resolved, RowGroup, aggregate
 from ._database import Session
 from ._dialects import Classified, Dialect, ErrorKind, TableInfo
-from ._errors import FatalDatabaseError, TransientExhausted
+from ._errors import FatalDatabaseError, JobLocked, TransientExhausted
 from ._isolate import DataFailure, Isolation
 from ._items import Failure, Item
 from ._prepare import Prepared, split_cached, wanted_refs
@@ -184,11 +184,7 @@ class Flusher:
         try:
             for attempt in self._retrying:
                 with attempt:
-                    if (
-                        attempt.retry_state.attempt_number > 1
-                        and pending
-                        and self._transactions() >= self._expected_transactions()
-                    ):
+                    if attempt.retry_state.attempt_number > 1 and pending and self._landed(end):
                         log.warning("job %s: commit up to %d had landed", self.job, end)
                         break
                     pending[:] = [_Tally()]
@@ -365,12 +361,31 @@ class Flusher:
     def _expected_transactions(self) -> int:
         return self.transactions_base + self.result.chunks_committed + 1
 
-    def _transactions(self) -> int:
+    def _landed(self, end: int) -> bool:
+        """After a failed try: whether its COMMIT landed anyway (the reply was lost).
+
+        The job's checkpoint tells: one more transaction than before this chunk, ending at
+        ``end``, is this chunk's; as many as before, nothing landed. Anything else means
+        another runner moved the job while this run's connection was down, and took its lock
+        (see batchline._job_lock): this run must not go on from what it believed.
+        """
         try:
-            return self.state.transactions(self.session, self.job)
+            chunks, position = self.state.checkpoint(self.session, self.job)
         except Exception as exc:
             self._raise_classified(exc, "reading the checkpoint")
             raise  # pragma: no cover - _raise_classified always raises
+        expected = self._expected_transactions()
+        if chunks == expected and position == end:
+            return True
+        if chunks == expected - 1:
+            return False
+        raise JobLocked(
+            self.job,
+            message=f"job {self.job!r} moved while this run's connection was down (checkpoint "
+            f"at record {position} after {chunks} transactions; this run expected {end} "
+            f"after {expected}): another runner took it over; this run stops, and a later "
+            "run resumes from the checkpoint",
+        )
 
     def _apply(self, tally: _Tally, pre: list[tuple[Item, Failure]]) -> None:
         res = self.result
@@ -401,7 +416,7 @@ class Flusher:
             self.on_chunk(res, failed)
 
     def _raise_classified(self, exc: BaseException, where: str) -> None:
-        if isinstance(exc, (DataFailure, FatalDatabaseError, TransientFailure)):
+        if isinstance(exc, (DataFailure, FatalDatabaseError, TransientFailure, JobLocked)):
             raise exc
         c: Classified = self.dialect.classify(exc)
         message = f"{where}: {c.message}" if where else c.message

@@ -26,6 +26,7 @@ from ._errors import (
     ConfigError,
     DatabaseError,
     FatalDatabaseError,
+    JobLocked,
     ResumeMismatch,
     TransientExhausted,
 )
@@ -33,6 +34,7 @@ from ._flush import Flusher, LookupCache
 from ._gc import fewer_collections
 from ._isolate import Isolation, isolation_for
 from ._items import Failure, Item
+from ._job_lock import JobLock, this_runner
 from ._out import Out, WriteIndex
 from ._prepare import Preparer
 from ._result import Result, Status
@@ -185,6 +187,7 @@ class Pipeline:
         source_id: str | None = None,
         spec: Mapping[str, Any] | None = None,
         on_chunk: ChunkCallback | None = None,
+        wait: bool | float = False,
     ) -> Result:
         """Load ``records`` and return a :class:`Result`.
 
@@ -200,11 +203,15 @@ class Pipeline:
             spec: JSON-able description of the load, stored with the job (the CLI uses it).
             on_chunk: ``on_chunk(result, failed)`` after each committed chunk, for progress
                 (see :class:`batchline.typing.ChunkCallback`).
+            wait: a run holds its job from start to end (see ``batchline._job_lock``); when
+                another runner holds it, ``False`` raises :class:`JobLocked` at once, ``True``
+                waits for it to end, a number waits at most that many seconds.
 
         Raises:
             FatalDatabaseError: a mistake that is not the records' fault (missing table...).
             ResumeMismatch: ``job`` was started on another source.
             ConfigError: the pipeline or mapping is wrongly set up.
+            JobLocked: another runner holds the job (and ``wait`` ran out).
         """
         if isinstance(records, FileSource):
             fingerprint = source_id or records.fingerprint()
@@ -221,6 +228,7 @@ class Pipeline:
             fingerprint=fingerprint,
             spec=spec,
             on_chunk=on_chunk,
+            wait=wait,
         )
 
     def _run_source(
@@ -235,8 +243,13 @@ class Pipeline:
         spec: Mapping[str, Any] | None = None,
         job_prefix: str = "run",
         on_chunk: ChunkCallback | None = None,
+        wait: bool | float = False,
+        lock_kind: str = "job",
     ) -> Result:
-        """Run over source items (``SourceRecord``/``ReadFailure`` or replayed letters)."""
+        """Run over source items (``SourceRecord``/``ReadFailure`` or replayed letters).
+
+        The run holds a lock (``lock_kind`` "job": its job's; "replay": the database's one
+        dead-letter replay) from before it reads the checkpoint until its end."""
         if map is None and len(self.writes) != 1:
             raise ConfigError("without a map function the pipeline must have exactly one write")
         started = time.perf_counter()
@@ -244,13 +257,21 @@ class Pipeline:
         result = Result(job=name)
         worker = ThreadPoolExecutor(1, thread_name_prefix="batchline-flush")
         session = Session(self.engine, self.dialect, self.statement_listeners)
+        lock = JobLock(
+            self.engine, self.dialect, self.state_tables, name, kind=lock_kind, wait=wait
+        )
         counted = _count_statements(self.statement_listeners, result)
         gc_scope = contextlib.ExitStack()
         if self.tune_gc:
             gc_scope.enter_context(fewer_collections())
         try:
+            if lock.by_connection:
+                # taken on the session's first connection, and again on any replacement
+                session.on_connect = lambda s: lock.on_connect(s, s.commit)
+            else:
+                lock.take_file()
             flusher, job_state = worker.submit(
-                self._prepare, session, name, fingerprint, restart, spec, result
+                self._prepare, session, name, fingerprint, restart, spec, result, lock
             ).result()
             flusher.on_chunk = on_chunk
             if job_state is not None and job_state.status in _FINISHED and not restart:
@@ -275,7 +296,7 @@ class Pipeline:
                 preparer.close()
             result.status = status
             try:
-                worker.submit(self._finish, session, flusher, name, status).result()
+                worker.submit(self._finish, session, flusher, name, status, lock).result()
             except DatabaseError as exc:
                 result.status = "failed"
                 result.error = result.error or f"could not record the job's end: {exc}"
@@ -283,14 +304,14 @@ class Pipeline:
         except BaseException as exc:
             if isinstance(exc, FatalDatabaseError):
                 exc.job = name
-            if not isinstance(exc, ResumeMismatch):
+            if not isinstance(exc, (ResumeMismatch, JobLocked)):
                 # A refused resume touched nothing: the job keeps the state it had
                 # (a finished job must not turn "failed" for being pointed at another file).
                 with contextlib.suppress(Exception):
-                    worker.submit(self._mark_failed, session, name).result()
+                    worker.submit(self._mark_failed, session, name, lock).result()
             raise
         finally:
-            worker.submit(session.close).result()
+            worker.submit(_release, session, lock).result()
             worker.shutdown(wait=True)
             if self._owns_engine and self._engine is not None:
                 # Leave no pooled connection open behind a run: the one-line form
@@ -424,6 +445,7 @@ class Pipeline:
         restart: bool,
         spec: Mapping[str, Any] | None,
         result: Result,
+        lock: JobLock,
     ) -> tuple[Flusher, JobState | None]:
         engine, dialect = self.engine, self.dialect
 
@@ -464,7 +486,7 @@ class Pipeline:
             for attempt in self.retry.retrying(before_sleep):
                 with attempt:
                     job_state = self._start_job(
-                        session, state, name, fingerprint, restart, spec_json
+                        session, state, name, fingerprint, restart, spec_json, lock
                     )
         except TransientFailure as exc:
             raise TransientExhausted(f"cannot start job {name!r}: {exc}", job=name) from None
@@ -505,10 +527,18 @@ class Pipeline:
         fingerprint: str | None,
         restart: bool,
         spec: str | None,
+        lock: JobLock,
     ) -> JobState | None:
         session.begin()
         try:
+            runner = this_runner()
+            state.claim_runner(
+                session, lock.key, name, runner["host"], runner["pid"], runner["since"]
+            )
             existing = state.get_job(session, name)
+            if existing is not None and existing.status == "running" and not restart:
+                # we hold the job, so whoever left it "running" is gone
+                log.info("job %s: its last run was interrupted", name)
             if existing is None or restart:
                 state.start_job(session, name, fingerprint, spec, reset=existing is not None)
             else:
@@ -532,13 +562,16 @@ class Pipeline:
             ) from exc
         return None if existing is None or restart else existing
 
-    def _finish(self, session: Session, flusher: Flusher, name: str, status: Status) -> None:
+    def _finish(
+        self, session: Session, flusher: Flusher, name: str, status: Status, lock: JobLock
+    ) -> None:
         try:
             for attempt in self.retry.retrying():
                 with attempt:
                     try:
                         session.begin()
                         flusher.state.finish_job(session, name, status)
+                        flusher.state.release_runner(session, lock.key)
                         session.commit()
                     except Exception as exc:
                         session.rollback()
@@ -548,10 +581,13 @@ class Pipeline:
             # which a later run of the job treats as resumable.
             raise TransientExhausted(str(exc), code=exc.code, job=name) from exc
 
-    def _mark_failed(self, session: Session, name: str) -> None:
+    def _mark_failed(self, session: Session, name: str, lock: JobLock) -> None:
+        if not lock.held:
+            return  # the job is another runner's, or nobody's: leave its row alone
         state = StateStore(self.state_tables, self.dialect)
         session.begin()
         state.finish_job(session, name, "failed")
+        state.release_runner(session, lock.key)
         session.commit()
 
     # -- dead letters -----------------------------------------------------------------------------
@@ -562,6 +598,21 @@ class Pipeline:
         return DeadLetters(
             self.engine, prefix=self.state_tables.prefix, schema=self.state_tables.schema
         )
+
+
+def _release(session: Session, lock: JobLock) -> None:
+    """Give the job back, then the connection (a connection lock must not go back to the
+    pool still held: the server would keep it for whoever borrows the connection next)."""
+    try:
+        if lock.by_connection:
+            session.rollback()  # nothing of a transaction rides on the unlock's commit
+            if session.connected:
+                lock.release(session, session.commit)
+        else:
+            lock.release(None)
+    except Exception:
+        session.discard()  # closing the connection drops its locks
+    session.close()
 
 
 class _StopRun(Exception):

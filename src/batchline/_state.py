@@ -171,6 +171,17 @@ class StateTables:
             sa.Index(f"{prefix}dead_letters_job", "job", "position"),
         )
 
+        #: Who holds each job now (see batchline._job_lock): what a refused runner reports.
+        self.runners = sa.Table(
+            f"{prefix}runners",
+            self.metadata,
+            sa.Column("lock_key", sa.String(64), primary_key=True),
+            sa.Column("job", sa.String(255), nullable=False),
+            sa.Column("host", sa.String(255), nullable=False),
+            sa.Column("pid", sa.BigInteger, nullable=False),
+            sa.Column("started_at", sa.String(40), nullable=False),
+        )
+
     def create(self, engine: sa.Engine) -> None:
         """Create missing state tables and check the layout version (idempotent, race-safe)."""
         with _create_lock:
@@ -207,6 +218,7 @@ class StateStore:
         self.jobs = schema + q(tables.jobs.name)
         self.ledger = schema + q(tables.ledger.name)
         self.dead = schema + q(tables.dead_letters.name)
+        self.runners = schema + q(tables.runners.name)
         self._dialect = dialect
         self._job_cols = [c.name for c in tables.jobs.columns]
         self._dl_cols = [c.name for c in tables.dead_letters.columns]
@@ -284,14 +296,35 @@ class StateStore:
             [position, processed, failed, duplicates, now_iso(), name],
         )
 
-    def transactions(self, ex: Executor, name: str) -> int:
-        """How many transactions of the job have committed (its ``chunks`` counter)."""
+    def checkpoint(self, ex: Executor, name: str) -> tuple[int, int]:
+        """How many transactions of the job have committed (its ``chunks`` counter), and the
+        position the last of them moved it to."""
         q = self._q
         rows = ex.query(
-            f"SELECT {q('chunks')} FROM {self.jobs} WHERE {q('name')} = {self._p}",  # noqa: S608
+            f"SELECT {q('chunks')}, {q('position')} FROM {self.jobs} "  # noqa: S608
+            f"WHERE {q('name')} = {self._p}",
             [name],
         )
-        return int(rows[0][0]) if rows else 0
+        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+
+    # -- runners ------------------------------------------------------------------------------
+    def claim_runner(
+        self, ex: Executor, key: str, job: str, host: str, pid: int, since: str
+    ) -> None:
+        """Record who holds the lock ``key`` now (the lock itself is the dialect's)."""
+        q, p = self._q, self._p
+        ex.execute(f"DELETE FROM {self.runners} WHERE {q('lock_key')} = {p}", [key])  # noqa: S608
+        cols = ", ".join(q(c) for c in ("lock_key", "job", "host", "pid", "started_at"))
+        ex.execute(
+            f"INSERT INTO {self.runners} ({cols}) VALUES ({self._marks(5)})",  # noqa: S608
+            [key, job, host, pid, since],
+        )
+
+    def release_runner(self, ex: Executor, key: str) -> None:
+        ex.execute(
+            f"DELETE FROM {self.runners} WHERE {self._q('lock_key')} = {self._p}",  # noqa: S608
+            [key],
+        )
 
     def finish_job(self, ex: Executor, name: str, status: str) -> None:
         """Record the end of a run. A run that completed gets the status of the whole job

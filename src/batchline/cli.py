@@ -28,6 +28,7 @@ from ._cli_common import (
     fail,
     handled,
     json_option,
+    wait_option,
 )
 from ._cli_dlq import dlq, jobs
 from ._cli_load import (
@@ -184,6 +185,7 @@ def _max_failures(value: str | None) -> int | float | None:
 @json_option
 @click.option("--dask", "scheduler", metavar="SCHEDULER", help="Run on a Dask scheduler address.")
 @click.option("--workers", type=click.IntRange(min=1), help="Run on N local Dask workers.")
+@wait_option
 @handled
 def load(
     file: str,
@@ -203,6 +205,7 @@ def load(
     as_json: bool,
     scheduler: str | None,
     workers: int | None,
+    wait: float,
 ) -> None:
     """Load FILE (CSV, TSV, JSON Lines, JSON array or Parquet; - for stdin) into a table.
 
@@ -258,6 +261,7 @@ def load(
                 job=job,
                 idempotency_key=idempotency_for_spec(spec),
                 spec=spec,
+                wait=wait,
             )
         else:
             progress = LoadProgress(console, source)
@@ -278,6 +282,7 @@ def load(
                     idempotency_key=idempotency_for_spec(spec),
                     spec=spec,
                     on_chunk=progress.on_chunk,
+                    wait=wait,
                 )
     emit_result(result, as_json=as_json, quiet=quiet, title="load", url=url)
 

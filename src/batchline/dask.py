@@ -10,10 +10,10 @@ partition's last committed chunk instead of repeating its writes.
 
 The pipeline travels to the workers by pickle, without its engine: each task builds its own
 engine and connection pool on the worker and disposes of it at the end. So a pipeline must be
-built from a URL, not an Engine. While a partition runs, its task holds a per-job lock in the
-database (an advisory lock on PostgreSQL, ``GET_LOCK`` on MySQL/MariaDB), so two attempts of
-the same partition never write side by side, even when the scheduler wrongly declared a
-worker dead that is still running.
+built from a URL, not an Engine. While a partition runs, it holds its job as every run does
+(``batchline._job_lock``: an advisory lock, ``GET_LOCK``, or a file lock for SQLite), and a
+retried attempt waits for it, so two attempts of the same partition never write side by side,
+even when the scheduler wrongly declared a worker dead that is still running.
 
 Increments and upserts from different workers to the same keys take row locks in key order
 (rows are sorted by key within each chunk), and deadlocks are retried as transient failures,
@@ -33,14 +33,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import sqlalchemy as sa
-
 from ._database import make_engine
 from ._errors import BatchlineError, ConfigError, SourceError, TransientExhausted
 from ._pipeline import MapFunction, Pipeline
 from ._result import MAX_FAILED_ITEMS, Result, Status
 from ._sources import read_file
-from ._state import StateTables
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -447,15 +444,16 @@ def _run_file(
 
 
 def _kw(job: str, key: Any, spec: dict[str, Any] | None) -> dict[str, Any]:
-    return {"job": job, "idempotency_key": key, "spec": spec}
+    # An attempt Dask starts again waits for the one it replaces (a worker declared dead
+    # may still be running it) to give the partition's job back.
+    return {"job": job, "idempotency_key": key, "spec": spec, "wait": True}
 
 
 def _guarded(pipeline: Pipeline, job: str, run: Callable[[Pipeline], Result]) -> Result | _Raised:
     # A copy: its own engine (made here, in this worker process), disposed of at the end.
     local = copy.copy(pipeline)
     try:
-        with _job_lock(local.engine.url, local.state_tables, job):
-            return run(local)
+        return run(local)
     except BatchlineError as exc:
         if isinstance(exc, TransientExhausted):
             raise  # worth a retry by Dask: the checkpoint is intact
@@ -473,46 +471,6 @@ def _records(part: Any) -> Iterable[Mapping[str, Any]]:
     if isinstance(part, Iterable):
         return part
     raise ConfigError(f"a partition must hold records, got {type(part).__name__}")
-
-
-@contextlib.contextmanager
-def _job_lock(url: sa.URL, state: StateTables, job: str) -> Iterator[None]:
-    """Hold a database lock named after ``job`` while it runs, so attempts never overlap.
-
-    A session-level lock on its own connection: it is released when the task ends or its
-    process dies (the server drops the connection). SQLite has no such lock: there, attempts
-    could overlap only if the scheduler declared a live local worker dead.
-    """
-    backend = url.get_backend_name()
-    if backend not in ("postgresql", "mysql", "mariadb"):
-        yield
-        return
-    # Its own connection, outside the pipeline's pool (a run disposes of that pool).
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with contextlib.ExitStack() as stack:
-        stack.callback(engine.dispose)
-        conn = stack.enter_context(engine.connect())
-        # The lock is the job row's: same job name, same state tables (schema and prefix).
-        where = "current_schema()" if backend == "postgresql" else "DATABASE()"
-        place = state.schema or conn.execute(sa.text(f"SELECT {where}")).scalar()
-        digest = hashlib.sha256(f"batchline-job:{place}:{state.prefix}:{job}".encode()).digest()
-        if backend == "postgresql":
-            lock_id = int.from_bytes(digest[:8], "big", signed=True)
-            take, release = "SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)"
-            params: dict[str, Any] = {"k": lock_id}
-        else:
-            name = "batchline:" + digest.hex()[:48]  # MySQL lock names: at most 64 characters
-            take, release = "SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)"
-            params = {"k": name}
-        conn.execute(sa.text(take), params)  # waits while another attempt holds it
-        conn.commit()
-        try:
-            yield
-        finally:
-            # Closing the connection releases it too, should the statement fail.
-            with contextlib.suppress(sa.exc.SQLAlchemyError):
-                conn.execute(sa.text(release), params)
-                conn.commit()
 
 
 # -- the command line's distributed load -------------------------------------------------------

@@ -11,6 +11,7 @@ SQLAlchemy dialect's identifier preparer.
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -152,6 +153,28 @@ class Dialect:
 
     def params_per_statement(self, ex: Executor) -> int:
         return self.max_params
+
+    # -- holding a job (see batchline._job_lock) ---------------------------------------------
+    #: Whether a run holds its job with a session lock of the connection that commits its
+    #: chunks (the server drops it with the connection); SQLite holds a file lock instead.
+    locks_by_connection = True
+
+    def lock_place(self, ex: Executor) -> str:
+        """Where unqualified state tables live (schema or database): part of a lock's name,
+        so one job name in two places is two jobs."""
+        return ""
+
+    def try_lock(self, ex: Executor, name: str) -> bool:
+        """Take the session lock ``name`` without waiting; whether it was free."""
+        raise NotImplementedError
+
+    def unlock(self, ex: Executor, name: str) -> None:
+        """Release a session lock :meth:`try_lock` took on this connection."""
+        raise NotImplementedError
+
+    @staticmethod
+    def lock_digest(name: str) -> bytes:
+        return hashlib.sha256(name.encode()).digest()
 
     def adapt(self, params: list[Any]) -> list[Any]:
         """Convert values the driver cannot bind itself (identity where it can)."""

@@ -297,6 +297,20 @@ class MySQLDialect(Dialect):
     def begin(self, ex: Executor) -> None:
         """Nothing to send: with autocommit off InnoDB begins at the first statement."""
 
+    def lock_place(self, ex: Executor) -> str:
+        return str(ex.query("SELECT DATABASE()")[0][0])
+
+    def try_lock(self, ex: Executor, name: str) -> bool:
+        # A user lock of the connection (names are server-wide, hence the place in ``name``);
+        # the server drops it when the connection ends.
+        return bool(ex.query("SELECT GET_LOCK(%s, 0)", [self._lock_name(name)])[0][0] == 1)
+
+    def unlock(self, ex: Executor, name: str) -> None:
+        ex.query("SELECT RELEASE_LOCK(%s)", [self._lock_name(name)])
+
+    def _lock_name(self, name: str) -> str:
+        return "batchline:" + self.lock_digest(name).hex()[:48]  # at most 64 characters
+
     def server(self, ex: Executor) -> _Server:
         """What the session's server is (read when batchline took the connection)."""
         conn = ex.driver_connection

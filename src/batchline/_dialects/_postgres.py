@@ -102,6 +102,19 @@ class PostgresDialect(Dialect):
     def on_release(self, dbapi_conn: Any) -> None:
         dbapi_conn.prepare_threshold = getattr(self, "_saved_threshold", 5)
 
+    def lock_place(self, ex: Executor) -> str:
+        return str(ex.query("SELECT current_schema()")[0][0])
+
+    def try_lock(self, ex: Executor, name: str) -> bool:
+        # An advisory lock of the session: the server drops it when the connection ends.
+        return bool(ex.query("SELECT pg_try_advisory_lock(%s)", [self._lock_id(name)])[0][0])
+
+    def unlock(self, ex: Executor, name: str) -> None:
+        ex.query("SELECT pg_advisory_unlock(%s)", [self._lock_id(name)])
+
+    def _lock_id(self, name: str) -> int:
+        return int.from_bytes(self.lock_digest(name)[:8], "big", signed=True)
+
     def reported_row(self, exc: BaseException) -> int | None:
         # COPY reports its position in the error's context: 'COPY items, line 3: "..."'.
         context = getattr(getattr(exc, "diag", None), "context", None) or ""

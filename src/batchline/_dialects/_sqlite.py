@@ -84,6 +84,7 @@ class SQLiteDialect(Dialect):
     name = "sqlite"
     placeholder = "?"
     reads_ahead = False  # in-process: no round trip to hide, and a second connection locks
+    locks_by_connection = False  # a file lock beside the database (batchline._job_lock)
     # A locating insert runs the row statement once per row (executemany, in C), counting
     # the rows it hands over: when one fails, the count names it. The rows before it stay
     # (each row is a statement of its own), so the insert can also leave it out and go on.
