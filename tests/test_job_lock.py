@@ -149,7 +149,7 @@ def test_the_cli_refuses_with_exit_2_and_waits_with_wait(
         waiter.wait(timeout=1.5)  # still waiting for the holder
     held[0].touch()
     assert _finish(first)[0] == 0
-    out, err = waiter.communicate(timeout=90)
+    _out, err = waiter.communicate(timeout=90)
     # Once it had the job, the waiter found it was started on another source (the holder's
     # records, not this file) and said so: only the holder's run landed.
     assert waiter.returncode == 2 and "different source" in err, err
