@@ -155,6 +155,11 @@ def test_transient_failure_outlasting_retries_stops_with_intact_checkpoint(tmp_p
         count = conn.execute(sa.text("SELECT count(*) FROM ev")).scalar()
     assert position == count and position in (300, 400)  # no chunk half applied
     assert dead_positions(engine) == []  # an outage is not bad data
+    # The run could not record its end either: its row still says "running", but no runner
+    # holds the job, so it shows as interrupted.
+    with bl.DeadLetters(engine) as letters:
+        state = letters.job("stuck")
+    assert state is not None and state.status == "interrupted"
     # the next run resumes after the checkpoint and finishes the job exactly once
     again = pipeline.run(({"id": i, "k": i % 3} for i in range(1, 1001)), _emit, job="stuck")
     assert again.resumed_from == position and again.status == "success"
