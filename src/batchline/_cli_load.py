@@ -53,7 +53,7 @@ def make_spec(
     mode: str,
     key: Sequence[str] = (),
     columns: Sequence[str] = (),
-    chunk_size: int = 500,
+    chunk_size: int | None = None,
     idempotency_key: Sequence[str] = (),
     fallback: str = "bisect",
 ) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def pipeline_for_spec(
     return Pipeline(
         db,
         writes=[_write_for(spec)],
-        chunk_size=int(spec.get("chunk_size") or 500),
+        chunk_size=int(spec["chunk_size"]) if spec.get("chunk_size") else None,
         fallback=fallback or spec.get("fallback") or "bisect",
         max_failures=max_failures,
     )

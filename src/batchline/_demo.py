@@ -378,7 +378,6 @@ def run_demo(
                 Increment("inventory", key="item_id", columns=["quantity"]),
             ],
             lookups=[catalog],
-            chunk_size=500,
         ) as pipeline:
             result = pipeline.run(
                 work, make_map(matcher, catalog), job=JOB, restart=True, spec={"command": "demo"}

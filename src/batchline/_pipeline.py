@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ._chunking import ChunkSizer
 from ._database import Session, StatementListener, make_engine, redact_url
 from ._dialects import Dialect, ErrorKind, TableInfo, dialect_for
 from ._errors import (
@@ -36,7 +37,7 @@ from ._isolate import Isolation, isolation_for
 from ._items import Failure, Item
 from ._job_lock import JobLock, this_runner
 from ._out import Out, WriteIndex
-from ._prepare import Preparer
+from ._prepare import Prepared, Preparer
 from ._result import Result, Status
 from ._retry import RetryPolicy, TransientFailure
 from ._sources import FileSource, ReadFailure, SourceRecord, iter_records
@@ -65,7 +66,10 @@ class Pipeline:
             SQLAlchemy ``Engine``.
         writes: the writes, applied in this order inside every flush (parents first).
         lookups: batched get-or-create lookups the mapping refers to with ``lookup.ref()``.
-        chunk_size: records per flush (one transaction each).
+        chunk_size: records per flush (one transaction each). By default (None) a chunk is
+            sized by time: it starts at 500 records and grows or shrinks until its flush
+            takes about ``chunk_seconds`` (see ``batchline._chunking``).
+        chunk_seconds: the flush time a chunk is sized for when ``chunk_size`` is None.
         chunk_bytes: also flush when a chunk's emitted values reach about this many bytes.
         fallback: ``"bisect"``, ``"sequential"`` or ``"none"``: what to do when a chunk fails
             because of its data.
@@ -85,7 +89,8 @@ class Pipeline:
         writes: Sequence[Write] = (),
         lookups: Sequence[Lookup] = (),
         *,
-        chunk_size: int = 500,
+        chunk_size: int | None = None,
+        chunk_seconds: float = 0.2,
         chunk_bytes: int = 16 * 1024 * 1024,
         fallback: str | Isolation = "bisect",
         max_failures: int | float | None = None,
@@ -104,8 +109,10 @@ class Pipeline:
         for lk in lookups:
             if not isinstance(lk, Lookup):
                 raise ConfigError(f"lookups must be Lookup objects, got {lk!r}")
-        if int(chunk_size) < 1:
+        if chunk_size is not None and int(chunk_size) < 1:
             raise ConfigError(f"chunk_size must be at least 1, got {chunk_size}")
+        if not chunk_seconds > 0:
+            raise ConfigError(f"chunk_seconds must be above 0, got {chunk_seconds}")
         if max_failures is not None and (
             isinstance(max_failures, bool)
             or not isinstance(max_failures, (int, float))
@@ -115,7 +122,8 @@ class Pipeline:
         self._db = db
         self.writes = tuple(writes)
         self.lookups = tuple(lookups)
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self.chunk_seconds = float(chunk_seconds)
         self.chunk_bytes = int(chunk_bytes)
         self.isolation = isolation_for(fallback)
         self.max_failures = max_failures
@@ -173,7 +181,8 @@ class Pipeline:
     def __repr__(self) -> str:
         db = redact_url(self._db)
         writes = ", ".join(w.describe() for w in self.writes)
-        return f"Pipeline({db!r}, writes=[{writes}], chunk_size={self.chunk_size})"
+        size = "by time" if self.chunk_size is None else self.chunk_size
+        return f"Pipeline({db!r}, writes=[{writes}], chunk_size={size})"
 
     # -- running ----------------------------------------------------------------------------------
     def run(
@@ -340,20 +349,32 @@ class Pipeline:
         chunk: list[Item] = []
         size = 0
         in_flight: Future[None] | None = None
-        chunk_size, chunk_bytes = self.chunk_size, self.chunk_bytes
+        sizer = ChunkSizer(self.chunk_size, target=self.chunk_seconds)
+        chunk_size, chunk_bytes = sizer.size, self.chunk_bytes
+
+        def flush(items: list[Item], prepared: Prepared) -> None:
+            # on the flush thread: time the chunk, and tell whether it ran clean
+            retries, isolating = result.retries, result.isolation_flushes
+            began = time.perf_counter()
+            flusher.flush(items, items[-1].position, prepared)
+            clean = result.retries == retries and result.isolation_flushes == isolating
+            sizer.observe(len(items), time.perf_counter() - began, clean=clean)
 
         def submit(items: list[Item]) -> Future[None]:
-            nonlocal in_flight
+            nonlocal in_flight, chunk_size
             # While the previous chunk is still flushing: this chunk's lookups and rows.
             prepared = preparer.prepare(items)
             if in_flight is not None:
                 in_flight.result()
                 self._check_failures(result)
-            fut = worker.submit(flusher.flush, items, items[-1].position, prepared)
+            fut = worker.submit(flush, items, prepared)
             if not self.pipelined:
                 fut.result()
                 self._check_failures(result)
             in_flight = fut
+            # the next chunk: sized by the last one measured (the one before this, while
+            # this one flushes)
+            chunk_size = sizer.size
             return fut
 
         try:
@@ -428,7 +449,7 @@ class Pipeline:
         failed = result.items_failed
         if isinstance(limit, float) and limit < 1:
             seen = max(1, result.records_seen)
-            if failed / seen > limit and seen >= min(self.chunk_size, 100):
+            if failed / seen > limit and seen >= min(self.chunk_size or 100, 100):
                 raise _StopRun(
                     f"stopped: {failed} of {seen} records failed, "
                     f"more than max_failures={limit:.0%}"
