@@ -1,4 +1,4 @@
-"""What dead letters keep of a record: ``dead_letter_payload`` and ``redact``.
+"""What dead letters keep of a record: ``dead_letter_payload`` and ``redact``, API and CLI.
 
 A dead-letter row holds what its payload mode promises and nothing more: no redacted value,
 and with ``keys`` or ``none`` no other value either, in the payload or in the message (which
@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
 import batchline as bl
+from batchline.cli import cli
 
 
 def _table(url: str) -> None:
@@ -272,3 +274,89 @@ def test_replayed_letter_failing_again_gets_a_scrubbed_reason_and_keeps_its_payl
     assert (after.id, after.attempts, after.payload) == (before.id, 2, before.payload)
     assert after.message == "ValueError: quantity 'x' of [redacted] is not a number"
     letters.close()
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def _csv(path: Path) -> Path:
+    path.write_text(
+        "id,email,qty\n1,ann@example.com,1\n2,bob@example.com,lots-of\n3,ann@example.com,3\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def signups(sqlite_url: str) -> str:
+    engine = sa.create_engine(sqlite_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE s (id INTEGER, email TEXT UNIQUE, qty INTEGER)")
+    engine.dispose()
+    return sqlite_url
+
+
+def test_cli_redact_keeps_values_out_of_letters_summary_and_replay(
+    tmp_path: Path, signups: str
+) -> None:
+    path = _csv(tmp_path / "s.csv")
+    loaded = _cli(
+        "load", str(path), "--db", signups, "--table", "s", "--job", "j",
+        "--redact", "email", "--redact", "qty",
+    )  # fmt: skip
+    assert loaded.exit_code == 3, loaded.output
+    assert "lots-of" not in loaded.output and "ann@example" not in loaded.output
+    for row in _letter_rows(signups):
+        assert "lots-of" not in row and "@example.com" not in row, row
+
+    listed = json.loads(_cli("dlq", "list", "--db", signups, "--json").stdout)
+    assert [(d["line"], d["payload_mode"], d["redacted"]) for d in listed] == [
+        (3, "full", ["email", "qty"]),
+        (4, "full", ["email", "qty"]),
+    ]
+    assert listed[0]["record"] == {"id": "2", "email": "[redacted]", "qty": "[redacted]"}
+    shown = _cli("dlq", "show", str(listed[0]["id"]), "--db", signups)
+    assert "record (email, qty redacted):" in shown.stdout
+
+    replayed = _cli("dlq", "replay", "--db", signups, "--job", "j", "--quiet")
+    assert replayed.exit_code == 0
+    assert "2 dead letters not replayed" in replayed.stderr
+    assert f"letter {listed[0]['id']} has email, qty redacted" in replayed.stderr
+    assert len(_letter_rows(signups)) == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "record", "shown"),
+    [
+        (("--dead-letter-payload", "keys", "--dead-letter-keys", "id"), {"id": "2"}, "key fields"),
+        (("--dead-letter-payload", "keys", "--idempotency-key", "id"), {"id": "2"}, "key fields"),
+        (("--dead-letter-payload", "none"), None, "not stored"),
+    ],
+)
+def test_cli_dead_letter_payload_limits_what_letters_keep(
+    tmp_path: Path, signups: str, options: tuple[str, ...], record: Any, shown: str
+) -> None:
+    path = _csv(tmp_path / "s.csv")
+    loaded = _cli("load", str(path), "--db", signups, "--table", "s", "--job", "j", *options)
+    assert loaded.exit_code == 3, loaded.output
+
+    listed = json.loads(_cli("dlq", "list", "--db", signups, "--json").stdout)
+    assert listed[0]["record"] == record and listed[0]["stage"] == "map"
+    for row in _letter_rows(signups):
+        assert "lots-of" not in row and "bob@example.com" not in row, row
+    assert shown in _cli("dlq", "show", str(listed[0]["id"]), "--db", signups).stdout
+    replayed = _cli("dlq", "replay", "--db", signups, "--job", "j")
+    assert "it cannot be replayed" in " ".join(replayed.stdout.split())
+
+
+def test_cli_keys_without_key_columns_is_a_usage_error(tmp_path: Path, signups: str) -> None:
+    path = _csv(tmp_path / "s.csv")
+    refused = _cli(
+        "load", str(path), "--db", signups, "--table", "s", "--dead-letter-payload", "keys"
+    )
+    assert refused.exit_code == 2
+    assert "--dead-letter-keys, --key or --idempotency-key" in refused.stderr
