@@ -1,14 +1,17 @@
-"""What dead letters keep of a record: ``dead_letter_payload`` and ``redact``, API and CLI.
+"""What dead letters and the log keep of a record: ``dead_letter_payload``, ``redact``, logging.
 
 A dead-letter row holds what its payload mode promises and nothing more: no redacted value,
 and with ``keys`` or ``none`` no other value either, in the payload or in the message (which
 the database or the map function may have filled with values). Replay loads only the letters
-that hold their record as read and says why it left the others.
+that hold their record as read and says why it left the others. With logging unconfigured
+batchline prints nothing; counts are logged at INFO, values only at DEBUG.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -360,3 +363,61 @@ def test_cli_keys_without_key_columns_is_a_usage_error(tmp_path: Path, signups: 
     )
     assert refused.exit_code == 2
     assert "--dead-letter-keys, --key or --idempotency-key" in refused.stderr
+
+
+# -- logging --------------------------------------------------------------------------------------
+
+_SCRIPT = """
+import logging, sys
+import batchline as bl
+import sqlalchemy as sa
+
+url = sys.argv[1]
+if sys.argv[2] != "unconfigured":
+    logging.basicConfig(level=getattr(logging, sys.argv[2]), format="%(levelname)s %(message)s")
+engine = sa.create_engine(url)
+with engine.begin() as conn:
+    conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+engine.dispose()
+
+def map_row(r, out):
+    out.insert("t", {"id": r["id"], "n": int(r["n"])})
+
+rows = [{"id": i, "n": str(i), "note": "zebra-secret-%d" % i} for i in range(1, 21)]
+rows[4]["n"] = "not-a-number-5"
+rows[11]["id"] = 11  # the database refuses it
+bl.Pipeline(url, writes=[bl.Insert("t")], chunk_size=10).run(rows, map_row, job="j")
+"""
+
+
+def _run_logged(tmp_path: Path, level: str) -> str:
+    script = tmp_path / "load.py"
+    script.write_text(_SCRIPT, encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    done = subprocess.run(
+        [sys.executable, str(script), url, level], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_with_logging_unconfigured_nothing_reaches_stderr(tmp_path: Path) -> None:
+    assert _run_logged(tmp_path, "unconfigured") == ""
+
+
+def test_info_logs_counts_per_chunk_and_no_values(tmp_path: Path) -> None:
+    stderr = _run_logged(tmp_path, "INFO")
+    assert "INFO job j: committed records up to 10: 9 loaded, 0 duplicates, 1 dead-lettered" in (
+        stderr
+    )
+    assert "up to 20: 9 loaded, 0 duplicates, 1 dead-lettered" in stderr
+    assert "zebra-secret" not in stderr and "not-a-number" not in stderr
+    assert "WARNING" not in stderr
+
+
+def test_debug_logs_each_dead_letter_with_its_values(tmp_path: Path) -> None:
+    stderr = _run_logged(tmp_path, "DEBUG")
+    lines = [line for line in stderr.splitlines() if "dead-lettered at stage" in line]
+    assert len(lines) == 2 and all(line.startswith("DEBUG ") for line in lines)
+    assert "record 5 (line 5)" in lines[0] and "not-a-number-5" in lines[0]
+    assert "zebra-secret-5" in lines[0] and "zebra-secret-12" in lines[1]

@@ -201,7 +201,7 @@ class Flusher:
                 f"gave up after {self.retry.attempts} attempts: {exc}", code=exc.code, job=self.job
             ) from exc
         self._prepared = None
-        self._apply(pending[0])
+        self._apply(pending[0], end)
 
     def _chunk_transaction(
         self,
@@ -399,28 +399,41 @@ class Flusher:
             "run resumes from the checkpoint",
         )
 
-    def _apply(self, tally: _Tally) -> None:
+    def _apply(self, tally: _Tally, end: int) -> None:
+        """Count a committed chunk into the Result, and log it: counts at INFO, and each
+        dead letter at DEBUG (the only level whose lines carry record values)."""
         res = self.result
         res.chunks_committed += 1
         res.items_processed += len(tally.processed)
         res.duplicates_skipped += len(tally.duplicates)
         failed = []
-        for item, failure, _ in tally.letters:
+        debug = log.isEnabledFor(logging.DEBUG)
+        for item, failure, payload in tally.letters:
             res.items_failed += 1
             entry = FailedItem(
                 item.position, item.line, failure.stage, failure.message, failure.error_class
             )
             failed.append(entry)
             res.add_failure(entry)
-            log.warning(
-                "job %s: record %d (line %d) dead-lettered at stage %s: %s",
-                self.job,
-                item.position,
-                item.line,
-                failure.stage,
-                failure.message,
-            )
+            if debug:
+                log.debug(
+                    "job %s: record %d (line %d) dead-lettered at stage %s: %s; payload %s",
+                    self.job,
+                    item.position,
+                    item.line,
+                    failure.stage,
+                    failure.message,
+                    payload,
+                )
         res.records_seen += len(tally.processed) + len(tally.duplicates) + len(failed)
+        log.info(
+            "job %s: committed records up to %d: %d loaded, %d duplicates, %d dead-lettered",
+            self.job,
+            end,
+            len(tally.processed),
+            len(tally.duplicates),
+            len(failed),
+        )
         for lookup, values in tally.lookups.items():
             self.caches[lookup].update(values)
         if self.on_chunk is not None:

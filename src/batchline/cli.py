@@ -110,8 +110,8 @@ def _configure_logging(verbose: bool) -> None:
         handler = _VerboseHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("batchline: %(message)s"))
         log.addHandler(handler)
-        if log.getEffectiveLevel() > logging.INFO:
-            log.setLevel(logging.INFO)
+        if log.getEffectiveLevel() > logging.DEBUG:
+            log.setLevel(logging.DEBUG)  # each dead letter is logged at DEBUG
 
 
 def main() -> None:
