@@ -140,10 +140,13 @@ def test_export_writes_one_json_line_per_dead_letter(
         "error_class",
         "message",
         "record",
+        "payload_mode",
+        "redacted",
         "attempts",
         "created_at",
     }
     assert rows[2]["record"] == {"id": 12, "sku": "A", "qty": 0}
+    assert (rows[2]["payload_mode"], rows[2]["redacted"]) == ("full", [])
     assert letters.export(io.StringIO(), "other") == 0
 
 

@@ -287,17 +287,22 @@ def test_everything_failing_is_status_failed(sqlite_url: str) -> None:
     engine.dispose()
 
 
-def test_each_failed_record_is_logged_with_position_and_reason(
+def test_each_failed_record_is_logged_at_debug_and_each_chunk_at_info(
     sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine = sa.create_engine(sqlite_url)
     shop_metadata().create_all(engine)
     pipeline, _, map_line = design_sample(sqlite_url, chunk_size=64)
-    with caplog.at_level(logging.WARNING, logger="batchline"):
+    with caplog.at_level(logging.DEBUG, logger="batchline"):
         pipeline.run(invoice_lines(300, bad={42, 211}), map_line)
-    lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
-    assert len(lines) == 2
-    assert "record 42 (line 42)" in lines[0] and "CHECK" in lines[0].upper()
+    lines = [r for r in caplog.records if "dead-lettered at stage" in r.getMessage()]
+    assert len(lines) == 2 and {r.levelno for r in lines} == {logging.DEBUG}
+    first = lines[0].getMessage()
+    assert "record 42 (line 42)" in first and "CHECK" in first.upper()
+    chunks = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(chunks) == 5  # 300 records in chunks of 64
+    assert "committed records up to 64: 63 loaded, 0 duplicates, 1 dead-lettered" in chunks[0]
+    assert all(r.levelno <= logging.INFO for r in caplog.records)  # nothing went wrong
     engine.dispose()
 
 

@@ -7,6 +7,8 @@ exactly where it stopped. See README.md and DESIGN.md.
 
 from __future__ import annotations
 
+import logging
+
 from ._dead_letters import DeadLetters
 from ._errors import (
     BatchlineError,
@@ -29,6 +31,11 @@ from ._writes import Delete, Increment, Insert, Lookup, Ref, Upsert, Write
 __version__ = "0.1.0"
 
 read = read_file
+
+# A library logs; the application decides where it goes. Without this, an application that
+# never configured logging would get batchline's warnings on stderr through Python's
+# last-resort handler. Counts are logged at INFO; record values only at DEBUG.
+logging.getLogger("batchline").addHandler(logging.NullHandler())
 
 __all__ = [
     "BatchlineError",

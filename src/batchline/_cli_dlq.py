@@ -125,7 +125,8 @@ def dlq_replay(db: str | None, job: str, quiet: bool, as_json: bool, wait: float
 
     The pipeline is rebuilt from the load spec the job recorded (table, mode, key, column
     types). Records that now land leave the dead letters in the same transaction; the others
-    stay, with the new reason. Unreadable rows (stage read) hold raw text and stay.
+    stay, with the new reason. Unreadable rows (stage read) hold raw text and stay, and so do
+    letters that do not hold their whole record (--dead-letter-payload keys/none, --redact).
     """
     letters_url = database_url(db)
     with dead_letters(db) as letters:
@@ -151,6 +152,8 @@ def dlq_replay(db: str | None, job: str, quiet: bool, as_json: bool, wait: float
             wait=wait,
         )
         unreadable = sum(1 for d in letters.iter(job) if d.stage == "read")
+    if result.message and quiet:
+        click.echo(f"batchline: {result.message}", err=True)  # else the summary shows it
     if unreadable:
         click.echo(
             f"batchline: {unreadable} unreadable rows (stage read) were not replayed: they hold "

@@ -56,14 +56,28 @@ def make_spec(
     chunk_size: int | None = None,
     idempotency_key: Sequence[str] = (),
     fallback: str = "bisect",
+    dead_letter_payload: str = "full",
+    redact: Sequence[str] = (),
+    dead_letter_keys: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The load spec stored with the job; ``schema`` (column kinds) is added once known."""
+    """The load spec stored with the job; ``schema`` (column kinds) is added once known.
+
+    With ``dead_letter_payload="keys"`` a letter keeps ``dead_letter_keys``, else the
+    ``key`` columns, else the ``idempotency_key`` columns (see :func:`pipeline_for_spec`).
+    """
     if mode not in MODES:
         raise ConfigError(f"unknown load mode {mode!r}; expected one of {', '.join(MODES)}")
     if mode in ("upsert", "increment") and not key:
         raise ConfigError(f"--{mode} needs --key")
     if mode == "increment" and not columns:
         raise ConfigError("--increment needs --columns (the columns to add up)")
+    if dead_letter_keys and dead_letter_payload != "keys":
+        raise ConfigError("--dead-letter-keys only applies with --dead-letter-payload keys")
+    if dead_letter_payload == "keys" and not (dead_letter_keys or key or idempotency_key):
+        raise ConfigError(
+            "--dead-letter-payload keys needs the columns that identify a record: "
+            "--dead-letter-keys, --key or --idempotency-key"
+        )
     return {
         "command": "load",
         "file": file if file == "-" else os.path.abspath(file),
@@ -75,6 +89,9 @@ def make_spec(
         "chunk_size": chunk_size,
         "idempotency_key": list(idempotency_key),
         "fallback": fallback,
+        "dead_letter_payload": dead_letter_payload,
+        "redact": list(redact),
+        "dead_letter_keys": list(dead_letter_keys),
     }
 
 
@@ -95,12 +112,19 @@ def pipeline_for_spec(
     fallback: str | None = None,
 ) -> Pipeline:
     """The pipeline a load spec describes: one write of its mode into its table."""
+    payload = spec.get("dead_letter_payload") or "full"
+    keys = None
+    if payload == "keys":
+        keys = spec.get("dead_letter_keys") or spec.get("key") or spec.get("idempotency_key")
     return Pipeline(
         db,
         writes=[_write_for(spec)],
         chunk_size=int(spec["chunk_size"]) if spec.get("chunk_size") else None,
         fallback=fallback or spec.get("fallback") or "bisect",
         max_failures=max_failures,
+        dead_letter_payload=payload,
+        redact=spec.get("redact") or (),
+        dead_letter_keys=keys or None,
     )
 
 

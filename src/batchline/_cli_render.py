@@ -221,7 +221,14 @@ def render_dead_letter(console: Console, letter: DeadLetter) -> None:
     ):
         table.add_row(what, Text(value))
     console.print(table)
-    console.print("record:")
+    mode = letter.payload_mode
+    if mode == "none":
+        console.print("record: not stored (dead_letter_payload='none')", markup=False)
+        return
+    what = {"keys": "record (key fields only):"}.get(mode, "record:")
+    if letter.redacted:
+        what = what[:-1] + f" ({', '.join(letter.redacted)} redacted):"
+    console.print(what, markup=False)
     console.print(json.dumps(letter.record, indent=2, ensure_ascii=False), markup=False)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -18,10 +19,13 @@ import sqlalchemy as sa
 from ._database import Session, make_engine
 from ._dialects import dialect_for
 from ._job_lock import is_held
+from ._payload import refusal
 from ._result import Result
 from ._state import DeadLetter, JobState, StateStore, StateTables
 
 __all__ = ["DeadLetters"]
+
+log = logging.getLogger("batchline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,14 +152,21 @@ class DeadLetters:
         One replay runs at a time per database (two would both apply the same letters):
         another one running raises :class:`~batchline.JobLocked`, or is waited for as
         ``wait`` says (see :meth:`Pipeline.run`).
+
+        Letters that do not hold their record as read (stored with
+        ``dead_letter_payload="keys"`` or ``"none"``, or with fields redacted) cannot be
+        replayed: they stay as they are, and ``Result.message`` names them and says why.
         """
         snapshot = [d for d in self.iter(job) if d.stage in stages]
+        refused = [d for d in snapshot if not d.replayable]
+        if refused:
+            snapshot = [d for d in snapshot if d.replayable]
 
         def records() -> Iterator[_ReplayRecord]:
             for i, d in enumerate(snapshot, start=1):
                 yield _ReplayRecord(i, d.line, d.record, d.id, d.attempts)
 
-        return pipeline._run_source(  # type: ignore[no-any-return]
+        result: Result = pipeline._run_source(
             records(),
             map,
             job=None,
@@ -164,3 +175,7 @@ class DeadLetters:
             wait=wait,
             lock_kind="replay",
         )
+        if refused:
+            result.message = refusal(refused)
+            log.warning("%s", result.message)
+        return result

@@ -26,6 +26,7 @@ from ._dialects import Classified, Dialect, ErrorKind, TableInfo
 from ._errors import FatalDatabaseError, JobLocked, TransientExhausted
 from ._isolate import DataFailure, Isolation
 from ._items import Failure, Item
+from ._payload import PayloadPolicy
 from ._prepare import Prepared, split_cached, wanted_refs
 from ._result import FailedItem, Result
 from ._retry import RetryPolicy, TransientFailure
@@ -63,6 +64,9 @@ class _Tally:
     duplicates: list[Item] = field(default_factory=list)
     failures: list[tuple[Item, Failure]] = field(default_factory=list)
     lookups: dict[Lookup, dict[tuple[Any, ...], Any]] = field(default_factory=dict)
+    # The chunk's dead letters as stored (message scrubbed, payload JSON), in position order;
+    # set by the bookkeeping, so what is reported is what was written.
+    letters: list[tuple[Item, Failure, str]] = field(default_factory=list)
 
     def merge(self, other: _Tally) -> None:
         """Add what a successful try (a whole chunk, or a part under a savepoint) did."""
@@ -74,6 +78,7 @@ class _Tally:
 
     def reset(self) -> None:
         self.processed, self.duplicates, self.failures, self.lookups = [], [], [], {}
+        self.letters = []
 
 
 @dataclass(slots=True)
@@ -123,6 +128,7 @@ class Flusher:
         isolation: Isolation,
         retry: RetryPolicy,
         result: Result,
+        payload: PayloadPolicy | None = None,
     ) -> None:
         self.session = session
         self.dialect = dialect
@@ -136,6 +142,7 @@ class Flusher:
         self.namespace = namespace
         self.isolation = isolation
         self.retry = retry
+        self.payload = payload or PayloadPolicy()  # what a dead letter keeps of its record
         # One Retrying for the run: tenacity's objects form reference cycles, and one per
         # chunk would leave garbage only the cyclic collector frees (see _gc.py).
         # (It must not refer back to the flusher either: that cycle would hold its last
@@ -194,7 +201,7 @@ class Flusher:
                 f"gave up after {self.retry.attempts} attempts: {exc}", code=exc.code, job=self.job
             ) from exc
         self._prepared = None
-        self._apply(pending[0], pre)
+        self._apply(pending[0], end)
 
     def _chunk_transaction(
         self,
@@ -259,7 +266,12 @@ class Flusher:
     def _bookkeep(self, pre: list[tuple[Item, Failure]], chunk: _Tally, end: int) -> None:
         """Dead letters, replayed letters and the checkpoint, in the chunk's transaction."""
         failures = sorted([*pre, *chunk.failures], key=lambda f: f[0].position)
-        self._write_dead_letters(failures, [*chunk.processed, *chunk.duplicates])
+        letter = self.payload.letter
+        chunk.letters = []
+        for item, f in failures:
+            message, payload = letter(item, f.message)
+            chunk.letters.append((item, Failure(f.stage, f.error_class, message), to_json(payload)))
+        self._write_dead_letters(chunk.letters, [*chunk.processed, *chunk.duplicates])
         self.state.advance(
             self.session,
             self.job,
@@ -387,29 +399,41 @@ class Flusher:
             "run resumes from the checkpoint",
         )
 
-    def _apply(self, tally: _Tally, pre: list[tuple[Item, Failure]]) -> None:
+    def _apply(self, tally: _Tally, end: int) -> None:
+        """Count a committed chunk into the Result, and log it: counts at INFO, and each
+        dead letter at DEBUG (the only level whose lines carry record values)."""
         res = self.result
         res.chunks_committed += 1
         res.items_processed += len(tally.processed)
         res.duplicates_skipped += len(tally.duplicates)
-        failures = sorted([*pre, *tally.failures], key=lambda f: f[0].position)
         failed = []
-        for item, failure in failures:
+        debug = log.isEnabledFor(logging.DEBUG)
+        for item, failure, payload in tally.letters:
             res.items_failed += 1
             entry = FailedItem(
                 item.position, item.line, failure.stage, failure.message, failure.error_class
             )
             failed.append(entry)
             res.add_failure(entry)
-            log.warning(
-                "job %s: record %d (line %d) dead-lettered at stage %s: %s",
-                self.job,
-                item.position,
-                item.line,
-                failure.stage,
-                failure.message,
-            )
-        res.records_seen += len(tally.processed) + len(tally.duplicates) + len(failures)
+            if debug:
+                log.debug(
+                    "job %s: record %d (line %d) dead-lettered at stage %s: %s; payload %s",
+                    self.job,
+                    item.position,
+                    item.line,
+                    failure.stage,
+                    failure.message,
+                    payload,
+                )
+        res.records_seen += len(tally.processed) + len(tally.duplicates) + len(failed)
+        log.info(
+            "job %s: committed records up to %d: %d loaded, %d duplicates, %d dead-lettered",
+            self.job,
+            end,
+            len(tally.processed),
+            len(tally.duplicates),
+            len(failed),
+        )
         for lookup, values in tally.lookups.items():
             self.caches[lookup].update(values)
         if self.on_chunk is not None:
@@ -701,12 +725,13 @@ class Flusher:
             d.delete(self.session, t, write.key, rows)
 
     def _write_dead_letters(
-        self, failures: list[tuple[Item, Failure]], landed: Sequence[Item]
+        self, letters: list[tuple[Item, Failure, str]], landed: Sequence[Item]
     ) -> None:
         new = []
         again = []
-        for item, f in failures:
+        for item, f, payload in letters:
             if item.dead_letter_id is not None:
+                # a replayed letter keeps the payload it has; only the reason is new
                 again.append((item.dead_letter_id, f.stage, f.error_class, f.message))
             else:
                 new.append(
@@ -716,7 +741,7 @@ class Flusher:
                         f.stage,
                         f.error_class,
                         f.message,
-                        to_json(item.record),
+                        payload,
                         item.attempts,
                     )
                 )

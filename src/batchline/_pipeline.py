@@ -37,6 +37,7 @@ from ._isolate import Isolation, isolation_for
 from ._items import Failure, Item
 from ._job_lock import JobLock, this_runner
 from ._out import Out, WriteIndex
+from ._payload import PayloadPolicy
 from ._prepare import Prepared, Preparer
 from ._result import Result, Status
 from ._retry import RetryPolicy, TransientFailure
@@ -81,6 +82,15 @@ class Pipeline:
         pipelined: overlap mapping with flushing on a worker thread.
         tune_gc: while ``run`` runs, collect cyclic garbage in fewer, larger passes (the
             process's GC threshold is raised, then put back; see ``batchline._gc``).
+        dead_letter_payload: what each dead letter keeps of its record: ``"full"`` (the
+            default; replay needs it), ``"keys"`` (only the fields that identify it:
+            ``dead_letter_keys``, else the writes' declared key columns) or ``"none"``.
+            Values the letter does not keep are also scrubbed from its message, its log
+            line and ``Result.failed_items`` (see ``batchline._payload``).
+        redact: fields whose values are replaced by ``"[redacted]"`` in dead letters, at any
+            depth of the record, and wherever their text appears in the message.
+        dead_letter_keys: with ``dead_letter_payload="keys"``, the record's top-level fields
+            to keep (needed when a map function renames fields or the writes are Inserts).
     """
 
     def __init__(
@@ -100,6 +110,9 @@ class Pipeline:
         idempotency_namespace: str = "default",
         pipelined: bool = True,
         tune_gc: bool = True,
+        dead_letter_payload: str = "full",
+        redact: Sequence[str] = (),
+        dead_letter_keys: Sequence[str] | None = None,
     ) -> None:
         if not writes:
             raise ConfigError("a Pipeline needs at least one write (Insert, Upsert, ...)")
@@ -132,6 +145,9 @@ class Pipeline:
         self.namespace = idempotency_namespace
         self.pipelined = pipelined
         self.tune_gc = tune_gc
+        self.payload = PayloadPolicy.for_writes(
+            dead_letter_payload, redact, dead_letter_keys, self.writes
+        )
         self.index = WriteIndex(self.writes)
         #: Called with (sql, rows) for every statement sent; see ``batchline.testing``.
         self.statement_listeners: list[StatementListener] = []
@@ -501,6 +517,7 @@ class Pipeline:
             isolation=self.isolation,
             retry=self.retry,
             result=result,
+            payload=self.payload,
         )
         spec_json = None if spec is None else to_json(dict(spec))
         try:

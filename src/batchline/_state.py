@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from ._dialects import Dialect, Executor
 from ._errors import ConfigError
+from ._payload import read_payload
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -97,9 +98,27 @@ class DeadLetter:
 
     @property
     def record(self) -> Any:
-        return json.loads(self.payload)
+        """The record as stored: whole (``payload_mode`` ``"full"``, redacted fields
+        blanked), only its key fields (``"keys"``), or None (``"none"``)."""
+        return read_payload(self.payload).record
+
+    @property
+    def payload_mode(self) -> str:
+        """What the letter keeps of its record: ``"full"``, ``"keys"`` or ``"none"``."""
+        return read_payload(self.payload).mode
+
+    @property
+    def redacted(self) -> tuple[str, ...]:
+        """The fields whose values were replaced by ``[redacted]``."""
+        return read_payload(self.payload).redacted
+
+    @property
+    def replayable(self) -> bool:
+        """Whether the letter holds its record as read, which replay needs."""
+        return read_payload(self.payload).replayable
 
     def to_dict(self) -> dict[str, Any]:
+        stored = read_payload(self.payload)
         return {
             "id": self.id,
             "job": self.job,
@@ -108,7 +127,9 @@ class DeadLetter:
             "stage": self.stage,
             "error_class": self.error_class,
             "message": self.message,
-            "record": self.record,
+            "record": stored.record,
+            "payload_mode": stored.mode,
+            "redacted": list(stored.redacted),
             "attempts": self.attempts,
             "created_at": self.created_at,
         }

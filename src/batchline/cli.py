@@ -110,8 +110,8 @@ def _configure_logging(verbose: bool) -> None:
         handler = _VerboseHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("batchline: %(message)s"))
         log.addHandler(handler)
-        if log.getEffectiveLevel() > logging.INFO:
-            log.setLevel(logging.INFO)
+        if log.getEffectiveLevel() > logging.DEBUG:
+            log.setLevel(logging.DEBUG)  # each dead letter is logged at DEBUG
 
 
 def main() -> None:
@@ -186,6 +186,27 @@ def _max_failures(value: str | None) -> int | float | None:
     show_default=True,
     help="How a failing chunk's bad records are found.",
 )
+@click.option(
+    "--dead-letter-payload",
+    type=click.Choice(["full", "keys", "none"]),
+    default="full",
+    show_default=True,
+    help="What a dead letter keeps of its record: all of it (replay needs it), only the "
+    "columns that identify it (--dead-letter-keys, else --key, else --idempotency-key), "
+    "or nothing but line and reason.",
+)
+@click.option(
+    "--dead-letter-keys",
+    metavar="COL[,COL]",
+    help="The columns a --dead-letter-payload keys letter keeps.",
+)
+@click.option(
+    "--redact",
+    metavar="COL",
+    multiple=True,
+    help="Store [redacted] for this column's value in dead letters and their messages "
+    "(repeatable).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @json_option
 @click.option("--dask", "scheduler", metavar="SCHEDULER", help="Run on a Dask scheduler address.")
@@ -206,6 +227,9 @@ def load(
     idempotency_key: str | None,
     max_failures: str | None,
     fallback: str,
+    dead_letter_payload: str,
+    dead_letter_keys: str | None,
+    redact: tuple[str, ...],
     quiet: bool,
     as_json: bool,
     scheduler: str | None,
@@ -219,6 +243,8 @@ def load(
     values that do not convert to the column's type, and rows the database refuses (too
     long, constraint) go to the dead letters with their line number and reason, and the good
     rows commit. See them with `batchline dlq list`; fix the cause and `batchline dlq replay`.
+    A dead letter keeps the whole record unless --dead-letter-payload or --redact limit it
+    (then replay cannot load it again).
     """
     if upsert and increment:
         raise click.UsageError("--upsert and --increment exclude each other")
@@ -234,6 +260,9 @@ def load(
         chunk_size=chunk_size,
         idempotency_key=_split(idempotency_key),
         fallback=fallback,
+        dead_letter_payload=dead_letter_payload,
+        redact=[c for value in redact for c in _split(value)],
+        dead_letter_keys=_split(dead_letter_keys),
     )
     url = database_url(db)
     if scheduler is not None or workers is not None:
