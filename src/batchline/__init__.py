@@ -24,13 +24,13 @@ from ._out import Out
 from ._pipeline import Pipeline
 from ._result import FailedItem, Result
 from ._retry import RetryPolicy
-from ._sources import FileSource, ReadFailure, SourceRecord, read_file
+from ._sources import FileSource, ReadFailure, SourceRecord
+from ._sources import read_file as read
 from ._state import DeadLetter, JobState
 from ._writes import Delete, Increment, Insert, Lookup, Ref, Upsert, Write
 
 __version__ = "0.1.0"
 
-read = read_file
 
 # A library logs; the application decides where it goes. Without this, an application that
 # never configured logging would get batchline's warnings on stderr through Python's

@@ -1,0 +1,33 @@
+"""The public surface is ``batchline.__all__``: sorted, complete, and nothing in it missing."""
+
+from __future__ import annotations
+
+import inspect
+
+import batchline
+
+
+def test_every_exported_name_exists_and_the_list_is_sorted() -> None:
+    assert batchline.__all__ == sorted(batchline.__all__)
+    for name in batchline.__all__:
+        assert hasattr(batchline, name), name
+
+
+def test_every_public_class_and_function_of_the_package_is_exported() -> None:
+    public = {
+        name
+        for name, value in vars(batchline).items()
+        if not name.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and getattr(value, "__module__", "").startswith("batchline")
+    }
+    assert public <= set(batchline.__all__), public - set(batchline.__all__)
+
+
+def test_exported_classes_say_where_they_come_from() -> None:
+    # a private module's class is documented under its public name
+    for name in batchline.__all__:
+        value = getattr(batchline, name)
+        if inspect.isclass(value):
+            assert value.__module__.startswith("batchline."), (name, value.__module__)
+            assert value.__doc__, f"{name} has no docstring"
