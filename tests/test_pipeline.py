@@ -425,3 +425,61 @@ def test_on_chunk_reports_each_committed_chunk_and_its_failures(sqlite_url: str)
     assert [c[0] for c in calls] == [1, 2, 3]
     assert calls[-1][1] == result.items_processed
     assert [p for c in calls for p in c[2]] == [(4, "write"), (17, "map"), (25, "write")]
+
+
+def _spec(**changes: Any) -> dict[str, Any]:
+    spec = {"table": "t", "mode": "insert", "key": [], "chunk_size": 10, "file": "/a.csv"}
+    return {**spec, **changes}
+
+
+def test_a_job_run_again_with_another_spec_is_refused_naming_the_difference(
+    db_url: str, engine: sa.Engine
+) -> None:
+    import pickle
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR(10))"))
+    pipeline = bl.Pipeline(db_url, writes=[bl.Insert("t")], chunk_size=10, max_failures=0)
+    rows = [{"id": i, "v": "x"} for i in range(1, 31)]
+    rows.insert(15, {"id": 1, "v": "dup"})  # stops the run after its second chunk
+    stopped = pipeline.run(rows, job="j", spec=_spec(), source_id="rows")
+    assert stopped.status == "failed"
+    before = _job(db_url, "j")
+    assert before is not None and before.position == 20
+
+    with pytest.raises(bl.JobSpecMismatch) as refused:
+        pipeline.run(rows, job="j", spec=_spec(table="u", key=["id"]), source_id="rows")
+    assert refused.value.job == "j"
+    assert refused.value.differences == (("table", "t", "u"), ("key", [], ["id"]))
+    assert "started with table='t', key=[], this run has table='u', key=['id']" in str(
+        refused.value
+    )
+    assert "restart=True" in str(refused.value)
+    assert pickle.loads(pickle.dumps(refused.value)).differences == refused.value.differences
+    assert _job(db_url, "j") == before  # refused before touching anything, still resumable
+
+    # How the records are read and flushed may change (the file's path too, when a source
+    # fingerprint vouches for it): the job resumes and finishes.
+    pipeline.max_failures = None
+    moved = _spec(chunk_size=500, file="/elsewhere/a.csv")
+    with pytest.raises(bl.JobSpecMismatch, match="file="):
+        pipeline.run(rows, job="j", spec=moved)  # nothing vouches for the moved file
+    done = pipeline.run(rows, job="j", spec=moved, source_id="rows")
+    assert (done.resumed_from, done.items_processed, done.status) == (20, 11, "success")
+
+    # A finished job refuses too, rather than answering "0 processed" for another load.
+    with pytest.raises(bl.JobSpecMismatch, match="mode='insert', this run has mode='upsert'"):
+        pipeline.run(rows, job="j", spec=_spec(mode="upsert"), source_id="rows")
+    finished = _job(db_url, "j")
+    assert finished is not None and finished.status == "partial_success"
+
+    over = pipeline.run(rows, job="j", spec=_spec(table="u"), restart=True)
+    assert over.resumed_from == 0
+    restarted = _job(db_url, "j")
+    assert restarted is not None and restarted.spec is not None
+    assert '"table": "u"' in restarted.spec
+
+
+def _job(url: str, name: str) -> bl.JobState | None:
+    with bl.DeadLetters(url) as letters:
+        return letters.job(name)

@@ -8,6 +8,7 @@ can catch one class. The tree is kept shallow::
     ├── SourceError            the input cannot be opened or read at all
     ├── ResumeMismatch         a job is resumed on a different source
     ├── JobLocked              another runner holds the job (or took it over mid-run)
+    ├── JobSpecMismatch        a job is run again with a different load (table, mode, keys...)
     └── DatabaseError          the database refused, and the run cannot go on
         ├── FatalDatabaseError     no such table/column, syntax, permission: stop at once
         └── TransientExhausted     a transient failure outlasted the retries
@@ -21,7 +22,8 @@ the most specific class here with ``raise ... from exc``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = [
     "BatchlineError",
@@ -29,6 +31,7 @@ __all__ = [
     "DatabaseError",
     "FatalDatabaseError",
     "JobLocked",
+    "JobSpecMismatch",
     "ResumeMismatch",
     "SourceError",
     "TransientExhausted",
@@ -56,7 +59,7 @@ class ResumeMismatch(BatchlineError):
         self.found = found
         super().__init__(
             f"job {job!r} was started on a different source (fingerprint {expected}, "
-            f"this source is {found}); use another job name or restart=True"
+            f"this source is {found}); use another job name or pass restart=True"
         )
 
     def __reduce__(self) -> tuple[type[ResumeMismatch], tuple[str, str | None, str | None]]:
@@ -97,6 +100,32 @@ class JobLocked(BatchlineError):
 
 def _job_locked(job: str, holder: dict[str, object] | None, message: str) -> JobLocked:
     return JobLocked(job, holder, message=message)
+
+
+class JobSpecMismatch(BatchlineError):
+    """A job was run again with a load spec that writes something else than the one it
+    started with (another table, mode, key, columns, column types...).
+
+    Attributes:
+        job: the job's name.
+        differences: ``(key, started, given)`` for each spec key that differs: the value the
+            job was started with and the one this run gave (None where a key is absent).
+    """
+
+    def __init__(self, job: str, differences: Sequence[tuple[str, Any, Any]]) -> None:
+        self.job = job
+        self.differences = tuple((str(k), a, b) for k, a, b in differences)
+        started = ", ".join(f"{k}={a!r}" for k, a, _ in self.differences)
+        given = ", ".join(f"{k}={b!r}" for k, _, b in self.differences)
+        super().__init__(
+            f"job {job!r} was started with {started}, this run has {given}; "
+            "use another job name or pass restart=True"
+        )
+
+    def __reduce__(
+        self,
+    ) -> tuple[type[JobSpecMismatch], tuple[str, tuple[tuple[str, Any, Any], ...]]]:
+        return (type(self), (self.job, self.differences))
 
 
 class DatabaseError(BatchlineError):

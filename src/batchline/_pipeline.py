@@ -8,6 +8,7 @@ at most two chunks are in memory at once, so memory does not grow with the input
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import secrets
 import threading
@@ -28,6 +29,7 @@ from ._errors import (
     DatabaseError,
     FatalDatabaseError,
     JobLocked,
+    JobSpecMismatch,
     ResumeMismatch,
     TransientExhausted,
 )
@@ -42,6 +44,7 @@ from ._prepare import Prepared, Preparer
 from ._result import Result, Status
 from ._retry import RetryPolicy, TransientFailure
 from ._sources import FileSource, ReadFailure, SourceRecord, iter_records
+from ._spec import spec_differences
 from ._state import JobState, StateStore, StateTables, key_hash, to_json
 from ._writes import Lookup, Write
 from .typing import ChunkCallback
@@ -223,9 +226,12 @@ class Pipeline:
             job: a name to checkpoint under; a later run with the same name resumes after
                 the last record handled. Without it the run gets a generated name.
             idempotency_key: ``fn(record)``; records whose key is in the ledger are skipped.
-            restart: start a job from the beginning even if it finished or its source changed.
+            restart: start a job from the beginning even if it finished or its source or spec
+                changed.
             source_id: identifies an iterable source for resume checks (files have one).
             spec: JSON-able description of the load, stored with the job (the CLI uses it).
+                A later run of the job must give the same spec, apart from how the records
+                are read and flushed (``file``, ``format``, ``chunk_size``, ``fallback``).
             on_chunk: ``on_chunk(result, failed)`` after each committed chunk, for progress
                 (see :class:`batchline.typing.ChunkCallback`).
             wait: a run holds its job from start to end (see ``batchline._job_lock``); when
@@ -235,6 +241,7 @@ class Pipeline:
         Raises:
             FatalDatabaseError: a mistake that is not the records' fault (missing table...).
             ResumeMismatch: ``job`` was started on another source.
+            JobSpecMismatch: ``job`` was started with another spec (table, mode, keys...).
             ConfigError: the pipeline or mapping is wrongly set up.
             JobLocked: another runner holds the job (and ``wait`` ran out).
         """
@@ -329,7 +336,7 @@ class Pipeline:
         except BaseException as exc:
             if isinstance(exc, FatalDatabaseError):
                 exc.job = name
-            if not isinstance(exc, (ResumeMismatch, JobLocked)):
+            if not isinstance(exc, (ResumeMismatch, JobSpecMismatch, JobLocked)):
                 # A refused resume touched nothing: the job keeps the state it had
                 # (a finished job must not turn "failed" for being pointed at another file).
                 with contextlib.suppress(Exception):
@@ -584,6 +591,7 @@ class Pipeline:
                     existing.fingerprint is None or fingerprint is None
                 ):
                     raise ResumeMismatch(name, existing.fingerprint, fingerprint)
+                _check_spec(name, existing, fingerprint, spec)
                 if existing.status not in _FINISHED:
                     state.mark_running(session, name)
             session.commit()
@@ -655,6 +663,25 @@ def _release(session: Session, lock: JobLock) -> None:
 
 class _StopRun(Exception):
     """Internal: the failure budget is spent; stop cleanly with status failed."""
+
+
+def _check_spec(name: str, existing: JobState, fingerprint: str | None, spec: str | None) -> None:
+    """Refuse to run a job again with a spec that loads something else than its own."""
+    if spec is None or not existing.spec:
+        return
+    try:
+        started = json.loads(existing.spec)
+    except ValueError:
+        return  # not written by batchline: nothing to hold the run to
+    if not isinstance(started, dict):
+        return
+    differences = spec_differences(
+        started,
+        json.loads(spec),
+        fingerprinted=existing.fingerprint is not None and fingerprint is not None,
+    )
+    if differences:
+        raise JobSpecMismatch(name, differences)
 
 
 def _has_second_connection(engine: sa.Engine) -> bool:
