@@ -358,6 +358,7 @@ def test_dask_options_hand_the_load_to_batchline_dask(
     assert kwargs["db"] == sqlite_url and kwargs["table"] == "t"
     assert (kwargs["workers"], kwargs["scheduler"], kwargs["job"]) == (3, None, "parts")
     assert kwargs["spec"]["mode"] == "upsert" and kwargs["spec"]["key"] == ["id"]
+    assert kwargs["restart"] is False
 
 
 def test_fatal_database_error_is_one_line_and_exit_1(tmp_path: Path, sqlite_url: str) -> None:
@@ -509,6 +510,78 @@ def test_killed_load_resumes_without_duplicates(tmp_path: Path, sqlite_url: str)
     assert rows(sqlite_url, "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM t") == [
         (n, n, 1, n)
     ]
+
+
+# -- a job run again ------------------------------------------------------------------------------
+
+
+def tables(url: str) -> list[str]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        return sorted(t for t in sa.inspect(engine).get_table_names() if t.startswith("t"))
+    finally:
+        engine.dispose()
+
+
+def test_a_job_run_again_with_another_table_or_mode_is_refused_naming_the_difference(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    path = write_csv(tmp_path / "f.csv", ROWS)
+    load = ("load", str(path), "--db", sqlite_url, "--job", "x")
+    assert run(*load, "--table", "t1").exit_code == 0
+
+    other_table = run(*load, "--table", "t2")
+    other_mode = run(*load, "--table", "t1", "--upsert", "--key", "id")
+    chunked = run(*load, "--table", "t1", "--chunk-size", "2", "--json")
+
+    assert_one_line_error(
+        other_table,
+        "job 'x' was started with --table t1, this command says --table t2; "
+        "use another --job or pass --restart to start it over",
+    )
+    assert_one_line_error(
+        other_mode,
+        "was started with no --upsert, no --key, this command says --upsert, --key id;",
+    )
+    assert tables(sqlite_url) == ["t1"]  # the refused command created no table
+    # How the load reads and flushes is not what it loads: the finished job has nothing to do.
+    assert chunked.exit_code == 0, chunked.output
+    assert json.loads(chunked.stdout)["items_processed"] == 0
+    assert rows(sqlite_url, "SELECT count(*) FROM t1") == [(3,)]
+
+
+def test_restart_starts_a_job_over_and_messages_name_the_option(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    path = write_csv(tmp_path / "f.csv", ROWS)
+    load = ("load", str(path), "--db", sqlite_url, "--job", "x")
+    assert run(*load, "--table", "t1").exit_code == 0
+
+    finished = run(*load, "--table", "t1")
+    path.write_text(path.read_text() + "4,fig,3.00,2024-01-05,false\n", encoding="utf-8")
+    changed = run(*load, "--table", "t1")
+    restarted = run(*load, "--table", "t1", "--restart", "--json")
+    elsewhere = run(*load, "--table", "t2", "--restart", "--json")
+
+    assert finished.exit_code == 0
+    assert "already finished" in finished.stdout and "pass --restart to redo" in finished.stdout
+    assert_one_line_error(changed, "different source", "use another --job or pass --restart")
+    for result in (finished, changed):
+        assert "restart=True" not in result.output and "job name" not in result.output
+    assert restarted.exit_code == 0, restarted.output
+    assert json.loads(restarted.stdout)["items_processed"] == 4  # from the first record again
+    assert rows(sqlite_url, "SELECT count(*) FROM t1") == [(7,)]  # a plain insert adds again
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert rows(sqlite_url, "SELECT count(*) FROM t2") == [(4,)]
+    [job] = json.loads(run("jobs", "--db", sqlite_url, "--json").stdout)
+    assert (job["spec"]["table"], job["processed"]) == ("t2", 4)
+
+
+def test_restart_without_a_job_is_a_usage_error(tmp_path: Path, sqlite_url: str) -> None:
+    path = write_csv(tmp_path / "f.csv", ROWS)
+    result = run("load", str(path), "--db", sqlite_url, "--table", "t", "--restart")
+    assert result.exit_code == 2
+    assert "--restart needs --job" in result.stderr
 
 
 # -- jobs and dead letters ------------------------------------------------------------------------

@@ -326,6 +326,28 @@ def test_load_files_creates_the_table_and_a_second_run_loads_nothing_twice(
     ]
 
 
+def test_load_files_refuses_another_table_for_its_job_and_restart_loads_it_anew(
+    client: Any, postgres_url: str, pg: sa.Engine, tmp_path: Path
+) -> None:
+    paths = _write_files(tmp_path / "data")
+    count, _, _ = _expected(paths)
+    pattern = str(tmp_path / "data" / "*.csv")
+    kw: dict[str, Any] = {"db": postgres_url, "client": client, "timeout": WAIT, "job": "lf"}
+    assert load_files(pattern, table="loaded", **kw).items_processed == count
+
+    with pytest.raises(bl.JobSpecMismatch) as refused:
+        load_files(pattern, table="other", **kw)
+    assert (refused.value.job, refused.value.differences) == ("lf", (("table", "loaded", "other"),))
+    assert not sa.inspect(pg).has_table("other")  # refused before the table was made
+
+    over = load_files(pattern, table="other", restart=True, **kw)
+
+    assert over.status == "success", over.to_dict()
+    assert over.items_processed == count
+    assert _rows(pg, "SELECT count(*), count(DISTINCT id) FROM other") == [(count, count)]
+    assert [j[1:] for j in _jobs(pg, "lf")] == [("success", ROWS, ROWS)] * FILES
+
+
 def test_a_resume_on_changed_files_is_refused_at_the_caller(
     client: Any, postgres_url: str, pg: sa.Engine, tmp_path: Path
 ) -> None:

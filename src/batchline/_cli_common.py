@@ -32,6 +32,7 @@ from ._errors import (
     ConfigError,
     DatabaseError,
     JobLocked,
+    JobSpecMismatch,
     ResumeMismatch,
     SourceError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "EXIT_USAGE",
     "Secrets",
     "check_database",
+    "cli_wording",
     "database_url",
     "db_option",
     "dead_letters",
@@ -77,9 +79,24 @@ class Secrets:
         return text
 
 
+# The library speaks Python ("pass restart=True"); the command line has options for those.
+_CLI_WORDS = (
+    ("(restart=True to redo)", "(pass --restart to redo)"),
+    ("another job name", "another --job"),
+    ("restart=True", "--restart"),
+)
+
+
+def cli_wording(message: str) -> str:
+    """A library message with its Python parameters named as the command line's options."""
+    for python, option in _CLI_WORDS:
+        message = message.replace(python, option)
+    return message
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one line on standard error and exit with ``code``."""
-    line = " ".join(Secrets.scrub(message).split())
+    line = " ".join(Secrets.scrub(cli_wording(message)).split())
     click.echo(f"batchline: error: {line}", err=True)
     raise click.exceptions.Exit(code)
 
@@ -93,6 +110,8 @@ def handled(fn: F) -> F:
             return fn(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except JobSpecMismatch as exc:
+            fail(_spec_mismatch(exc), EXIT_USAGE)
         except (SourceError, ConfigError, ResumeMismatch, JobLocked) as exc:
             fail(str(exc), EXIT_USAGE)
         except DatabaseError as exc:
@@ -107,6 +126,63 @@ def handled(fn: F) -> F:
             fail("interrupted; committed chunks stay committed, re-run with the same --job", 130)
 
     return cast(F, wrapper)
+
+
+def _spec_mismatch(exc: JobSpecMismatch) -> str:
+    """The refusal of a changed load, in the options the user typed."""
+    differences = exc.differences
+    restart = "use another --job or pass --restart to start it over"
+    command = next((d for d in differences if d[0] == "command"), None)
+    if command is not None:
+        started = f"batchline {command[1]}" if command[1] else "Python code"
+        return f"job {exc.job!r} was started by {started}, not batchline {command[2]}; {restart}"
+    started = ", ".join(_as_option(key, old, new) for key, old, new in differences)
+    given = ", ".join(_as_option(key, new, old) for key, old, new in differences)
+    return f"job {exc.job!r} was started with {started}, this command says {given}; {restart}"
+
+
+_OPTIONS = {
+    "table": "--table",
+    "key": "--key",
+    "columns": "--columns",
+    "idempotency_key": "--idempotency-key",
+}
+
+
+def _as_option(key: str, value: Any, other: Any) -> str:
+    """One side of a spec difference as the option that says it (``other``: the other side)."""
+    if key == "mode":
+        flags = {"upsert": "--upsert", "increment": "--increment"}
+        if value in flags:
+            return flags[value]
+        return "no " + flags.get(other, "--upsert or --increment")
+    if key == "file":
+        return "standard input" if value == "-" else f"the file {value}"
+    if key == "schema":
+        return _column_types(value, other)
+    if value in (None, "", []):
+        return "no " + _OPTIONS.get(key, key)
+    shown = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    if key in _OPTIONS:
+        return f"{_OPTIONS[key]} {shown}"
+    return f"{key} {json.dumps(value)}"
+
+
+def _column_types(value: Any, other: Any) -> str:
+    """The column kinds (``spec["schema"]``) of one side, only the columns that differ."""
+
+    def kinds(schema: Any) -> dict[str, str]:
+        if not isinstance(schema, list):
+            return {}
+        return {
+            str(c.get("name")): str(c.get("kind"))
+            for c in schema
+            if isinstance(c, dict) and c.get("name") is not None
+        }
+
+    mine, theirs = kinds(value), kinds(other)
+    changed = [f"{name} {kind}" for name, kind in mine.items() if theirs.get(name) != kind]
+    return "column types " + (", ".join(changed) if changed else "(none)")
 
 
 def _driver_message(exc: BaseException) -> str:
@@ -208,11 +284,13 @@ def _db_hint(url: str) -> str:
 def emit_result(result: Any, *, as_json: bool, quiet: bool, title: str, url: str) -> NoReturn:
     """Print a run's Result (a summary, or JSON) and exit with its status's code."""
     data = result.to_dict()
+    if data.get("message"):
+        data["message"] = cli_wording(str(data["message"]))
     if as_json:
         click.echo(json.dumps(data, default=str))
     elif not quiet:
         render_result(stdout_console(), data, title=title, db_hint=_db_hint(url))
     if result.error:
         hint = f"; re-run with --job {result.job} to resume" if title.startswith("load") else ""
-        click.echo(f"batchline: {Secrets.scrub(result.error)}{hint}", err=True)
+        click.echo(f"batchline: {Secrets.scrub(cli_wording(result.error))}{hint}", err=True)
     raise click.exceptions.Exit(EXIT_CODES.get(str(result.status), 1))

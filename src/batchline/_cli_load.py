@@ -12,17 +12,20 @@ convert fails that record alone (stage ``map``, a dead letter), never the load.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from ._errors import ConfigError, SourceError
+from ._errors import ConfigError, JobSpecMismatch, SourceError
 from ._infer import ColumnSpec, coerce_record, infer_columns
 from ._out import Out
 from ._pipeline import MapFunction, Pipeline
 from ._sources import FileSource, SourceItem, SourceRecord
+from ._spec import spec_differences
+from ._state import JobState
 from ._writes import Increment, Insert, Upsert, Write
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "map_for_spec",
     "pipeline_for_spec",
     "refresh_schema",
+    "resume_spec",
     "sample_records",
     "sample_source",
 ]
@@ -344,6 +348,33 @@ def refresh_schema(engine: sa.Engine, spec: dict[str, Any]) -> None:
         else:
             columns.append(current)
     spec["schema"] = _schema_of(columns)
+
+
+def resume_spec(job: JobState | None, spec: dict[str, Any]) -> None:
+    """Hold a load run again under an existing job to the load the job was started with.
+
+    Called before the table is made, so that a changed command neither creates its table nor
+    reports "0 processed" for a finished job. A resumed job coerces with its first run's
+    column kinds, so those are taken into ``spec["schema"]``.
+
+    Raises:
+        JobSpecMismatch: the job was started with another table, mode, key, columns or
+            idempotency key (the file is checked by its fingerprint when the run starts).
+    """
+    if job is None or not job.spec:
+        return
+    try:
+        started = json.loads(job.spec)
+    except ValueError:
+        return
+    if not isinstance(started, dict):
+        return
+    fingerprinted = job.fingerprint is not None and spec.get("file") != "-"
+    differences = spec_differences(started, spec, fingerprinted=fingerprinted, ignore=("schema",))
+    if differences:
+        raise JobSpecMismatch(job.name, differences)
+    if started.get("schema"):
+        spec["schema"] = started["schema"]
 
 
 def _check_columns(spec: Mapping[str, Any], names: Sequence[str]) -> None:

@@ -267,10 +267,7 @@ class StateStore:
         now = now_iso()
         q = self._q
         if reset:
-            # Starting over: the old attempt's dead letters would otherwise sit beside the new
-            # attempt's (the ledger is kept: it guards against re-applying across runs).
-            ex.execute(f"DELETE FROM {self.jobs} WHERE {q('name')} = {self._p}", [name])  # noqa: S608
-            ex.execute(f"DELETE FROM {self.dead} WHERE {q('job')} = {self._p}", [name])  # noqa: S608
+            self.forget_job(ex, name)
         cols = [
             "name",
             "fingerprint",
@@ -289,6 +286,16 @@ class StateStore:
             f"VALUES ({self._marks(len(cols))})",
             [name, fingerprint, 0, 0, 0, 0, 0, "running", spec, now, now],
         )
+
+    def forget_job(self, ex: Executor, name: str) -> None:
+        """Delete a job's row and its dead letters, so that its next run starts over.
+
+        The old attempt's dead letters would otherwise sit beside the new attempt's; the
+        ledger is kept: it guards against re-applying across runs.
+        """
+        q = self._q
+        ex.execute(f"DELETE FROM {self.jobs} WHERE {q('name')} = {self._p}", [name])  # noqa: S608
+        ex.execute(f"DELETE FROM {self.dead} WHERE {q('job')} = {self._p}", [name])  # noqa: S608
 
     def mark_running(self, ex: Executor, name: str) -> None:
         q = self._q

@@ -37,6 +37,7 @@ from ._cli_load import (
     make_spec,
     map_for_spec,
     pipeline_for_spec,
+    resume_spec,
     sample_records,
     sample_source,
 )
@@ -170,6 +171,13 @@ def _max_failures(value: str | None) -> int | float | None:
 )
 @click.option("--job", metavar="NAME", help="Job name: re-running it resumes where it stopped.")
 @click.option(
+    "--restart",
+    is_flag=True,
+    help="Start --job over from its first record, even if it finished or was started with "
+    "another file or options. Its dead letters are dropped; rows it loaded stay (a plain "
+    "insert without --idempotency-key adds them again).",
+)
+@click.option(
     "--idempotency-key",
     metavar="COL[,COL]",
     help="Skip records whose key columns were loaded before (even by other jobs).",
@@ -224,6 +232,7 @@ def load(
     columns: str | None,
     chunk_size: int | None,
     job: str | None,
+    restart: bool,
     idempotency_key: str | None,
     max_failures: str | None,
     fallback: str,
@@ -245,9 +254,15 @@ def load(
     rows commit. See them with `batchline dlq list`; fix the cause and `batchline dlq replay`.
     A dead letter keeps the whole record unless --dead-letter-payload or --redact limit it
     (then replay cannot load it again).
+
+    With --job, running the same command again resumes the job, or does nothing once it
+    finished; a command that loads differently (another file, table, mode or key) is refused
+    until given another --job or --restart.
     """
     if upsert and increment:
         raise click.UsageError("--upsert and --increment exclude each other")
+    if restart and job is None:
+        raise click.UsageError("--restart needs --job (a load without --job always starts anew)")
     mode = "upsert" if upsert else "increment" if increment else "insert"
     limit = _max_failures(max_failures)
     spec = make_spec(
@@ -268,7 +283,7 @@ def load(
     if scheduler is not None or workers is not None:
         check_database(url)
         _load_distributed(
-            file, url, spec, scheduler, workers, job=job, max_failures=limit,
+            file, url, spec, scheduler, workers, job=job, restart=restart, max_failures=limit,
             as_json=as_json, quiet=quiet,
         )  # fmt: skip
     if glob.has_magic(file) and not os.path.exists(file):
@@ -278,8 +293,9 @@ def load(
     tracked = sample_source(source)
     engine, _ = make_engine(url)
     try:
-        if job is not None:
-            _resume_schema(url, job, spec)
+        if job is not None and not restart:
+            with DeadLetters(url) as letters:
+                resume_spec(letters.job(job), spec)
         ensure_table(engine, spec, sample_records(tracked))
     finally:
         engine.dispose()
@@ -294,6 +310,7 @@ def load(
                 map_record,
                 job=job,
                 idempotency_key=idempotency_for_spec(spec),
+                restart=restart,
                 spec=spec,
                 wait=wait,
             )
@@ -314,25 +331,12 @@ def load(
                     counted,
                     job=job,
                     idempotency_key=idempotency_for_spec(spec),
+                    restart=restart,
                     spec=spec,
                     on_chunk=progress.on_chunk,
                     wait=wait,
                 )
     emit_result(result, as_json=as_json, quiet=quiet, title="load", url=url)
-
-
-def _resume_schema(url: str, job: str, spec: dict[str, Any]) -> None:
-    """A resumed job coerces with its first run's column kinds, stored in its spec."""
-    with DeadLetters(url) as letters:
-        state = letters.job(job)
-    if state is None or not state.spec:
-        return
-    try:
-        stored = json.loads(state.spec)
-    except ValueError:
-        return
-    if isinstance(stored, dict) and stored.get("table") == spec["table"] and stored.get("schema"):
-        spec["schema"] = stored["schema"]
 
 
 def _load_distributed(
@@ -343,6 +347,7 @@ def _load_distributed(
     workers: int | None,
     *,
     job: str | None,
+    restart: bool,
     max_failures: int | float | None,
     as_json: bool,
     quiet: bool,
@@ -366,6 +371,7 @@ def _load_distributed(
         scheduler=scheduler,
         workers=workers,
         job=job,
+        restart=restart,
         max_failures=max_failures,
     )
     emit_result(result, as_json=as_json, quiet=quiet, title="load (dask)", url=url)

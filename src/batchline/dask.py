@@ -33,11 +33,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._database import make_engine
-from ._errors import BatchlineError, ConfigError, SourceError, TransientExhausted
+from ._database import Session, make_engine
+from ._errors import (
+    BatchlineError,
+    ConfigError,
+    JobSpecMismatch,
+    SourceError,
+    TransientExhausted,
+)
 from ._pipeline import MapFunction, Pipeline
 from ._result import MAX_FAILED_ITEMS, Result, Status
 from ._sources import read_file
+from ._state import JobState, StateStore
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -166,6 +173,7 @@ def run_partitions(
     spec: Mapping[str, Any] | None = None,
     format: str | None = None,
     timeout: float | None = None,
+    restart: bool = False,
 ) -> DistributedResult:
     """Run ``pipeline`` over each partition on a Dask cluster, each as job ``<job>/<i:05d>``.
 
@@ -191,11 +199,14 @@ def run_partitions(
         format: the file format for file partitions (default: from each file's extension).
         timeout: give up waiting after this many seconds (TimeoutError); the partitions not
             yet started are cancelled, and the same call later resumes every partition.
+        restart: start every partition's job over (as ``Pipeline.run(restart=True)``). The
+            job rows and dead letters are dropped once, before any partition starts, so a
+            partition Dask retries still resumes rather than starting over again.
 
     Raises:
-        ConfigError, SourceError, ResumeMismatch, FatalDatabaseError: as :meth:`Pipeline.run`
-            raises them, from the first partition that raised, once every partition has
-            ended. These are not retried: a retry cannot fix them.
+        ConfigError, SourceError, ResumeMismatch, JobSpecMismatch, FatalDatabaseError: as
+            :meth:`Pipeline.run` raises them, from the first partition that raised, once every
+            partition has ended. These are not retried: a retry cannot fix them.
         TimeoutError: ``timeout`` passed before every partition ended.
     """
     if not job or len(job) > _MAX_JOB:
@@ -210,6 +221,8 @@ def run_partitions(
     with _connected(client, scheduler, workers) as dask_client:
         started = time.perf_counter()
         names = [f"{job}/{i:05d}" for i in range(len(parts))]
+        if restart:
+            _on_a_worker(dask_client, _partition_jobs, pipeline, names, True)
         futures = _submit(
             dask_client,
             kind,
@@ -404,7 +417,38 @@ def _give_up(
     )
 
 
+def _on_a_worker(client: Client, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, run on a worker: workers reach the database, the client need not."""
+    return client.submit(fn, *args, pure=False).result()
+
+
 # -- on the worker ------------------------------------------------------------------------------
+
+
+def _partition_jobs(pipeline: Pipeline, names: list[str], forget: bool) -> dict[str, JobState]:
+    """Worker task: the job rows of the partitions ``names``; with ``forget``, drop them first
+    (with their dead letters), so that every partition starts over."""
+    local = copy.copy(pipeline)
+    try:
+        local.state_tables.create(local.engine)
+        store = StateStore(local.state_tables, local.dialect)
+        session = Session(local.engine, local.dialect)
+        try:
+            session.begin()
+            if forget:
+                for name in names:
+                    store.forget_job(session, name)
+            wanted = set(names)
+            jobs = {j.name: j for j in store.list_jobs(session) if j.name in wanted}
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        return jobs
+    finally:
+        local.close()
 
 
 @dataclass(frozen=True)
@@ -491,6 +535,7 @@ def load_files(
     max_failures: int | float | None = None,
     retries: int = 3,
     timeout: float | None = None,
+    restart: bool = False,
 ) -> DistributedResult:
     """Load every file ``pattern`` names into ``table``, one file per Dask task.
 
@@ -513,19 +558,24 @@ def load_files(
         chunk_size: records per flush (overrides ``spec["chunk_size"]``).
         upsert_key: upsert on this key (overrides ``spec["mode"]`` and ``spec["key"]``).
         max_failures: per partition, as for :class:`~batchline.Pipeline`.
+        restart: start every partition over, as for :func:`run_partitions`.
 
     Raises:
         SourceError: no file matches, or the table is missing and the first file is empty.
         ConfigError: the spec is inconsistent (a key that is not a column...).
+        JobSpecMismatch: ``job`` was started with another table, mode, key or columns
+            (checked before the table is made).
     """
     from ._cli_load import (
         idempotency_for_spec,
         make_spec,
         map_for_spec,
         pipeline_for_spec,
+        resume_spec,
         sample_records,
         sample_source,
     )
+    from ._dead_letters import DeadLetters
 
     files = _expand(pattern) if isinstance(pattern, str) else [os.fspath(p) for p in pattern]
     if not files:
@@ -542,11 +592,19 @@ def load_files(
         load["mode"] = "upsert"
         load["key"] = [upsert_key] if isinstance(upsert_key, str) else list(upsert_key)
     fmt = load.get("format")
-    sample = sample_records(sample_source(read_file(files[0], fmt)))
-    _ensure_table(db, load, sample)  # fills load["schema"], the kinds every worker coerces to
     if job is None:
         digest = hashlib.sha256("\n".join(os.path.abspath(f) for f in files).encode())
         job = f"load-{table}-{digest.hexdigest()[:10]}"[:_MAX_JOB]
+    if not restart:
+        # Every partition was started with the same load; the first one speaks for the job.
+        with DeadLetters(db) as letters:
+            first = letters.job(f"{job}/{0:05d}")
+        try:
+            resume_spec(first, load)
+        except JobSpecMismatch as exc:
+            raise JobSpecMismatch(job, exc.differences) from None
+    sample = sample_records(sample_source(read_file(files[0], fmt)))
+    _ensure_table(db, load, sample)  # fills load["schema"], the kinds every worker coerces to
     pipeline = pipeline_for_spec(db, load, max_failures=max_failures)
     return run_partitions(
         pipeline,
@@ -561,6 +619,7 @@ def load_files(
         spec=load,
         format=fmt,
         timeout=timeout,
+        restart=restart,
     )
 
 
