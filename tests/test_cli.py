@@ -658,10 +658,15 @@ def test_dlq_purge_asks_and_deletes(loaded: str) -> None:
 
 
 def test_dlq_replay_after_fixing_the_cause_lands_the_rows(loaded: str) -> None:
-    still = run("dlq", "replay", "--db", loaded, "--job", "j", "--json")
+    still = run("dlq", "replay", "--db", loaded, "--job", "j")
     assert still.exit_code == 1  # nothing can land yet: both still collide
     assert [r[:2] for r in dead_letters(loaded)] == [(4, "write"), (6, "write")]
     assert rows(loaded, "SELECT attempts FROM batchline_dead_letters") == [(2,), (2,)]
+    # The summary's hint lists the letters left: they are still the load job's.
+    [hint] = [line for line in still.stdout.splitlines() if line.startswith("All of them:")]
+    assert hint == f"All of them: batchline dlq list --job j --db {loaded}"
+    listed = run(*hint.removeprefix("All of them: batchline ").split(), "--json")
+    assert [d["line"] for d in json.loads(listed.stdout)] == [4, 6]
 
     execute(loaded, "DROP INDEX u")
     fixed = run("dlq", "replay", "--db", loaded, "--job", "j", "--json")

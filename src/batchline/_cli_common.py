@@ -281,15 +281,28 @@ def _db_hint(url: str) -> str:
     return " --db " + shown_url(url)
 
 
-def emit_result(result: Any, *, as_json: bool, quiet: bool, title: str, url: str) -> NoReturn:
-    """Print a run's Result (a summary, or JSON) and exit with its status's code."""
+def emit_result(
+    result: Any,
+    *,
+    as_json: bool,
+    quiet: bool,
+    title: str,
+    url: str,
+    letters_job: str | None = None,
+) -> NoReturn:
+    """Print a run's Result (a summary, or JSON) and exit with its status's code.
+
+    ``letters_job``: the job whose dead letters the summary points to, when not the run's.
+    """
     data = result.to_dict()
     if data.get("message"):
         data["message"] = cli_wording(str(data["message"]))
     if as_json:
         click.echo(json.dumps(data, default=str))
     elif not quiet:
-        render_result(stdout_console(), data, title=title, db_hint=_db_hint(url))
+        render_result(
+            stdout_console(), data, title=title, db_hint=_db_hint(url), letters_job=letters_job
+        )
     if result.error:
         hint = f"; re-run with --job {result.job} to resume" if title.startswith("load") else ""
         click.echo(f"batchline: {Secrets.scrub(cli_wording(result.error))}{hint}", err=True)

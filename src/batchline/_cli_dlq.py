@@ -160,7 +160,10 @@ def dlq_replay(db: str | None, job: str, quiet: bool, as_json: bool, wait: float
             "the raw text; fix those lines in the file and load them again",
             err=True,
         )
-    emit_result(result, as_json=as_json, quiet=quiet, title="replay", url=letters_url)
+    # The letters that failed again stay under the job they came from, not the replay's.
+    emit_result(
+        result, as_json=as_json, quiet=quiet, title="replay", url=letters_url, letters_job=job
+    )
 
 
 @dlq.command("purge")

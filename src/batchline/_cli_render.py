@@ -66,11 +66,18 @@ def _short(text: str, width: int = _MESSAGE_WIDTH) -> str:
 
 
 def render_result(
-    console: Console, result: Mapping[str, Any], *, title: str, db_hint: str = ""
+    console: Console,
+    result: Mapping[str, Any],
+    *,
+    title: str,
+    db_hint: str = "",
+    letters_job: str | None = None,
 ) -> None:
     """A summary of a run: counts, speed, and the first few failed records with the reason.
 
-    ``db_hint`` is appended to the suggested ``dlq list`` command (e.g. ``" --db URL"``).
+    ``db_hint`` is appended to the suggested ``dlq list`` command (e.g. ``" --db URL"``);
+    ``letters_job`` is the job the dead letters are under when it is not the run's own (a
+    replay's letters stay under the job they came from).
     """
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("what", style="bold")
@@ -117,7 +124,7 @@ def render_result(
         more = int(result["items_failed"]) - min(len(failed), _SHOWN_FAILURES)
         if more > 0:
             console.print(f"… and {more:,} more")
-        job = "JOB" if partitioned else result.get("job")
+        job = "JOB" if partitioned else letters_job or result.get("job")
         console.print(f"All of them: batchline dlq list --job {job}{db_hint}", markup=False)
 
 
