@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -137,3 +138,37 @@ def test_sequential_way_stops_at_its_time_budget(sqlite_url: str) -> None:
     assert timing.lines == timing.processed == 1  # at least one line, then the budget is spent
     assert scalar(engine, "SELECT count(*) FROM transactions") == 1
     engine.dispose()
+
+
+def test_after_the_demo_jobs_and_dlq_find_its_database_without_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BATCHLINE_DB", raising=False)
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+    demo = run("demo", "--lines", "1000", "--sequential-sample", "0")
+    jobs = run("jobs", "--json")
+    letters = run("dlq", "list", "--job", "demo", "--json")
+
+    assert demo.exit_code == 3, demo.output
+    # The commands the demo suggests are the ones that work here, as printed.
+    assert "All of them: batchline dlq list --job demo\n" in demo.stdout
+    assert "batchline jobs, batchline dlq list --job demo\n" in demo.stdout
+    assert jobs.exit_code == 0, jobs.output
+    assert [j["name"] for j in json.loads(jobs.stdout)] == ["demo"]
+    assert "reading the demo's database, batchline-demo.db" in jobs.stderr
+    assert letters.exit_code == 0
+    assert [d["line"] for d in json.loads(letters.stdout)] == [1000]
+
+    # Once there is a batchline.db here (a load without --db), it is the default again.
+    (tmp_path / "f.csv").write_text("id\n1\n", encoding="utf-8")
+    assert run("load", "f.csv", "--table", "t", "--job", "mine").exit_code == 0
+    mine = run("jobs", "--json")
+    again = run("demo", "--lines", "1000", "--sequential-sample", "0")
+
+    assert [j["name"] for j in json.loads(mine.stdout)] == ["mine"]
+    assert mine.stderr == ""
+    assert "batchline jobs --db sqlite:///batchline-demo.db" in again.stdout

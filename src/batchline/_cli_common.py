@@ -39,12 +39,14 @@ from ._errors import (
 
 __all__ = [
     "DEFAULT_DB",
+    "DEMO_DB",
     "EXIT_CODES",
     "EXIT_USAGE",
     "Secrets",
     "check_database",
     "cli_wording",
     "database_url",
+    "db_hint",
     "db_option",
     "dead_letters",
     "emit_result",
@@ -52,12 +54,14 @@ __all__ = [
     "handled",
     "json_option",
     "shown_url",
+    "stored_database_url",
     "wait_option",
 ]
 
 EXIT_CODES = {"success": 0, "partial_success": 3, "failed": 1}
 EXIT_USAGE = 2
 DEFAULT_DB = "sqlite:///batchline.db"
+DEMO_DB = "sqlite:///batchline-demo.db"  # a file of its own: the demo drops its tables
 _PG_CONNECT_TIMEOUT = "10"  # seconds; an unreachable host should fail fast, not hang
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -237,10 +241,31 @@ def check_database(url: str, *, must_exist: bool = False) -> None:
         engine.dispose()
 
 
+def stored_database_url(db: str | None) -> str:
+    """The database ``jobs`` and ``dlq`` read: as :func:`database_url`, except that without
+    ``--db`` or ``$BATCHLINE_DB``, when there is no ``batchline.db`` here but the demo's
+    database is, they read the demo's (a first session: ``batchline demo``, then ``jobs``)."""
+    if db or os.environ.get("BATCHLINE_DB"):
+        return database_url(db)
+    if not os.path.exists(_sqlite_path(DEFAULT_DB)) and os.path.exists(_sqlite_path(DEMO_DB)):
+        return database_url(DEMO_DB)
+    return database_url(None)
+
+
+def _sqlite_path(url: str) -> str:
+    return sa.make_url(url).database or ""
+
+
 @contextmanager
 def dead_letters(db: str | None) -> Iterator[DeadLetters]:
     """The dead letters (and jobs) of ``--db``, which must exist and answer."""
-    url = database_url(db)
+    url = stored_database_url(db)
+    if db is None and url != database_url(None):
+        click.echo(
+            f"batchline: no {_sqlite_path(DEFAULT_DB)} here: reading the demo's database, "
+            f"{_sqlite_path(DEMO_DB)} (--db chooses another)",
+            err=True,
+        )
     check_database(url, must_exist=True)
     letters = DeadLetters(url)
     try:
@@ -274,9 +299,10 @@ def shown_url(url: str) -> str:
     return parsed.set(query=query).render_as_string(hide_password=True)
 
 
-def _db_hint(url: str) -> str:
-    """`` --db URL`` (password masked) for commands suggested to the user, unless default."""
-    if url == (os.environ.get("BATCHLINE_DB") or DEFAULT_DB):
+def db_hint(url: str) -> str:
+    """`` --db URL`` (password masked) for a ``jobs`` or ``dlq`` command suggested to the
+    user, unless that command finds ``url`` without it."""
+    if url == stored_database_url(None):
         return ""
     return " --db " + shown_url(url)
 
@@ -301,7 +327,7 @@ def emit_result(
         click.echo(json.dumps(data, default=str))
     elif not quiet:
         render_result(
-            stdout_console(), data, title=title, db_hint=_db_hint(url), letters_job=letters_job
+            stdout_console(), data, title=title, db_hint=db_hint(url), letters_job=letters_job
         )
     if result.error:
         hint = f"; re-run with --job {result.job} to resume" if title.startswith("load") else ""

@@ -13,13 +13,13 @@ import sys
 import click
 
 from ._cli_common import (
-    database_url,
     db_option,
     dead_letters,
     emit_result,
     fail,
     handled,
     json_option,
+    stored_database_url,
     wait_option,
 )
 from ._cli_load import idempotency_for_spec, map_for_spec, pipeline_for_spec, refresh_schema
@@ -128,7 +128,7 @@ def dlq_replay(db: str | None, job: str, quiet: bool, as_json: bool, wait: float
     stay, with the new reason. Unreadable rows (stage read) hold raw text and stay, and so do
     letters that do not hold their whole record (--dead-letter-payload keys/none, --redact).
     """
-    letters_url = database_url(db)
+    letters_url = stored_database_url(db)
     with dead_letters(db) as letters:
         state = letters.job(job)
         if state is None:

@@ -267,12 +267,15 @@ class DemoReport:
             "matching": self.matching,
         }
 
-    def render(self, console: Console) -> None:
+    def render(self, console: Console, *, db_hint: str | None = None) -> None:
+        """The summary; ``db_hint`` is what the suggested commands need to find the database
+        (default: ``--db`` with its URL)."""
+        hint = f" --db {self.database}" if db_hint is None else db_hint
         render_result(
             console,
             self.result.to_dict(),
             title=f"batchline demo: {self.lines:,} lines",
-            db_hint=f" --db {self.database}",
+            db_hint=hint,
         )
         table = Table(title="one at a time vs batchline", title_justify="left")
         table.add_column("way")
@@ -303,6 +306,10 @@ class DemoReport:
             + f" ({self.database})"
         )
         console.print("matching: " + ", ".join(f"{v:,} {k}" for k, v in self.matching.items()))
+        console.print(
+            f"Its job and dead letters: batchline jobs{hint}, batchline dlq list --job {JOB}{hint}",
+            markup=False,
+        )
 
 
 def _fresh_schema(engine: sa.Engine, products: Sequence[Any]) -> None:

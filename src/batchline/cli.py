@@ -20,9 +20,11 @@ import click
 
 from . import __version__
 from ._cli_common import (
+    DEMO_DB,
     EXIT_CODES,
     check_database,
     database_url,
+    db_hint,
     db_option,
     emit_result,
     fail,
@@ -384,8 +386,9 @@ def _load_distributed(
 @click.option(
     "--db",
     metavar="URL",
-    help="Database URL (default: sqlite:///batchline-demo.db here, recreated each run). "
-    "The demo drops and recreates the tables catalog, transactions and inventory there.",
+    help=f"Database URL (default: {DEMO_DB} here, recreated each run; `batchline jobs` and "
+    "`dlq` read it while there is no batchline.db here). The demo drops and recreates the "
+    "tables catalog, transactions and inventory there.",
 )
 @click.option(
     "--lines", type=click.IntRange(min=1), default=30_000, show_default=True, help="Invoice lines."
@@ -411,7 +414,7 @@ def demo(db: str | None, lines: int, sequential_sample: int, quiet: bool, as_jso
     """
     from ._demo import run_demo
 
-    url = database_url(db or "sqlite:///batchline-demo.db")
+    url = database_url(db or DEMO_DB)
     report = run_demo(
         url,
         lines=lines,
@@ -422,7 +425,7 @@ def demo(db: str | None, lines: int, sequential_sample: int, quiet: bool, as_jso
     if as_json:
         click.echo(json.dumps(report.to_dict(), default=str))
     else:
-        report.render(stdout_console())
+        report.render(stdout_console(), db_hint=db_hint(url))
     raise click.exceptions.Exit(EXIT_CODES.get(report.result.status, 1))
 
 
