@@ -20,7 +20,14 @@ import pytest
 import sqlalchemy as sa
 
 import batchline as bl
-from batchline.dask import DistributedResult, _records, _run_records, load_files, run_partitions
+from batchline.dask import (
+    DistributedResult,
+    _as_committed,
+    _records,
+    _run_records,
+    load_files,
+    run_partitions,
+)
 
 distributed = pytest.importorskip("distributed")
 
@@ -58,15 +65,16 @@ class KillWorkerOnce:
     retry (it finds the marker and goes on).
     """
 
-    def __init__(self, marker: str, at_id: int) -> None:
+    def __init__(self, marker: str, at_id: int, prefix: str = "") -> None:
         self.marker = marker
         self.at_id = at_id
+        self.prefix = prefix
 
     def __call__(self, record: dict[str, Any], out: bl.Out) -> None:
         if int(record["id"]) == self.at_id and not os.path.exists(self.marker):
             Path(self.marker).write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
-        _emit(record, out, "")
+        _emit(record, out, self.prefix)
 
 
 def slow_insert(record: dict[str, Any], out: bl.Out) -> None:
@@ -143,9 +151,9 @@ def _expected(paths: list[Path]) -> tuple[int, int, dict[str, tuple[int, int]]]:
 
 def _create_tables(engine: sa.Engine, prefix: str = "") -> None:
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TABLE {prefix}lines (id bigint, sku text, qty bigint)")
+        conn.exec_driver_sql(f"CREATE TABLE {prefix}lines (id bigint, sku varchar(20), qty bigint)")
         conn.exec_driver_sql(
-            f"CREATE TABLE {prefix}totals (sku text PRIMARY KEY, qty bigint, n bigint)"
+            f"CREATE TABLE {prefix}totals (sku varchar(20) PRIMARY KEY, qty bigint, n bigint)"
         )
 
 
@@ -215,16 +223,22 @@ def test_files_loaded_by_two_workers_equal_a_single_process_load(
     assert [j[1:] for j in _jobs(pg, "dist")] == [("success", ROWS, ROWS)] * FILES
 
 
+@pytest.mark.parametrize(
+    "backend", ["postgres", pytest.param("mysql", marks=pytest.mark.mysql, id="mariadb")]
+)
 def test_a_worker_killed_mid_partition_is_retried_and_every_record_lands_once(
-    client: Any, postgres_url: str, pg: sa.Engine, tmp_path: Path
+    client: Any, backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    url = str(request.getfixturevalue(f"{backend}_url"))
+    db = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    request.addfinalizer(db.dispose)
     paths = _write_files(tmp_path / "data")
-    _create_tables(pg)
+    _create_tables(db, "k_")
     count, total, per_sku = _expected(paths)
     marker = tmp_path / "killed"
     pipeline = bl.Pipeline(
-        postgres_url,
-        writes=[bl.Insert("lines"), bl.Increment("totals", key="sku", columns=["qty", "n"])],
+        url,
+        writes=[bl.Insert("k_lines"), bl.Increment("k_totals", key="sku", columns=["qty", "n"])],
         chunk_size=50,
     )
     kill_at = 2 * 1000 + 230  # file 2, record 231: a few chunks of it have committed
@@ -232,7 +246,7 @@ def test_a_worker_killed_mid_partition_is_retried_and_every_record_lands_once(
     result = run_partitions(
         pipeline,
         [str(p) for p in paths],
-        KillWorkerOnce(str(marker), kill_at),
+        KillWorkerOnce(str(marker), kill_at, "k_"),
         job="kill",
         client=client,
         timeout=WAIT,
@@ -240,15 +254,20 @@ def test_a_worker_killed_mid_partition_is_retried_and_every_record_lands_once(
 
     assert marker.exists(), "the worker was never killed"
     assert result.status == "success", result.to_dict()
-    retried = result.partitions[2]
-    assert retried.resumed_from > 0  # the retry resumed after the committed chunks...
-    assert retried.resumed_from + retried.items_processed == ROWS  # ...and did only the rest
-    assert _rows(pg, "SELECT count(*), count(DISTINCT id), sum(qty) FROM lines") == [
+    assert _rows(db, "SELECT count(*), count(DISTINCT id), sum(qty) FROM k_lines") == [
         (count, count, total)
     ]
-    totals = {sku: (int(q), int(n)) for sku, q, n in _rows(pg, "SELECT * FROM totals")}
+    totals = {sku: (int(q), int(n)) for sku, q, n in _rows(db, "SELECT * FROM k_totals")}
     assert totals == per_sku
-    assert [j[1:] for j in _jobs(pg, "kill")] == [("success", ROWS, ROWS)] * FILES
+    jobs = _jobs(db, "kill")
+    assert [j[1:] for j in jobs] == [("success", ROWS, ROWS)] * FILES
+    # The combined Result is what committed, the killed attempt's chunks included (the
+    # retry that finished partition 2 resumed after them and did only the rest).
+    assert result.items_processed == sum(j[3] for j in jobs) == count
+    assert [(p.items_processed, p.records_seen, p.resumed_from) for p in result.partitions] == [
+        (ROWS, ROWS, 0)
+    ] * FILES
+    assert result.to_dict()["chunks_committed"] == FILES * ROWS // 50  # none twice
 
 
 def test_hot_key_increments_from_all_workers_at_once_total_exactly(
@@ -482,3 +501,23 @@ def test_combined_counts_are_the_partitions_sums() -> None:
         }
     ]
     assert [p["job"] for p in data["partitions"]] == ["j/0", "j/1"]
+
+
+def test_a_partition_counts_what_its_job_committed_in_this_call() -> None:
+    def job(position: int, processed: int, failed: int, chunks: int) -> bl.JobState:
+        return bl.JobState(
+            "j/00000", "fp", position, processed, failed, 0, chunks, "success", None, "", "", None
+        )
+
+    # The retry that finished the partition resumed after 300 records; the killed attempt
+    # before it had committed 3 chunks (one dead letter among them); an earlier call, 1 chunk.
+    retry = bl.Result(job="j/00000", items_processed=100, records_seen=100, resumed_from=300)
+    before, after = job(100, 100, 0, 1), job(400, 399, 1, 4)
+
+    counted = _as_committed(retry, before, after)
+
+    assert (counted.items_processed, counted.items_failed, counted.records_seen) == (299, 1, 300)
+    assert (counted.resumed_from, counted.chunks_committed) == (100, 3)
+    assert counted.status == "partial_success"
+    assert counted.failed_items_truncated  # that failure is in the dead letters, not the list
+    assert _as_committed(retry, None, None) is retry  # no job row: nothing better to say

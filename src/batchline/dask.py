@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import glob
 import hashlib
+import logging
 import os
 import time
 import uuid
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DistributedResult", "load_files", "run_partitions"]
 
+log = logging.getLogger("batchline")
+
 _MAX_JOB = 240  # the jobs table holds 255 characters; "/00000" and a margin are added
 
 
@@ -58,7 +62,10 @@ _MAX_JOB = 240  # the jobs table holds 255 characters; "/00000" and a margin are
 class DistributedResult:
     """The combined outcome of a partitioned run; ``partitions`` holds each partition's Result.
 
-    Counts are the partitions' sums. ``status`` is ``success`` when every partition succeeded,
+    Counts are the partitions' sums. :func:`run_partitions` takes each partition's counts
+    from what its job row says this call committed, not from the Result of the attempt that
+    finished it: an attempt on a worker that died returns nothing, and the retry that resumed
+    after it counts only its own part. ``status`` is ``success`` when every partition succeeded,
     ``failed`` when every partition failed or any stopped early (its ``error`` is set), else
     ``partial_success``. ``processing_time_seconds`` is the wall time of the distributed run
     (cluster start-up excluded), so ``records_per_second`` is the cluster's throughput.
@@ -221,8 +228,9 @@ def run_partitions(
     with _connected(client, scheduler, workers) as dask_client:
         started = time.perf_counter()
         names = [f"{job}/{i:05d}" for i in range(len(parts))]
-        if restart:
-            _on_a_worker(dask_client, _partition_jobs, pipeline, names, True)
+        # The job rows before the partitions run (dropped first for a restart): what each
+        # partition commits in this call is its row afterwards minus this.
+        before = _on_a_worker(dask_client, _partition_jobs, pipeline, names, restart)
         futures = _submit(
             dask_client,
             kind,
@@ -237,6 +245,8 @@ def run_partitions(
         )
         results, raised = _collect(dask_client, futures, names, timeout)
         elapsed = time.perf_counter() - started
+        if raised is None:
+            results = _committed(dask_client, pipeline, names, results, before)
     if raised is not None:
         raise raised
     return DistributedResult(job=job, partitions=results, processing_time_seconds=elapsed)
@@ -403,6 +413,55 @@ def _collect(
             value = Result(job=name, status="failed", error=str(value.error))
         results.append(value)
     return results, raised
+
+
+def _committed(
+    client: Client,
+    pipeline: Pipeline,
+    names: list[str],
+    results: list[Result],
+    before: Mapping[str, JobState],
+) -> list[Result]:
+    """Each partition's Result with the counts its job row says this call committed."""
+    try:
+        after: dict[str, JobState] = _on_a_worker(client, _partition_jobs, pipeline, names, False)
+    except Exception as exc:  # the load is done; only its figures are less exact
+        log.warning("could not read the partitions' job rows (%s); counts are per attempt", exc)
+        return results
+    return [_as_committed(r, before.get(r.job), after.get(r.job)) for r in results]
+
+
+def _as_committed(result: Result, before: JobState | None, after: JobState | None) -> Result:
+    """``result`` with the counts of what its job committed between ``before`` and ``after``."""
+    if after is None:  # the partition never started its job
+        return result
+    processed = after.processed - (before.processed if before else 0)
+    failed = after.failed - (before.failed if before else 0)
+    duplicates = after.duplicates - (before.duplicates if before else 0)
+    if (processed, failed, duplicates) == (
+        result.items_processed,
+        result.items_failed,
+        result.duplicates_skipped,
+    ):
+        return result
+    status: Status = result.status  # a run stopped early stays failed
+    if status != "failed" and failed:
+        status = "partial_success" if processed or duplicates else "failed"
+    start = before.position if before else 0
+    return dataclasses.replace(
+        result,
+        status=status,
+        items_processed=processed,
+        items_failed=failed,
+        duplicates_skipped=duplicates,
+        records_seen=after.position - start,
+        resumed_from=start,
+        chunks_committed=after.chunks - (before.chunks if before else 0),
+        failed_items_list=list(result.failed_items_list),
+        # A dead attempt's failures are in the dead letters, not in this list.
+        failed_items_truncated=result.failed_items_truncated
+        or len(result.failed_items_list) < failed,
+    )
 
 
 def _give_up(
