@@ -19,6 +19,7 @@ short.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -267,9 +268,14 @@ def _reap(pid: int, timeout: float) -> dict[str, Any]:
 
 
 class Forker:
-    """The test's side of :func:`serve`: start loads, SIGKILL them, collect how they ended."""
+    """The test's side of :func:`serve`: start loads, SIGKILL them, collect how they ended.
+
+    Closing it kills the loads not yet waited for (a test that failed half way), so none
+    keeps writing to a database its test is dropping.
+    """
 
     def __init__(self) -> None:
+        self.running: set[int] = set()  # spawned, not yet reaped by the server
         self.proc = subprocess.Popen(
             [sys.executable, str(WORKER), "--serve"],
             stdin=subprocess.PIPE,
@@ -291,12 +297,21 @@ class Forker:
         return dict(json.loads(reply))
 
     def spawn(self, argv: list[str], out: Path) -> int:
-        return int(self._ask({"cmd": "spawn", "argv": argv, "out": str(out)})["pid"])
+        pid = int(self._ask({"cmd": "spawn", "argv": argv, "out": str(out)})["pid"])
+        self.running.add(pid)
+        return pid
 
     def wait(self, pid: int, timeout: float) -> dict[str, Any]:
-        return self._ask({"cmd": "wait", "pid": pid, "timeout": timeout})
+        reply = self._ask({"cmd": "wait", "pid": pid, "timeout": timeout})
+        self.running.discard(pid)  # reaped, or killed and reaped on the timeout
+        return reply
 
     def close(self) -> None:
+        # Unreaped, so these pids are still the loads' (the server reaps only when asked).
+        for pid in self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.running.clear()
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         try:

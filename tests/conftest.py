@@ -6,19 +6,23 @@ when nothing answers the test is skipped, saying why. With ``BATCHLINE_REQUIRE_D
 (set by ``.ci/run``) a missing server fails the test instead, so CI cannot pass by skipping.
 
 Each test gets its own PostgreSQL schema (through ``search_path``) or MariaDB database, so
-tests never see each other's tables.
+tests never see each other's tables. Every such scratch database is made by
+``tests._scratch.scratch_database``, which drops it when its test ends, failed or not; at the
+end of the session any of this session's that survived is reported (the run fails) and dropped.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
+from tests._scratch import drop_leftovers, scratch_database
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MYSQL_DEFAULT = "mysql+pymysql://root@127.0.0.1:3306/test"
@@ -74,35 +78,34 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
+_LEFT: list[str] = []  # what the session-end check found, for the terminal summary
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a scratch database of this session outlived its test (and drop it)."""
+    _LEFT.extend(drop_leftovers())
+    if _LEFT:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _LEFT:
+        terminalreporter.section("scratch databases", sep="=", red=True, bold=True)
+        terminalreporter.line("outlived their tests (dropped now, the run fails):", red=True)
+        for entry in _LEFT:
+            terminalreporter.line(f"  {entry}", red=True)
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    admin = _with_driver(postgres_admin_url(), "psycopg")
-    schema = f"bt_{secrets.token_hex(5)}"
-    engine = sa.create_engine(admin, poolclass=sa.pool.NullPool)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = admin.update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        engine.dispose()
+    with scratch_database(_with_driver(postgres_admin_url(), "psycopg")) as url:
+        yield url
 
 
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
-    admin = _with_driver(mysql_admin_url(), "pymysql")
-    database = f"bt_{secrets.token_hex(5)}"
-    engine = sa.create_engine(admin, poolclass=sa.pool.NullPool)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE `{database}`")
-    try:
-        yield admin.set(database=database).render_as_string(hide_password=False)
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{database}`")
-        engine.dispose()
+    with scratch_database(_with_driver(mysql_admin_url(), "pymysql")) as url:
+        yield url
 
 
 BACKENDS = [

@@ -40,6 +40,7 @@ from tests._kill_worker import (
     snapshot,
     write_source,
 )
+from tests._scratch import scratch_database
 
 RECORDS = 20_000
 KILLS = 22  # at least 20 must land: a load may finish before its kill
@@ -49,27 +50,11 @@ FAST_RETRY = bl.RetryPolicy(attempts=8, initial=0.02, maximum=0.5)
 @contextlib.contextmanager
 def sibling_database(url: str, tmp_path: Path) -> Iterator[str]:
     """A second private database on the same server as ``url`` (for a reference run)."""
-    u = sa.make_url(url)
-    backend = u.get_backend_name()
-    if backend == "sqlite":
+    if sa.make_url(url).get_backend_name() == "sqlite":
         yield f"sqlite:///{tmp_path / 'reference.db'}"
         return
-    name = f"bt_{secrets.token_hex(5)}"
-    engine = sa.create_engine(u, poolclass=sa.pool.NullPool)
-    if backend == "postgresql":
-        create, drop = f'CREATE SCHEMA "{name}"', f'DROP SCHEMA "{name}" CASCADE'
-        sibling = u.update_query_dict({"options": f"-csearch_path={name}"})
-    else:
-        create, drop = f"CREATE DATABASE `{name}`", f"DROP DATABASE IF EXISTS `{name}`"
-        sibling = u.set(database=name)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(create)
-    try:
-        yield sibling.render_as_string(hide_password=False)
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(drop)
-        engine.dispose()
+    with scratch_database(url) as sibling:
+        yield sibling
 
 
 def expected_tables(source: Path) -> dict[str, Any]:
