@@ -9,6 +9,7 @@ this session left behind, and only that: other sessions may be running on the sa
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ __all__ = ["SESSION", "drop_leftovers", "scratch_database"]
 SESSION = secrets.token_hex(3)
 """Part of every scratch database's name: this test session's."""
 _servers: set[str] = set()  # the servers (admin URLs) scratch databases were made on
+_made_by: dict[str, str] = {}  # scratch database -> the test that made it, for the report
 
 
 @contextlib.contextmanager
@@ -35,6 +37,7 @@ def scratch_database(server: str | sa.URL) -> Iterator[str]:
     # Where to make and drop it from: the server's own default, not another scratch database.
     admin = url.difference_update_query(["options"]) if postgres else url._replace(database=None)
     _servers.add(admin.render_as_string(hide_password=False))
+    _made_by[name] = os.environ.get("PYTEST_CURRENT_TEST", "").rpartition(" ")[0]
     engine = sa.create_engine(admin, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
@@ -94,7 +97,8 @@ def drop_leftovers() -> list[str]:
         shown = engine.url.render_as_string(hide_password=True)
         try:
             for name in _survivors(engine):
-                left.append(f"{name} on {shown}")
+                made_by = _made_by.get(name)
+                left.append(f"{name} on {shown}" + (f", made by {made_by}" if made_by else ""))
                 _drop(engine, name)
         except sa.exc.DBAPIError as exc:
             left.append(f"{shown} could not be checked ({type(exc.orig).__name__}: {exc.orig})")
