@@ -39,6 +39,7 @@ from ._database import Session, make_engine
 from ._errors import (
     BatchlineError,
     ConfigError,
+    DatabaseError,
     JobSpecMismatch,
     SourceError,
     TransientExhausted,
@@ -230,7 +231,7 @@ def run_partitions(
         names = [f"{job}/{i:05d}" for i in range(len(parts))]
         # The job rows before the partitions run (dropped first for a restart): what each
         # partition commits in this call is its row afterwards minus this.
-        before = _on_a_worker(dask_client, _partition_jobs, pipeline, names, restart)
+        before = _jobs_before(dask_client, pipeline, job, names, restart)
         futures = _submit(
             dask_client,
             kind,
@@ -245,7 +246,7 @@ def run_partitions(
         )
         results, raised = _collect(dask_client, futures, names, timeout)
         elapsed = time.perf_counter() - started
-        if raised is None:
+        if raised is None and before is not None:
             results = _committed(dask_client, pipeline, names, results, before)
     if raised is not None:
         raise raised
@@ -413,6 +414,22 @@ def _collect(
             value = Result(job=name, status="failed", error=str(value.error))
         results.append(value)
     return results, raised
+
+
+def _jobs_before(
+    client: Client, pipeline: Pipeline, job: str, names: list[str], restart: bool
+) -> dict[str, JobState] | None:
+    """The partitions' job rows before they run (None when they cannot be read: then the
+    partitions meet the same trouble, and report it, themselves)."""
+    try:
+        jobs: dict[str, JobState] = _on_a_worker(client, _partition_jobs, pipeline, names, restart)
+    except Exception as exc:
+        if restart:  # the partitions would resume: not what was asked
+            message = f"cannot restart the partitions of {job!r}: {exc}"
+            raise DatabaseError(message, job=job) from exc
+        log.warning("could not read the partitions' job rows (%s); counts are per attempt", exc)
+        return None
+    return jobs
 
 
 def _committed(
