@@ -367,6 +367,40 @@ def test_load_files_refuses_another_table_for_its_job_and_restart_loads_it_anew(
     assert [j[1:] for j in _jobs(pg, "lf")] == [("success", ROWS, ROWS)] * FILES
 
 
+def test_a_restart_while_another_runner_holds_a_partition_drops_nothing(
+    client: Any, postgres_url: str, pg: sa.Engine
+) -> None:
+    from batchline._database import Session
+    from batchline._dialects import dialect_for
+    from batchline._job_lock import JobLock
+    from batchline._state import StateTables
+
+    with pg.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE slow (id bigint)")
+    pipeline = bl.Pipeline(postgres_url, writes=[bl.Insert("slow")], chunk_size=5)
+    parts = [[{"id": p * 100 + i} for i in range(10)] for p in range(3)]
+    assert run_partitions(pipeline, parts, job="held", client=client, timeout=WAIT).status == (
+        "success"
+    )
+    before = _jobs(pg, "held")
+    dialect = dialect_for(pg)
+    session = Session(pg, dialect)
+    other = JobLock(pg, dialect, StateTables(), "held/00001")  # another runner's, mid-run
+    other.on_connect(session, session.commit)
+    try:
+        with pytest.raises(bl.JobLocked, match="held/00001"):
+            run_partitions(pipeline, parts, job="held", client=client, timeout=WAIT, restart=True)
+        assert _jobs(pg, "held") == before  # not one partition was dropped or run again
+    finally:
+        other.release(session, session.commit)
+        session.close()
+
+    again = run_partitions(pipeline, parts, job="held", client=client, timeout=WAIT, restart=True)
+
+    assert again.items_processed == 30  # every partition from its first record
+    assert _rows(pg, "SELECT count(*), count(DISTINCT id) FROM slow") == [(60, 30)]
+
+
 def test_a_resume_on_changed_files_is_refused_at_the_caller(
     client: Any, postgres_url: str, pg: sa.Engine, tmp_path: Path
 ) -> None:

@@ -44,6 +44,7 @@ from ._errors import (
     SourceError,
     TransientExhausted,
 )
+from ._job_lock import JobLock
 from ._pipeline import MapFunction, Pipeline
 from ._result import MAX_FAILED_ITEMS, Result, Status
 from ._sources import read_file
@@ -208,13 +209,16 @@ def run_partitions(
         timeout: give up waiting after this many seconds (TimeoutError); the partitions not
             yet started are cancelled, and the same call later resumes every partition.
         restart: start every partition's job over (as ``Pipeline.run(restart=True)``). The
-            job rows and dead letters are dropped once, before any partition starts, so a
-            partition Dask retries still resumes rather than starting over again.
+            job rows and dead letters are dropped once, all together under their jobs' locks,
+            before any partition starts, so a partition Dask retries still resumes rather
+            than starting over again.
 
     Raises:
         ConfigError, SourceError, ResumeMismatch, JobSpecMismatch, FatalDatabaseError: as
             :meth:`Pipeline.run` raises them, from the first partition that raised, once every
             partition has ended. These are not retried: a retry cannot fix them.
+        JobLocked: with ``restart``, another runner is running one of the partitions; none
+            was dropped or started.
         TimeoutError: ``timeout`` passed before every partition ended.
     """
     if not job or len(job) > _MAX_JOB:
@@ -423,6 +427,8 @@ def _jobs_before(
     partitions meet the same trouble, and report it, themselves)."""
     try:
         jobs: dict[str, JobState] = _on_a_worker(client, _partition_jobs, pipeline, names, restart)
+    except BatchlineError:
+        raise  # JobLocked: a partition to restart is running elsewhere
     except Exception as exc:
         if restart:  # the partitions would resume: not what was asked
             message = f"cannot restart the partitions of {job!r}: {exc}"
@@ -503,24 +509,38 @@ def _on_a_worker(client: Client, fn: Callable[..., Any], *args: Any) -> Any:
 
 def _partition_jobs(pipeline: Pipeline, names: list[str], forget: bool) -> dict[str, JobState]:
     """Worker task: the job rows of the partitions ``names``; with ``forget``, drop them first
-    (with their dead letters), so that every partition starts over."""
+    (with their dead letters), so that every partition starts over.
+
+    The jobs are dropped all together, holding every one's lock as a run would hold it: when
+    another runner is running one of them, :class:`JobLocked` is raised and none is dropped.
+    """
     local = copy.copy(pipeline)
+    locks: list[JobLock] = []
     try:
         local.state_tables.create(local.engine)
         store = StateStore(local.state_tables, local.dialect)
         session = Session(local.engine, local.dialect)
         try:
+            for name in names if forget else ():
+                lock = JobLock(local.engine, local.dialect, local.state_tables, name)
+                if lock.by_connection:
+                    lock.on_connect(session, session.commit)
+                else:
+                    lock.take_file()
+                locks.append(lock)
             session.begin()
-            if forget:
-                for name in names:
-                    store.forget_job(session, name)
+            for name in names if forget else ():
+                store.forget_job(session, name)
             wanted = set(names)
             jobs = {j.name: j for j in store.list_jobs(session) if j.name in wanted}
             session.commit()
-        except BaseException:
-            session.rollback()
-            raise
         finally:
+            session.rollback()
+            for lock in locks:
+                # should this fail, disposing of the engine below closes the connection
+                # and the server drops its locks with it
+                with contextlib.suppress(Exception):
+                    lock.release(session if lock.by_connection else None, session.commit)
             session.close()
         return jobs
     finally:
