@@ -135,6 +135,7 @@ def test_the_cli_refuses_with_exit_2_and_waits_with_wait(
     assert refused.exit_code == 2, refused.output
     assert "cli-job" in refused.output and f"pid {first.pid}" in refused.output
     assert "Traceback" not in refused.output
+    assert "(--wait) or use another --job" in refused.output  # the options, not Python's
 
     timed_out = CliRunner().invoke(cli, [*args, "--wait", "0.5"])
     assert timed_out.exit_code == 2 and "waited 0.5 s" in timed_out.output

@@ -86,6 +86,8 @@ class Secrets:
 # The library speaks Python ("pass restart=True"); the command line has options for those.
 _CLI_WORDS = (
     ("(restart=True to redo)", "(pass --restart to redo)"),
+    ("(wait=True, or --wait)", "(--wait)"),
+    ("(wait=True / --wait)", "(--wait)"),
     ("another job name", "another --job"),
     ("restart=True", "--restart"),
 )
