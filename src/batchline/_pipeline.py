@@ -231,7 +231,7 @@ class Pipeline:
             source_id: identifies an iterable source for resume checks (files have one).
             spec: JSON-able description of the load, stored with the job (the CLI uses it).
                 A later run of the job must give the same spec, apart from how the records
-                are read and flushed (``file``, ``format``, ``chunk_size``, ``fallback``).
+                are read and flushed and what dead letters keep (``batchline._spec``).
             on_chunk: ``on_chunk(result, failed)`` after each committed chunk, for progress
                 (see :class:`batchline.typing.ChunkCallback`).
             wait: a run holds its job from start to end (see ``batchline._job_lock``); when

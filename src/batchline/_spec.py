@@ -7,8 +7,10 @@ load. A run that asks for another one (another table, an upsert instead of an in
 keys) must be refused, not resumed into the old load or answered with "0 processed".
 
 So the two specs are compared key by key, except for the keys that only say how the records
-are read and flushed (``LOOSE_KEYS``). The file is compared only when no fingerprint guards
-the source (standard input): otherwise the fingerprint check says more than the path does.
+are read and flushed, or how much of a failed record its dead letter keeps (``LOOSE_KEYS``):
+none of them changes what lands in the tables. The file is compared only when no fingerprint
+guards the source (standard input): otherwise the fingerprint check says more than the path
+does.
 """
 
 from __future__ import annotations
@@ -21,7 +23,17 @@ from ._state import to_json
 
 __all__ = ["LOOSE_KEYS", "spec_differences"]
 
-LOOSE_KEYS = frozenset({"file", "format", "chunk_size", "fallback"})
+LOOSE_KEYS = frozenset(
+    {
+        "file",
+        "format",
+        "chunk_size",
+        "fallback",
+        "dead_letter_payload",
+        "dead_letter_keys",
+        "redact",
+    }
+)
 """Spec keys a job may be run again with different values (how, not what, it loads)."""
 
 
