@@ -130,9 +130,10 @@ class DeadLetters:
 
         The ones that now land leave the table in the same transaction as their data; the
         others stay with ``attempts`` raised. Read-stage letters hold raw text, not records,
-        so they are left alone unless ``stages`` includes ``"read"``.
+        so they are left alone unless ``stages`` includes ``"read"``; so are letters whose
+        record was too large to store whole (``DeadLetter.truncated``).
         """
-        snapshot = [d for d in self.iter(job) if d.stage in stages]
+        snapshot = [d for d in self.iter(job) if d.stage in stages and not d.truncated]
 
         def records() -> Iterator[_ReplayRecord]:
             for i, d in enumerate(snapshot, start=1):

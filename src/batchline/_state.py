@@ -22,6 +22,7 @@ from sqlalchemy.dialects import mysql
 
 from ._dialects import Dialect, Executor
 from ._errors import ConfigError
+from ._sizes import TRUNCATED, fit_payload
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -102,6 +103,12 @@ class DeadLetter:
     @property
     def record(self) -> Any:
         return json.loads(self.payload)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the payload was too large to store and holds only its head (the record
+        is then ``{"batchline_truncated": {"bytes": …, "head": …}}``; it cannot be replayed)."""
+        return self.payload.startswith('{"' + TRUNCATED + '"')
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -388,7 +395,24 @@ class StateStore:
             "created_at",
         ]
         types = ["text", "bigint", "bigint", "text", "text", "text", "text", "integer", "text"]
-        self._dialect.insert_many(ex, self.dead, cols, rows, types)
+        limit = self._dialect.row_limit(ex)
+        if limit is None:
+            self._dialect.insert_many(ex, self.dead, cols, rows, types)
+            return
+        # each letter fits on its own (cut if need be), and a statement takes letters up
+        # to the limit (PostgreSQL sends a chunk's payloads as one array)
+        batch: list[tuple[Any, ...]] = []
+        room = limit.size // 2
+        for row in rows:
+            payload, message = fit_payload(row[6], row[5], limit, self._dialect)
+            row = (*row[:5], message, payload, *row[7:])
+            size = 4 * (len(payload) + len(message))
+            if batch and size > room:
+                self._dialect.insert_many(ex, self.dead, cols, batch, types)
+                batch, room = [], limit.size // 2
+            batch.append(row)
+            room -= size
+        self._dialect.insert_many(ex, self.dead, cols, batch, types)
 
     def retry_dead_letters(
         self, ex: Executor, updates: Sequence[tuple[int, str, str, str]]
