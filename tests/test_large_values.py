@@ -9,6 +9,8 @@ MiB) and just over what each database takes in one statement or value.
 from __future__ import annotations
 
 import json
+import random
+import string
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -119,7 +121,7 @@ def test_the_cli_loads_a_100_kb_value_into_the_table_it_creates(
     assert _lengths(engine, "m") == [(1, 1), (2, 100 * KB)]
 
 
-@pytest.mark.parametrize("size", [100 * KB], ids=["100KB"])
+@pytest.mark.parametrize("size", [100 * KB, 40 * MB], ids=["100KB", "40MB"])
 def test_a_large_value_lands_with_its_chunk(
     db_url: str, engine: sa.Engine, big_table: str, size: int
 ) -> None:
@@ -139,7 +141,7 @@ def test_a_large_value_lands_with_its_chunk(
     assert letter.truncated
 
 
-@pytest.mark.parametrize("size", [100 * KB], ids=["100KB"])
+@pytest.mark.parametrize("size", [100 * KB, 40 * MB], ids=["100KB", "40MB"])
 def test_a_value_its_column_refuses_is_dead_lettered_and_the_rest_lands(
     db_url: str, engine: sa.Engine, size: int
 ) -> None:
@@ -206,6 +208,30 @@ def test_a_value_over_the_database_limit_is_dead_lettered_cut_and_the_rest_lands
         assert replayed.records_seen == 0
         [again] = letters.list()
     assert again.attempts == letter.attempts
+
+
+# -- PostgreSQL: a value too large for an index ---------------------------------------------------
+
+
+def test_a_value_too_large_for_an_index_row_is_dead_lettered(postgres_url: str) -> None:
+    # SQLSTATE 54000 (program_limit_exceeded) used to stop the run as the setup's fault
+    engine = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    try:
+        _ddl(engine, "CREATE TABLE indexed (id BIGINT PRIMARY KEY, p TEXT UNIQUE)")
+        noise = "".join(random.Random(7).choices(string.ascii_letters, k=100 * KB))  # no TOAST
+        pipeline = bl.Pipeline(engine, writes=[bl.Insert("indexed")])
+        result = pipeline.run([{"id": 1, "p": "a"}, {"id": 2, "p": noise}, {"id": 3, "p": "c"}])
+        assert (result.status, result.items_processed, result.items_failed) == (
+            "partial_success",
+            2,
+            1,
+        )
+        assert _lengths(engine, "indexed") == [(1, 1), (3, 1)]
+        [letter] = _letters(postgres_url)
+        assert "index row" in letter.message
+        assert letter.record == {"id": 2, "p": noise}
+    finally:
+        engine.dispose()
 
 
 # -- MySQL: dead letters of an older layout --------------------------------------------------------

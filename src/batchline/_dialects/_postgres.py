@@ -32,6 +32,9 @@ _CLASSES = {
 }
 # Single SQLSTATEs that differ from their class.
 _CODES = {
+    # program_limit_exceeded: a value too large for an index row, an array, a tsvector or
+    # a COPY line; its record's data (too many columns or arguments have codes of their own)
+    "54000": ErrorKind.DATA,
     "55P03": ErrorKind.TRANSIENT,  # lock_not_available (lock timeout)
     "55006": ErrorKind.TRANSIENT,  # object_in_use
     "57014": ErrorKind.TRANSIENT,  # query_canceled (statement timeout)
