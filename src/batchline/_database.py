@@ -189,9 +189,17 @@ class Session(Executor):
         self._pipeline_on()
 
     def sync(self) -> None:
-        """Wait for every statement sent so far (raising its error); no-op unpipelined."""
+        """Wait for every statement sent so far (raising its error); no-op unpipelined.
+
+        By leaving pipeline mode and entering it again (the same one round trip), not with
+        psycopg's ``Pipeline.sync()``: that stops sending once its queue is empty even when
+        a large statement is still partly in libpq's buffer, then waits for a reply the
+        server cannot send before it has read the rest. A value of a few MB could hang the
+        connection for good. Leaving the pipeline flushes until all is sent.
+        """
         if self._pipeline is not None:
-            self._pipeline[1].sync()
+            self._pipeline_off()
+            self._pipeline_on()
 
     def begin(self) -> None:
         self._connection()
@@ -201,7 +209,12 @@ class Session(Executor):
     def commit(self) -> None:
         self._notify("COMMIT", 1)
         conn = self._connection()
-        conn.commit()
+        if self._pipeline is None:
+            conn.commit()
+            return
+        # In the pipeline, then out of it: one round trip, and every byte sent (see sync;
+        # psycopg's commit() in pipeline mode syncs the way that can hang)
+        self._cursor.execute("COMMIT")
         self._pipeline_off()
 
     def rollback(self) -> None:

@@ -147,7 +147,8 @@ class DeadLetters:
 
         The ones that now land leave the table in the same transaction as their data; the
         others stay with ``attempts`` raised. Read-stage letters hold raw text, not records,
-        so they are left alone unless ``stages`` includes ``"read"``.
+        so they are left alone unless ``stages`` includes ``"read"``; so are letters whose
+        record was too large to store whole (``DeadLetter.truncated``).
 
         One replay runs at a time per database (two would both apply the same letters):
         another one running raises :class:`~batchline.JobLocked`, or is waited for as
@@ -157,7 +158,7 @@ class DeadLetters:
         ``dead_letter_payload="keys"`` or ``"none"``, or with fields redacted) cannot be
         replayed: they stay as they are, and ``Result.message`` names them and says why.
         """
-        snapshot = [d for d in self.iter(job) if d.stage in stages]
+        snapshot = [d for d in self.iter(job) if d.stage in stages and not d.truncated]
         refused = [d for d in snapshot if not d.replayable]
         if refused:
             snapshot = [d for d in snapshot if d.replayable]

@@ -22,7 +22,7 @@ import tenacity
 
 from ._aggregate import Resolved, RowGroup, aggregate
 from ._database import Session
-from ._dialects import Classified, Dialect, ErrorKind, TableInfo
+from ._dialects import Classified, Dialect, ErrorKind, RowLimit, TableInfo
 from ._errors import FatalDatabaseError, JobLocked, TransientExhausted
 from ._isolate import DataFailure, Isolation
 from ._items import Failure, Item
@@ -157,6 +157,8 @@ class Flusher:
         self._existing: dict[Lookup, dict[tuple[Any, ...], Any]] = {}
         self._prepared: Prepared | None = None  # the mapping thread's work for this chunk
         self.on_chunk: ChunkCallback | None = None  # progress: after each committed chunk
+        #: What one row may take on the session's database (set once connected; _sizes.py).
+        self.row_limit: RowLimit | None = None
         self._savepoints = False  # whether tries run under a savepoint (while isolating)
         # Whether the previous chunk had bad records: data that was dirty tends to stay so,
         # so this chunk's first try already inserts in the form that names a failing row.

@@ -21,6 +21,7 @@ from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 __all__ = ["KINDS", "ColumnSpec", "coerce_record", "infer_columns"]
 
@@ -88,7 +89,8 @@ class ColumnSpec:
             return sa.Date()
         if self.kind == "timestamp":
             return sa.DateTime(timezone=self.timezone)
-        return sa.Text()
+        # MySQL's TEXT holds 64 KiB; LONGTEXT holds what one statement can carry
+        return sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 
 class _Stats:

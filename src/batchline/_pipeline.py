@@ -43,6 +43,7 @@ from ._payload import PayloadPolicy
 from ._prepare import Prepared, Preparer
 from ._result import Result, Status
 from ._retry import RetryPolicy, TransientFailure
+from ._sizes import measure_above, oversized
 from ._sources import FileSource, ReadFailure, SourceRecord, iter_records
 from ._spec import spec_differences
 from ._state import JobState, StateStore, StateTables, key_hash, to_json
@@ -374,6 +375,8 @@ class Pipeline:
         in_flight: Future[None] | None = None
         sizer = ChunkSizer(self.chunk_size, target=self.chunk_seconds)
         chunk_size, chunk_bytes = sizer.size, self.chunk_bytes
+        limit = flusher.row_limit
+        measure = measure_above(limit)
 
         def flush(items: list[Item], prepared: Prepared) -> None:
             # on the flush thread: time the chunk, and tell whether it ran clean
@@ -435,6 +438,8 @@ class Pipeline:
                         item.ops = out.ops
                         item.refs = out.refs
                         size += out.size
+                        if out.size > measure and limit is not None:
+                            item.failure = oversized(item, self.writes, self.dialect, limit)
                 chunk.append(item)
                 if len(chunk) >= chunk_size or size >= chunk_bytes:
                     submit(chunk)
@@ -537,6 +542,8 @@ class Pipeline:
             raise TransientExhausted(f"cannot start job {name!r}: {exc}", job=name) from None
         # _start_job returns no state for a new or restarted job: its counter starts at 0.
         flusher.transactions_base = 0 if job_state is None else job_state.chunks
+        # read on the connection just used: the loop measures large records against it
+        flusher.row_limit = dialect.row_limit(session)
         return flusher, job_state
 
     def _reflect(self, name: str) -> dict[str, TableInfo]:

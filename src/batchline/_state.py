@@ -18,10 +18,12 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from ._dialects import Dialect, Executor
 from ._errors import ConfigError
 from ._payload import read_payload
+from ._sizes import TRUNCATED, fit_payload
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -36,6 +38,9 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 _create_lock = threading.Lock()
+#: Dead letters hold whole records and database messages: unbounded text. MySQL's TEXT stops
+#: at 64 KiB, so there it is LONGTEXT (4 GiB; a statement's max_allowed_packet binds first).
+_LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 
 def now_iso() -> str:
@@ -117,6 +122,12 @@ class DeadLetter:
         """Whether the letter holds its record as read, which replay needs."""
         return read_payload(self.payload).replayable
 
+    @property
+    def truncated(self) -> bool:
+        """Whether the payload was too large to store and holds only its head (the record
+        is then ``{"batchline_truncated": {"bytes": …, "head": …}}``; it cannot be replayed)."""
+        return self.payload.startswith('{"' + TRUNCATED + '"')
+
     def to_dict(self) -> dict[str, Any]:
         stored = read_payload(self.payload)
         return {
@@ -185,8 +196,8 @@ class StateTables:
             sa.Column("line", sa.BigInteger, nullable=False),
             sa.Column("stage", sa.String(16), nullable=False),
             sa.Column("error_class", sa.String(100), nullable=False),
-            sa.Column("message", sa.Text, nullable=False),
-            sa.Column("payload", sa.Text, nullable=False),
+            sa.Column("message", _LONG_TEXT, nullable=False),
+            sa.Column("payload", _LONG_TEXT, nullable=False),
             sa.Column("attempts", sa.Integer, nullable=False, default=1),
             sa.Column("created_at", sa.String(40), nullable=False),
             sa.Index(f"{prefix}dead_letters_job", "job", "position"),
@@ -224,6 +235,37 @@ class StateTables:
                         f"(layout {version}, this release knows {SCHEMA_VERSION}); "
                         "upgrade batchline"
                     )
+                self._widen_text(conn)
+
+    def _widen_text(self, conn: sa.Connection) -> None:
+        """On MySQL, make dead letters created as TEXT (before LONGTEXT) LONGTEXT.
+
+        Done here rather than by a new layout version: LONGTEXT only widens, so a release
+        that knows layout 1 still works with the widened table, and a version bump would
+        make it refuse the tables for nothing. One catalog query per start; the ALTER runs
+        once (a concurrent one finds the work done, or repeats it harmlessly).
+        """
+        if conn.dialect.name not in ("mysql", "mariadb"):
+            return
+        table = self.dead_letters
+        narrow = conn.execute(
+            sa.text(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+                "COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table AND COLUMN_NAME IN "
+                "('message', 'payload') AND DATA_TYPE <> 'longtext'"
+            ),
+            {"schema": self.schema, "table": table.name},
+        ).scalars()
+        columns = sorted(narrow)
+        if columns:
+            quote = conn.dialect.identifier_preparer.quote
+            name = (
+                quote(table.name)
+                if self.schema is None
+                else f"{quote(self.schema)}.{quote(table.name)}"
+            )
+            changes = ", ".join(f"MODIFY {quote(c)} LONGTEXT NOT NULL" for c in columns)
+            conn.exec_driver_sql(f"ALTER TABLE {name} {changes}")
 
 
 class StateStore:
@@ -414,7 +456,24 @@ class StateStore:
             "created_at",
         ]
         types = ["text", "bigint", "bigint", "text", "text", "text", "text", "integer", "text"]
-        self._dialect.insert_many(ex, self.dead, cols, rows, types)
+        limit = self._dialect.row_limit(ex)
+        if limit is None:
+            self._dialect.insert_many(ex, self.dead, cols, rows, types)
+            return
+        # each letter fits on its own (cut if need be), and a statement takes letters up
+        # to the limit (PostgreSQL sends a chunk's payloads as one array)
+        batch: list[tuple[Any, ...]] = []
+        room = limit.size // 2
+        for row in rows:
+            payload, message = fit_payload(row[6], row[5], limit, self._dialect)
+            row = (*row[:5], message, payload, *row[7:])
+            size = 4 * (len(payload) + len(message))
+            if batch and size > room:
+                self._dialect.insert_many(ex, self.dead, cols, batch, types)
+                batch, room = [], limit.size // 2
+            batch.append(row)
+            room -= size
+        self._dialect.insert_many(ex, self.dead, cols, batch, types)
 
     def retry_dead_letters(
         self, ex: Executor, updates: Sequence[tuple[int, str, str, str]]

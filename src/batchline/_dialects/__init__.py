@@ -7,9 +7,28 @@ import importlib
 import sqlalchemy as sa
 
 from .._errors import ConfigError
-from ._base import Classified, Dialect, ErrorKind, Executor, TableInfo
+from ._base import (
+    Classified,
+    Dialect,
+    ErrorKind,
+    Executor,
+    RowLimit,
+    RowTooLarge,
+    TableInfo,
+    utf8_size,
+)
 
-__all__ = ["Classified", "Dialect", "ErrorKind", "Executor", "TableInfo", "dialect_for"]
+__all__ = [
+    "Classified",
+    "Dialect",
+    "ErrorKind",
+    "Executor",
+    "RowLimit",
+    "RowTooLarge",
+    "TableInfo",
+    "dialect_for",
+    "utf8_size",
+]
 
 # SQLAlchemy dialect name -> (module, class). Imported lazily so a missing optional driver
 # only matters to those who use that database.

@@ -24,7 +24,10 @@ __all__ = [
     "Dialect",
     "ErrorKind",
     "Executor",
+    "RowLimit",
+    "RowTooLarge",
     "TableInfo",
+    "utf8_size",
 ]
 
 
@@ -42,6 +45,22 @@ class Classified:
     error_class: str  # e.g. "UniqueViolation", "IntegrityError"
     message: str  # first line of the driver message, without connection details
     code: str | None = None  # SQLSTATE or driver error number
+
+
+@dataclass(frozen=True, slots=True)
+class RowLimit:
+    """The most bytes one row's values may take as the database receives them."""
+
+    size: int
+    what: str  # what sets it, for the dead letter: "MariaDB's max_allowed_packet (…)"
+
+
+class RowTooLarge(ValueError):
+    """A row over its :class:`RowLimit`, refused before it was sent: its record's fault."""
+
+
+def utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 class Executor:
@@ -179,6 +198,24 @@ class Dialect:
     def adapt(self, params: list[Any]) -> list[Any]:
         """Convert values the driver cannot bind itself (identity where it can)."""
         return params
+
+    # -- sizes ------------------------------------------------------------------------------
+    def row_limit(self, ex: Executor) -> RowLimit | None:
+        """The most bytes (by :meth:`value_bytes`) one row's values may take; ``None``
+        where only memory limits them."""
+        return None
+
+    def value_bytes(self, value: Any) -> int:
+        """The bytes ``value`` takes as sent, or more (never less). Only asked of records
+        whose text is large, so it may take a pass over the value."""
+        t = type(value)
+        if t is str:
+            return utf8_size(value)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return memoryview(value).nbytes
+        if value is None or t is int or t is float or t is bool:
+            return 24
+        return utf8_size(str(value))
 
     # -- error classification -------------------------------------------------------------
     def classify(self, exc: BaseException) -> Classified:

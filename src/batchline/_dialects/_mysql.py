@@ -63,7 +63,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from .._errors import ConfigError
-from ._base import Classified, Dialect, ErrorKind, Executor, TableInfo
+from ._base import (
+    Classified,
+    Dialect,
+    ErrorKind,
+    Executor,
+    RowLimit,
+    RowTooLarge,
+    TableInfo,
+    utf8_size,
+)
 
 __all__ = ["MySQLDialect"]
 
@@ -139,6 +148,11 @@ _PACKET_SHARE = 0.5
 #: Statements above this size buy no speed; keep them moderate for the server's sake.
 _MAX_STATEMENT = 8 * 1024 * 1024
 _ALIAS = "batchline_new"
+#: Room in a statement of one row for its SQL text, besides the row's values.
+_STATEMENT_ROOM = 64 * 1024
+#: What PyMySQL and mysqlclient escape with a backslash inside a quoted literal.
+_ESCAPED = ("\\", "'", '"', "\n", "\r", "\x00", "\x1a")
+_ESCAPED_BYTES = tuple(c.encode() for c in _ESCAPED)
 
 
 @dataclass(slots=True)
@@ -199,6 +213,16 @@ def _literal_size(value: Any) -> int:
     if isinstance(value, (list, tuple, set, frozenset, dict)):
         raise TypeError(f"a {t.__name__} cannot be stored in a MySQL column: {value!r:.80}")
     return 4 * len(str(value)) + 4
+
+
+def _exact_literal_size(value: Any) -> int:
+    """The bytes ``value`` takes in the statement, as the driver escapes it (UTF-8)."""
+    if type(value) is str:
+        return utf8_size(value) + sum(map(value.count, _ESCAPED)) + 4
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        return len(data) + sum(map(data.count, _ESCAPED_BYTES)) + 12  # _binary'…'
+    return _literal_size(value)
 
 
 class MySQLDialect(Dialect):
@@ -350,6 +374,18 @@ class MySQLDialect(Dialect):
             return Classified(ErrorKind.DATA, name, msg, None)
         return Classified(ErrorKind.FATAL, name, msg, None)
 
+    # -- sizes ------------------------------------------------------------------------------------
+    def row_limit(self, ex: Executor) -> RowLimit:
+        server = self.server(ex)
+        return RowLimit(
+            server.max_packet - _STATEMENT_ROOM,
+            f"{'MariaDB' if server.mariadb else 'MySQL'}'s max_allowed_packet "
+            f"({server.max_packet:,} bytes) for one statement",
+        )
+
+    def value_bytes(self, value: Any) -> int:
+        return _exact_literal_size(value)
+
     # -- batching ---------------------------------------------------------------------------------
     def params_per_statement(self, ex: Executor) -> int:
         return self.max_params
@@ -368,16 +404,38 @@ class MySQLDialect(Dialect):
         its values (parentheses, placeholders, ``UNION ALL SELECT``), ``copies`` how many
         times the statement carries each row.
         """
-        budget = (self.server(ex).statement_budget - fixed) // max(1, copies)
+        server = self.server(ex)
+        copies = max(1, copies)
+        budget = (server.statement_budget - fixed) // copies
         start, size = 0, 0
         for i, row in enumerate(rows):
             row_size = per_row + sum(map(_literal_size, row))
             if size + row_size > budget and i > start:
                 yield rows[start:i]
                 start, size = i, 0
+            if fixed + row_size * copies > server.max_packet:  # too large even alone?
+                self._check_alone(server, row, fixed, per_row, copies)
             size += row_size
         if start < len(rows):
             yield rows[start:]
+
+    @staticmethod
+    def _check_alone(
+        server: _Server, row: Sequence[Any], fixed: int, per_row: int, copies: int
+    ) -> None:
+        """Raise RowTooLarge for a row whose statement would be over max_allowed_packet.
+
+        Sent, it would not come back as the record's error: the server drops the
+        connection (error 1153, or 2006/2013 when the drop comes first), which reads as a
+        network failure. Its size is measured exactly here, as the driver will escape it.
+        """
+        size = fixed + copies * (per_row + sum(map(_exact_literal_size, row)))
+        if size > server.max_packet:
+            raise RowTooLarge(
+                f"a statement of {size:,} bytes for one row: over "
+                f"{'MariaDB' if server.mariadb else 'MySQL'}'s max_allowed_packet "
+                f"({server.max_packet:,} bytes)"
+            )
 
     def _each_values_batch(
         self,

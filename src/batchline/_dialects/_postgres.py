@@ -16,7 +16,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from ._base import Classified, Dialect, ErrorKind, Executor, TableInfo
+from ._base import Classified, Dialect, ErrorKind, Executor, RowLimit, TableInfo, utf8_size
 
 __all__ = ["PostgresDialect"]
 
@@ -32,6 +32,9 @@ _CLASSES = {
 }
 # Single SQLSTATEs that differ from their class.
 _CODES = {
+    # program_limit_exceeded: a value too large for an index row, an array, a tsvector or
+    # a COPY line; its record's data (too many columns or arguments have codes of their own)
+    "54000": ErrorKind.DATA,
     "55P03": ErrorKind.TRANSIENT,  # lock_not_available (lock timeout)
     "55006": ErrorKind.TRANSIENT,  # object_in_use
     "57014": ErrorKind.TRANSIENT,  # query_canceled (statement timeout)
@@ -77,6 +80,12 @@ def _text(value: Any) -> str:
 
 
 _COPY_LINE = re.compile(r"^COPY .*?, line (\d+)", re.MULTILINE)
+#: A field, a COPY line and a statement's parameters each stop at 1 GiB (MaxAllocSize).
+#: A row may take that less room for the rest of its chunk in an ``unnest`` array
+#: (``chunk_bytes``, 16 MiB by default) and for the statement.
+_ROW_LIMIT = RowLimit(
+    (1 << 30) - (32 << 20), "PostgreSQL's 1 GiB for one value, COPY line or statement"
+)
 
 
 class PostgresDialect(Dialect):
@@ -114,6 +123,18 @@ class PostgresDialect(Dialect):
 
     def _lock_id(self, name: str) -> int:
         return int.from_bytes(self.lock_digest(name)[:8], "big", signed=True)
+
+    def row_limit(self, ex: Executor) -> RowLimit:
+        return _ROW_LIMIT
+
+    def value_bytes(self, value: Any) -> int:
+        # as a COPY field: backslash, newline, carriage return and tab are escaped
+        if type(value) is str:
+            specials = sum(map(value.count, "\\\n\r\t"))
+            return utf8_size(value) + specials + 1
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return 2 * memoryview(value).nbytes + 4  # \\x and two hex digits a byte
+        return super().value_bytes(value) + 1
 
     def reported_row(self, exc: BaseException) -> int | None:
         # COPY reports its position in the error's context: 'COPY items, line 3: "..."'.

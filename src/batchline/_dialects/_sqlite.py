@@ -16,7 +16,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from ._base import Classified, Dialect, ErrorKind, Executor, TableInfo
+from ._base import Classified, Dialect, ErrorKind, Executor, RowLimit, TableInfo
 
 __all__ = ["SQLiteDialect"]
 
@@ -116,6 +116,16 @@ class SQLiteDialect(Dialect):
         except AttributeError:  # Python < 3.11 has no getlimit
             limit = 999
         return max(1, min(limit, 32_766))
+
+    def row_limit(self, ex: Executor) -> RowLimit:
+        try:
+            limit = int(ex.driver_connection.getlimit(getattr(sqlite3, "SQLITE_LIMIT_LENGTH", 0)))
+        except AttributeError:  # Python < 3.11: the compiled-in default
+            limit = 1_000_000_000
+        # a row's record carries a header besides its values, and counts against it too
+        return RowLimit(
+            limit - 4096, f"SQLite's SQLITE_LIMIT_LENGTH ({limit:,} bytes) for one value or row"
+        )
 
     def classify(self, exc: BaseException) -> Classified:
         msg = self.first_line(exc)
