@@ -22,7 +22,8 @@ show the totals repeat.
 
 On SQLite the count includes SQLite's own work (it runs in the process); on PostgreSQL or
 MariaDB it is the client's only (the server is another process). No latency proxy: it would
-run in the measured process.
+run in the measured process. On a shared server, give the run a schema of its own (as for
+``batchline bench``): the tables are ``ir_catalog``... unless ``--prefix`` says otherwise.
 
     python bench/instructions.py                        # SQLite file in /tmp, 2,000 and 4,000
     python bench/instructions.py --db postgresql://postgres@127.0.0.1/test
@@ -164,7 +165,11 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--prefix", default=f"ir{os.getpid()}_", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--prefix",
+        default="ir_",
+        help="table prefix (fixed by default: a name's hash decides dict probes per record)",
+    )
     args = parser.parse_args()
     if args.child:
         child(args)
