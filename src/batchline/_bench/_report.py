@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ._harness import MEMORY_SAMPLE
+from ._harness import MEMORY_SAMPLE, RATIO_BASES
 
 __all__ = [
     "peer_summary",
@@ -98,8 +98,11 @@ def peer_summary(run: dict[str, Any]) -> list[str]:
     Empty when the run has neither peer (``--strategies`` left them out) or no batchline.
     """
     rows = {r["name"]: r for r in run["strategies"]}
-    peers = [("vs_hand_written", "hand-written"), ("vs_floor", "floor")]
-    present = [(key, name) for key, name in peers if rows.get(name, {}).get("records_per_second")]
+    present = [
+        (key, name)
+        for key, name in RATIO_BASES.items()
+        if name != "sequential" and rows.get(name, {}).get("records_per_second")
+    ]
     lines = []
     for r in run["strategies"]:
         if not r["name"].startswith("batchline") or not present:
