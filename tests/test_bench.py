@@ -3,6 +3,7 @@ that each left exactly the expected database state. No timing assertions: figure
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from batchline._bench import BenchOptions, bench_command, run_bench, verify_state
-from batchline._bench._strategies import STRATEGIES
-from batchline._bench._workload import TX_COLUMNS, BenchTables, make_workload
+from batchline._bench._report import peer_summary
+from batchline._bench._strategies import STRATEGIES, batchline_default, hand_written
+from batchline._bench._workload import TX_COLUMNS, BenchTables, Workload, make_workload
 
 ALL = [s.name for s in STRATEGIES]
 TINY = {"lines": 100, "repeats": 2, "sample": 20, "products": 60, "chunk_size": 25}
@@ -41,7 +43,57 @@ def test_every_strategy_leaves_the_expected_state_on_sqlite(sqlite_url: str) -> 
     assert rows["seed-batch"]["records"] == 40
     assert rows["batchline"]["records"] == 100
     assert rows["floor"]["vs_floor"] == pytest.approx(1.0)
+    assert rows["hand-written"]["vs_hand_written"] == pytest.approx(1.0)
+    assert rows["batchline"]["vs_hand_written"] > 0
     assert any("first 20 lines" in n for n in report["notes"])
+    summary = peer_summary(report["runs"][0])
+    assert [line.split(":")[0] for line in summary] == ["batchline", "batchline-tuned"]
+    assert all("x hand-written, " in line and line.endswith("x floor") for line in summary)
+
+
+def _state(engine: sa.Engine, work: Workload) -> tuple[list[Any], list[Any], list[Any]]:
+    """Everything a strategy can write: catalog, transactions and inventory, sorted."""
+    t = work.tables
+    with engine.connect() as conn:
+        return tuple(  # type: ignore[return-value]
+            sorted(tuple(row) for row in conn.execute(sa.select(table)))
+            for table in (t.catalog, t.transactions, t.inventory)
+        )
+
+
+def test_hand_written_leaves_the_state_batchline_leaves_on_sqlite(sqlite_url: str) -> None:
+    tables = BenchTables.build("bench_")
+    work, catalog = make_workload(tables, 120, n_products=40, chunk_size=25)
+    work = dataclasses.replace(work, tuned_chunk_size=50)  # three chunks: the cache carries over
+    engine = sa.create_engine(sqlite_url)
+    tables.create(engine, catalog)
+    batchline_default(engine, work)
+    verify_state(engine, work)
+    by_batchline = _state(engine, work)
+    tables.reset(engine)
+    hand_written(engine, work)
+    verify_state(engine, work)
+    assert _state(engine, work) == by_batchline
+    engine.dispose()
+
+
+def test_hand_written_creates_a_missing_catalog_row_once(db_url: str) -> None:
+    tables = BenchTables.build("bench_")
+    work, catalog = make_workload(tables, 90, n_products=30)
+    work = dataclasses.replace(work, tuned_chunk_size=40)
+    sku = work.lines[0]["sku"]
+    engine = sa.create_engine(db_url)
+    tables.create(engine, [p for p in catalog if p.sku != sku])
+    hand_written(engine, work)
+    cat, tx = tables.catalog, tables.transactions
+    with engine.connect() as conn:
+        created = conn.execute(sa.select(cat.c.id, cat.c.name).where(cat.c.sku == sku)).all()
+        assert [name for _, name in created] == [work.lines[0]["description"]]
+        new_id = created[0][0]
+        assert conn.execute(sa.select(sa.func.count()).select_from(tx)).scalar() == 90
+        referring = conn.execute(sa.select(sa.func.count()).where(tx.c.item_id == new_id))
+        assert referring.scalar() == sum(line["sku"] == sku for line in work.lines)
+    engine.dispose()
 
 
 def test_bench_drops_its_tables_when_done(sqlite_url: str) -> None:
@@ -121,6 +173,7 @@ def test_cli_writes_json_with_the_expected_keys(sqlite_url: str, tmp_path: Path)
     assert any("latency is ignored" in n for n in report["notes"])
     row = report["runs"][0]["strategies"][1]
     expected = {"name", "records", "records_per_second", "vs_sequential", "vs_floor"}
+    expected |= {"vs_hand_written"}
     assert expected | {"peak_memory_bytes", "verified", "seconds"} <= row.keys()
 
 

@@ -1,8 +1,8 @@
 """``batchline bench``: strategies side by side on one workload, one database, one run.
 
 Modules: ``_workload`` (the prefixed tables and the lines), ``_strategies`` (sequential, the
-seed's batch, pandas, SQLAlchemy, batchline, the floor), ``_harness`` (timing, checking,
-repeats, the latency proxy), ``_report`` (table, JSON, plot). The CLI registers
+seed's batch, pandas, SQLAlchemy, hand-written, batchline, the floor), ``_harness`` (timing,
+checking, repeats, the latency proxy), ``_report`` (table, JSON, plot). The CLI registers
 :data:`bench_command` as ``batchline bench``; :func:`run_bench` is the same from Python.
 """
 

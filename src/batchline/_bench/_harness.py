@@ -37,6 +37,7 @@ from ._workload import BenchTables, Workload, expected_rows, make_workload
 
 __all__ = [
     "MEMORY_SAMPLE",
+    "RATIO_BASES",
     "BenchOptions",
     "Progress",
     "VerificationError",
@@ -207,13 +208,21 @@ def _recover(engine: sa.Engine) -> None:
     engine.dispose()
 
 
+#: The strategies every row is compared with: key in the report -> strategy name.
+RATIO_BASES = {
+    "vs_sequential": "sequential",
+    "vs_hand_written": "hand-written",
+    "vs_floor": "floor",
+}
+
+
 def _ratios(rows: list[dict[str, Any]]) -> None:
     rate = {r["name"]: r["records_per_second"] for r in rows}
     for r in rows:
-        for base in ("sequential", "floor"):
+        for key, base in RATIO_BASES.items():
             b = rate.get(base)
             own = r["records_per_second"]
-            r[f"vs_{base}"] = own / b if own and b else None
+            r[key] = own / b if own and b else None
 
 
 @contextmanager

@@ -1,8 +1,10 @@
 """How bench results are shown: a rich table per latency, the JSON document, a plot.
 
 Ratios are the point (absolute figures move 10-15% from run to run on a shared machine),
-so the table puts "x sequential" and "x floor" next to records/s, and says how the figures
-were made: database, round trip, lines, repeats, machine, date.
+so the table puts "x sequential", "x hand-written" and "x floor" next to records/s, says under
+it where batchline stands against the hand-written loader and the floor (the measures of
+issue 12's targets), and says how the figures were made: database, round trip, lines,
+repeats, machine, date.
 """
 
 from __future__ import annotations
@@ -15,9 +17,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ._harness import MEMORY_SAMPLE
+from ._harness import MEMORY_SAMPLE, RATIO_BASES
 
-__all__ = ["render", "run_title", "table", "to_markdown", "write_json", "write_plot"]
+__all__ = [
+    "peer_summary",
+    "render",
+    "run_title",
+    "table",
+    "to_markdown",
+    "write_json",
+    "write_plot",
+]
 
 
 def _rate(x: float | None) -> str:
@@ -60,6 +70,7 @@ def table(report: dict[str, Any], run: dict[str, Any]) -> Table:
     t.add_column("records/s", justify="right")
     t.add_column("min-max", justify="right")
     t.add_column("x sequential", justify="right")
+    t.add_column("x hand-written", justify="right")
     t.add_column("x floor", justify="right")
     t.add_column("peak MiB", justify="right")
     t.add_column("state", justify="center")
@@ -73,11 +84,32 @@ def table(report: dict[str, Any], run: dict[str, Any]) -> Table:
             _rate(r["records_per_second"]),
             spread if r["seconds"] else "—",
             _ratio(r.get("vs_sequential")),
+            _ratio(r.get("vs_hand_written")),
             _ratio(r.get("vs_floor")),
             _mib(r["peak_memory_bytes"]),
             state,
         )
     return t
+
+
+def peer_summary(run: dict[str, Any]) -> list[str]:
+    """One line per batchline strategy: its ratio to the hand-written loader and to the floor.
+
+    Empty when the run has neither peer (``--strategies`` left them out) or no batchline.
+    """
+    rows = {r["name"]: r for r in run["strategies"]}
+    present = [
+        (key, name)
+        for key, name in RATIO_BASES.items()
+        if name != "sequential" and rows.get(name, {}).get("records_per_second")
+    ]
+    lines = []
+    for r in run["strategies"]:
+        if not r["name"].startswith("batchline") or not present:
+            continue
+        parts = [f"{_ratio(r.get(key))} {name}" for key, name in present]
+        lines.append(f"{r['name']}: " + ", ".join(parts))
+    return lines
 
 
 def render(report: dict[str, Any], console: Console) -> None:
@@ -87,6 +119,8 @@ def render(report: dict[str, Any], console: Console) -> None:
     console.print(f"database: {report['db']}; CPU: {report['machine']['cpu']}")
     for run in report["runs"]:
         console.print(table(report, run))
+        for line in peer_summary(run):
+            console.print(line, highlight=False)
     for note in report["notes"]:
         console.print(f"* {note}" if "first" in note else f"note: {note}")
     if any(r["peak_memory_bytes"] is not None for run in report["runs"] for r in run["strategies"]):
@@ -153,19 +187,23 @@ def to_markdown(report: dict[str, Any]) -> str:
     for run in report["runs"]:
         out.append(f"{run_title(report, run)}\n")
         out.append(
-            "| strategy | lines | records/s (median) | min-max | x sequential | x floor "
-            "| peak MiB |"
+            "| strategy | lines | records/s (median) | min-max | x sequential "
+            "| x hand-written | x floor | peak MiB |"
         )
-        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in run["strategies"]:
             lines = f"{r['records']:,}" + ("*" if r["sampled"] else "")
             spread = f"{_rate(r['records_per_second_min'])}-{_rate(r['records_per_second_max'])}"
             state = "" if r["verified"] else " (skipped)" if r["skipped"] else " (FAILED)"
             out.append(
                 f"| {r['name']}{state} | {lines} | {_rate(r['records_per_second'])} | {spread} | "
-                f"{_ratio(r.get('vs_sequential'))} | {_ratio(r.get('vs_floor'))} | "
-                f"{_mib(r['peak_memory_bytes'])} |"
+                f"{_ratio(r.get('vs_sequential'))} | {_ratio(r.get('vs_hand_written'))} | "
+                f"{_ratio(r.get('vs_floor'))} | {_mib(r['peak_memory_bytes'])} |"
             )
         out.append("")
+        summary = peer_summary(run)
+        if summary:
+            out.extend(f"{line}  " for line in summary)
+            out.append("")
     out.extend(f"- {note}" for note in report["notes"])
     return "\n".join(out) + "\n"

@@ -88,6 +88,16 @@ class BenchTables:
         rows = [{"id": p.id, "sku": p.sku, "name": p.name} for p in catalog]
         with engine.begin() as conn:
             conn.execute(sa.insert(self.catalog), rows)
+            if engine.dialect.name == "postgresql" and rows:
+                # explicit ids leave the serial behind them: a created product would collide
+                conn.execute(
+                    sa.select(
+                        sa.func.setval(
+                            sa.func.pg_get_serial_sequence(self.catalog.fullname, "id"),
+                            max(p.id for p in catalog),
+                        )
+                    )
+                )
 
     def drop(self, engine: sa.Engine) -> None:
         """Drop the bench tables and the state tables batchline made for them."""
