@@ -59,8 +59,21 @@ def _floats(value: str) -> tuple[float, ...]:
     show_default=True,
     help="Lines for the slow per-line strategies: sequential runs on N, seed-batch on 2N.",
 )
-@click.option("--chunk-size", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option("--tuned-chunk-size", type=click.IntRange(min=1), default=5_000, show_default=True)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Records per batch of the seed batch, pandas and SQLAlchemy strategies (batchline "
+    "runs with its defaults: chunks sized by time).",
+)
+@click.option(
+    "--tuned-chunk-size",
+    type=click.IntRange(min=1),
+    default=5_000,
+    show_default=True,
+    help="Records per transaction of batchline-tuned and the hand-written loader.",
+)
 @click.option("--memory/--no-memory", default=True, help="Measure peak memory (an extra pass).")
 @click.option("--keep-tables", is_flag=True, help="Leave the bench_* tables in the database.")
 @click.option("--json", "json_path", metavar="FILE", help="Write the full report as JSON.")

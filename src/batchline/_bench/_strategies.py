@@ -340,7 +340,7 @@ def hand_written(engine: sa.Engine, work: Workload) -> None:
         raw.close()
 
 
-def _batchline(engine: sa.Engine, work: Workload, chunk_size: int) -> None:
+def _batchline(engine: sa.Engine, work: Workload, chunk_size: int | None) -> None:
     import batchline as bl
 
     tables = work.tables
@@ -375,7 +375,7 @@ def _batchline(engine: sa.Engine, work: Workload, chunk_size: int) -> None:
 
 def batchline_default(engine: sa.Engine, work: Workload) -> None:
     """batchline's public API with default settings (Lookup, Insert, Increment)."""
-    _batchline(engine, work, work.chunk_size)
+    _batchline(engine, work, None)  # chunks sized by time
 
 
 def batchline_tuned(engine: sa.Engine, work: Workload) -> None:
