@@ -15,10 +15,8 @@ from batchline._out import Out, WriteIndex
 def _items(index: WriteIndex, rows: list[tuple[str, dict[str, Any]]]) -> list[Item]:
     items = []
     for n, (kind, row) in enumerate(rows, start=1):
-        out = Out(index)
-        getattr(out, kind)("t", row)
         item = Item(n, n, row)
-        item.ops, item.refs = out.ops, out.refs
+        getattr(Out(index, item), kind)("t", row)
         items.append(item)
     return items
 
@@ -62,5 +60,5 @@ def test_a_single_column_key_given_as_a_ref_or_plainly_lands_on_one_row() -> Non
     groups = aggregate(write, 0, items, {catalog: {("S1",): 41}})
     assert groups == [(("item", "qty"), [(41, 9)])]
     # the records' own rows are untouched (isolation replays them against other resolutions)
-    assert items[1].ops[0][1] == {"item": 41, "qty": 3}
+    assert items[1].ops[0][1:] == (("item", "qty"), (41, 3))
     assert groups == aggregate(write, 0, items, {catalog: {("S1",): 41}})

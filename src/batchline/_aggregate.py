@@ -11,7 +11,7 @@ emitted writes, so a sub-batch during isolation gets aggregates of exactly its o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -42,24 +42,29 @@ def _add(a: Any, b: Any) -> Any:
     return a + b
 
 
-def _resolved(row: dict[str, Any], resolved: Resolved) -> dict[str, Any]:
-    """A copy of ``row`` with each Ref replaced by its value for this try."""
-    return {k: (resolved[v.lookup][v.key] if type(v) is Ref else v) for k, v in row.items()}
+def _resolved(values: tuple[Any, ...], resolved: Resolved) -> tuple[Any, ...]:
+    """``values`` with each Ref replaced by its value for this try."""
+    return tuple([resolved[v.lookup][v.key] if type(v) is Ref else v for v in values])
 
 
 def _value(v: Any, resolved: Resolved) -> Any:
     return resolved[v.lookup][v.key] if type(v) is Ref else v
 
 
-def _key_of(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    if len(keys) == 1:
-        (only,) = keys
-        return lambda row: (row[only],)
-    return lambda row: tuple([row[c] for c in keys])
+class _Positions(dict[tuple[str, ...], tuple[int, ...]]):
+    """Per column tuple, where the wanted columns are in it (computed once per shape)."""
+
+    def __init__(self, wanted: tuple[str, ...]) -> None:
+        super().__init__()
+        self.wanted = wanted
+
+    def __missing__(self, columns: tuple[str, ...]) -> tuple[int, ...]:
+        found = self[columns] = tuple(columns.index(c) for c in self.wanted)
+        return found
 
 
 # The loops below run once per row of every flush try: they test ``item.refs`` once per
-# record, not each value, and build rows with comprehensions rather than generators.
+# record, not each value, and take rows as the tuples Out made of them.
 
 
 def aggregate(
@@ -71,83 +76,77 @@ def aggregate(
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for item in items:
             plain = item.refs is None
-            for idx, row in item.ops:
+            for idx, cols, values in item.ops:
                 if idx != index:
                     continue
-                cols = tuple(row)
                 bucket = groups.get(cols)
                 if bucket is None:
                     bucket = groups[cols] = []
-                if plain:
-                    bucket.append(tuple(row.values()))
-                else:
-                    bucket.append(
-                        tuple(
-                            [
-                                resolved[v.lookup][v.key] if type(v) is Ref else v
-                                for v in row.values()
-                            ]
-                        )
-                    )
+                bucket.append(
+                    values
+                    if plain
+                    else tuple([resolved[v.lookup][v.key] if type(v) is Ref else v for v in values])
+                )
         return list(groups.items())
 
     keys: tuple[str, ...] = write.key_columns
-    key_of = _key_of(keys)
+    at = _Positions(keys)
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     if isinstance(write, Upsert):
         rounds: list[dict[tuple[Any, ...], dict[str, Any]]] = []
         seen: dict[tuple[Any, ...], int] = {}
         for item in items:
             plain = item.refs is None
-            for idx, row in item.ops:
+            for idx, cols, values in item.ops:
                 if idx != index:
                     continue
                 if not plain:
-                    row = _resolved(row, resolved)
-                k = key_of(row)
+                    values = _resolved(values, resolved)
+                k = tuple([values[i] for i in at[cols]])
                 n = seen.get(k, 0)
                 seen[k] = n + 1
                 if n == len(rounds):
                     rounds.append({})
-                rounds[n][k] = row
+                rounds[n][k] = dict(zip(cols, values))
         return [group for merged_round in rounds for group in _grouped(merged_round, keys)]
 
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     if isinstance(write, Increment):
         # Most rows add to a key already seen (that is the point of aggregating): only the
-        # key is resolved for those, and the row is copied only for a key's first record.
+        # key is resolved for those, and a row is made only for a key's first record.
         add = write.columns
-        only = keys[0] if len(keys) == 1 else None
+        adding = _Positions(add)
+        shapes: dict[tuple[Any, ...], tuple[str, ...]] = {}  # key -> its first row's columns
         for item in items:
             plain = item.refs is None
-            for idx, row in item.ops:
+            for idx, cols, values in item.ops:
                 if idx != index:
                     continue
                 if plain:
-                    k = key_of(row)
-                elif only is not None:
-                    v = row[only]
-                    k = (resolved[v.lookup][v.key] if type(v) is Ref else v,)
+                    k = tuple([values[i] for i in at[cols]])
                 else:
-                    k = tuple([_value(row[c], resolved) for c in keys])
+                    k = tuple([_value(values[i], resolved) for i in at[cols]])
                 cur = merged.get(k)
                 if cur is None:  # the totals are summed into this copy
-                    merged[k] = row.copy() if plain else _resolved(row, resolved)
+                    merged[k] = dict(zip(cols, values if plain else _resolved(values, resolved)))
+                    shapes[k] = cols
                     continue
-                for c in add:  # numbers, never Refs (Out.increment checks)
-                    a, b = cur[c], row[c]
+                for c, i in zip(add, adding[cols]):  # numbers, never Refs (Out.increment)
+                    a, b = cur[c], values[i]
                     cur[c] = a + b if type(a) is type(b) else _add(a, b)
-                if row.keys() != cur.keys():  # create-only columns: first record's value wins
-                    for c, v in (row if plain else _resolved(row, resolved)).items():
+                if cols != shapes[k]:
+                    # create-only columns: the first record's value wins
+                    for c, v in zip(cols, values if plain else _resolved(values, resolved)):
                         cur.setdefault(c, v)
     elif isinstance(write, Delete):
         for item in items:
             plain = item.refs is None
-            for idx, row in item.ops:
+            for idx, cols, values in item.ops:
                 if idx != index:
                     continue
                 if not plain:
-                    row = _resolved(row, resolved)
-                merged[key_of(row)] = {c: row[c] for c in keys}
+                    values = _resolved(values, resolved)
+                k = tuple([values[i] for i in at[cols]])
+                merged[k] = dict(zip(keys, k))
     else:  # pragma: no cover - every Write subclass is handled above
         raise TypeError(f"unknown write {write!r}")
     return _grouped(merged, keys)

@@ -679,7 +679,7 @@ class Flusher:
         if c.kind is not ErrorKind.DATA:
             return False
         item = self._item_of_row(index, cols, live, row)
-        if item is None or sum(1 for idx, _ in item.ops if idx <= index) != 1:
+        if item is None or sum(1 for op in item.ops if op[0] <= index) != 1:
             return False  # not found, or it already wrote something this try
         self._aside.append(
             (item, Failure("write", c.error_class, f"{write.describe()}: {c.message}"))
@@ -700,8 +700,8 @@ class Flusher:
         """The record whose row is ``row_no`` of write ``index``'s rows with ``cols``."""
         seen = 0
         for item in live:
-            for idx, row in item.ops:
-                if idx == index and tuple(row) == cols:
+            for idx, columns, _values in item.ops:
+                if idx == index and columns == cols:
                     if seen == row_no:
                         return item
                     seen += 1

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._out import Op
 from ._writes import Ref
 
-__all__ = ["Failure", "Item"]
+__all__ = ["Failure", "Item", "Op"]
+
+#: One emitted row: (index of the declared write, its columns, its values in that order).
+Op = tuple[int, tuple[str, ...], tuple[Any, ...]]
 
 
 @dataclass(slots=True)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from sys import getsizeof
 from typing import Any
 
 from ._errors import ConfigError
+from ._items import Item, Op
 from ._writes import Delete, Increment, Insert, Ref, Upsert, Write
 
 __all__ = ["Op", "Out", "WriteIndex"]
 
-# One emitted write: (index of the declared write, row).
-Op = tuple[int, dict[str, Any]]
 
 _NUMBER = (int, float, Decimal)
 
@@ -62,49 +62,63 @@ class WriteIndex:
 
 
 class Out:
-    """Collects the writes one record emits; handed to the mapping function.
+    """Collects the writes records emit; handed to the mapping function.
 
-    This runs once per emitted row, so it is written for speed: exact type checks before
-    the general ones, and the record's lookup references collected as they are seen, so the
-    flush never has to scan rows for them.
+    One ``Out`` serves a whole run: the loop points it at each record's :class:`Item` in turn
+    (``out.item``), and each emitted row goes straight into that item as ``(write index,
+    columns, values)`` tuples, in the order the mapping gave its columns. A row is taken
+    apart once, here: the flush groups rows by their column tuple and sends the value tuples
+    as they are, never rebuilding a row from a dict.
+
+    This runs once per emitted row, so it is written for speed: exact type checks before the
+    general ones, and the value checks done by C loops (``map``) rather than Python ones.
     """
 
-    __slots__ = ("_increments", "_index", "_inserts", "_keys", "ops", "refs", "size")
+    __slots__ = ("_increments", "_index", "_inserts", "_keys", "item", "size")
 
-    def __init__(self, index: WriteIndex) -> None:
+    def __init__(self, index: WriteIndex, item: Item | None = None) -> None:
         self._index = index
         self._inserts = index.per_kind[Insert.kind]
         self._increments = index.per_kind[Increment.kind]
         self._keys = index.keys
-        self.ops: list[Op] = []
-        self.refs: list[Ref] | None = None  # the Refs among this record's values, if any
+        #: The record whose writes are being collected.
+        self.item: Item = item if item is not None else Item(0, 0, None)
+        #: Bytes the emitted values take in memory, summed over the records (an upper bound
+        #: of their text as sent, per character; the loop bounds a chunk by it).
         self.size = 0
+
+    @property
+    def ops(self) -> list[Op]:
+        """The current record's emitted writes."""
+        return self.item.ops
+
+    @property
+    def refs(self) -> list[Ref] | None:
+        """The lookup references among the current record's values, if any."""
+        return self.item.refs
 
     def _add(self, idx: int, row: Mapping[str, Any]) -> None:
         if type(row) is dict:
-            values = row.copy()
+            columns = tuple(row)
+            values = tuple(row.values())
         elif isinstance(row, Mapping):
-            values = dict(row)
+            columns = tuple(row)
+            values = tuple([row[c] for c in columns])
         else:
             raise TypeError(f"a row must be a mapping, got {type(row).__name__}")
         for col in self._keys[idx]:
-            if values.get(col) is None:
+            if row.get(col) is None:
                 write = self._index.writes[idx]
                 raise ValueError(f"{write.describe()}: key column {col!r} is missing or empty")
-        self.ops.append((idx, values))
-        size = 16 * len(values)
-        for v in values.values():
-            t = type(v)
-            if t is str:
-                size += len(v)
-            elif t is Ref:
-                if self.refs is None:
-                    self.refs = [v]
-                else:
-                    self.refs.append(v)
-            elif t is bytes:
-                size += len(v)
-        self.size += size
+        item = self.item
+        item.ops.append((idx, columns, values))
+        if Ref in map(type, values):
+            refs = [v for v in values if type(v) is Ref]
+            if item.refs is None:
+                item.refs = refs
+            else:
+                item.refs.extend(refs)
+        self.size += sum(map(getsizeof, values))
 
     def insert(self, table: str, row: Mapping[str, Any]) -> None:
         """Insert ``row`` into ``table`` (declared with :class:`~batchline.Insert`)."""

@@ -168,7 +168,7 @@ class PayloadPolicy:
         # says little and is everywhere in database messages ("CHECK (qty > 0)").
         everything = {
             t
-            for t in chain(_texts(record), *(_texts(row) for _, row in item.ops))
+            for t in chain(_texts(record), *(_texts(values) for _, _, values in item.ops))
             if len(t.strip()) >= _SHORTEST
         }
         if self.mode == "none":
@@ -207,8 +207,8 @@ class PayloadPolicy:
         if not self.redact:
             return
         yield from _field_texts(item.record, self.redact)
-        for _, row in item.ops:
-            for column, value in row.items():
+        for _, columns, values in item.ops:
+            for column, value in zip(columns, values):
                 if column in self.redact:
                     yield from _texts(value)
                 elif type(value) is Ref:

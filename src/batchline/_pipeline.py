@@ -371,7 +371,7 @@ class Pipeline:
         index = self.index
         only_table = self.writes[0].table if map_fn is None else ""
         chunk: list[Item] = []
-        size = 0
+        out = Out(index)  # pointed at each record in turn
         in_flight: Future[None] | None = None
         sizer = ChunkSizer(self.chunk_size, target=self.chunk_seconds)
         chunk_size, chunk_bytes = sizer.size, self.chunk_bytes
@@ -414,13 +414,13 @@ class Pipeline:
                     )
                 else:
                     data = src.data
-                    out = Out(index)
-                    item = Item(position, src.line, data)
+                    out.item = item = Item(position, src.line, data)
                     if type(src) is not SourceRecord:  # a replayed dead letter
                         replayed = getattr(src, "dead_letter_id", None)
                         if replayed is not None:
                             item.dead_letter_id = replayed
                             item.attempts = getattr(src, "attempts", 1) + 1
+                    before = out.size
                     try:
                         if map_fn is None:
                             out.write(only_table, data)
@@ -434,16 +434,15 @@ class Pipeline:
                         item.failure = Failure(
                             "map", type(exc).__name__, f"{type(exc).__name__}: {exc}"
                         )
+                        item.ops, item.refs = [], None  # what it emitted before it raised
                     else:
-                        item.ops = out.ops
-                        item.refs = out.refs
-                        size += out.size
-                        if out.size > measure and limit is not None:
+                        if out.size - before > measure and limit is not None:
                             item.failure = oversized(item, self.writes, self.dialect, limit)
                 chunk.append(item)
-                if len(chunk) >= chunk_size or size >= chunk_bytes:
+                if len(chunk) >= chunk_size or out.size >= chunk_bytes:
                     submit(chunk)
-                    chunk, size = [], 0
+                    chunk = []
+                    out.size = 0
             if chunk:
                 submit(chunk)
         except BaseException:

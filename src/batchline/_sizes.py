@@ -41,11 +41,11 @@ def oversized(
     item: Item, writes: Sequence[Write], dialect: Dialect, limit: RowLimit
 ) -> Failure | None:
     """Why ``item`` cannot be written (a row of it over ``limit``), or ``None``."""
-    for index, values in item.ops:
+    for index, _columns, values in item.ops:
         # its text alone, unescaped, settles most cases without a pass over each value
-        size, least = sum(map(_text_size, values.values())), "at least "
+        size, least = sum(map(_text_size, values)), "at least "
         if size <= limit.size:
-            size, least = sum(map(dialect.value_bytes, values.values())), ""
+            size, least = sum(map(dialect.value_bytes, values)), ""
         if size > limit.size:
             return Failure(
                 "write",

@@ -199,6 +199,10 @@ class Dialect:
         """Convert values the driver cannot bind itself (identity where it can)."""
         return params
 
+    def adapt_rows(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+        """:meth:`adapt` for rows (identity where the driver binds every value itself)."""
+        return rows
+
     # -- sizes ------------------------------------------------------------------------------
     def row_limit(self, ex: Executor) -> RowLimit | None:
         """The most bytes (by :meth:`value_bytes`) one row's values may take; ``None``
@@ -257,7 +261,7 @@ class Dialect:
         """Run ``build(values_sql)`` once per batch of rows that fits the parameter limit."""
         per = self._rows_per_statement(ex, len(columns))
         for batch in chunked(rows, per):
-            params = self.adapt([v for row in batch for v in row])
+            params = [v for row in self.adapt_rows(batch) for v in row]
             ex.execute(build(self._values(len(columns), len(batch))), params)
 
     # -- plain multi-row statements for the state tables ---------------------------------------

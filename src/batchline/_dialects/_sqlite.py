@@ -37,6 +37,24 @@ _FATAL = (
 
 
 _NATIVE = (int, float, str, bytes, type(None))
+_NATIVE_SET = frozenset(_NATIVE)
+
+
+def _adapted_rows(rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+    """``rows`` with every value sqlite3 cannot bind converted (see :func:`_adapt_value`).
+
+    Checked a column at a time, by C loops (``zip``, ``map``, ``issuperset``): most columns
+    hold only types sqlite3 binds, and are left as they are; only a column with another type
+    (a Decimal, a date) is converted value by value."""
+    if not rows:
+        return rows
+    columns = list(zip(*rows))
+    changed = False
+    for i, column in enumerate(columns):
+        if not _NATIVE_SET.issuperset(map(type, column)):
+            columns[i] = tuple([v if type(v) in _NATIVE_SET else _adapt_value(v) for v in column])
+            changed = True
+    return list(zip(*columns)) if changed else rows
 
 
 def _never(row: int, exc: BaseException) -> bool:
@@ -53,12 +71,11 @@ class _Handed:
         self.dialect, self.rows, self.start = dialect, rows, start
         self.last = start - 1
 
-    def __iter__(self) -> Iterator[list[Any]]:
-        adapt = self.dialect.adapt
-        rows = self.rows
+    def __iter__(self) -> Iterator[Sequence[Any]]:
+        rows = self.rows  # adapted already
         for i in range(self.start, len(rows)):
             self.last = i
-            yield adapt(list(rows[i]))
+            yield rows[i]
 
 
 def _adapt_value(v: Any) -> Any:
@@ -105,6 +122,9 @@ class SQLiteDialect(Dialect):
             if type(v) not in _NATIVE:
                 params[i] = _adapt_value(v)
         return params
+
+    def adapt_rows(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+        return _adapted_rows(rows)
 
     def begin(self, ex: Executor) -> None:
         ex.execute("BEGIN IMMEDIATE")
@@ -163,8 +183,12 @@ class SQLiteDialect(Dialect):
     ) -> None:
         if locate:
             self.insert_skipping(ex, t, columns, rows, _never)
-        else:
-            super().insert(ex, t, columns, rows)
+            return
+        # One prepared statement run per row, in C (executemany): no parameter list to
+        # build in Python, as a multi-row VALUES would need.
+        marks = ", ".join(["?"] * len(columns))
+        sql = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES ({marks})"  # noqa: S608
+        ex.execute_each(sql, _adapted_rows(rows), len(rows))
 
     def insert_skipping(
         self,
@@ -176,6 +200,7 @@ class SQLiteDialect(Dialect):
     ) -> None:
         marks = ", ".join(["?"] * len(columns))
         sql = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES ({marks})"  # noqa: S608
+        rows = _adapted_rows(rows)
         start = 0
         while start < len(rows):
             handed = _Handed(self, rows, start)
