@@ -9,8 +9,9 @@ How a figure is made: each strategy loads the bench workload (``batchline._bench
 fresh processes under callgrind, once ``--records`` N and once 2N. Both processes do the same
 setup (imports, the catalog, the 2N lines generated, the tables created) and only the load
 differs, so ``(Ir(2N) - Ir(N)) / N`` is what N more records cost: start-up, imports and each
-strategy's first-chunk costs cancel out, while the chunks after the first count (batchline's
-defaults: 4 chunks of 500 against 8; the hand-written loader, 5,000 rows a chunk, loads both
+strategy's first-chunk costs cancel out, while the chunks after the first count (batchline
+with ``--chunk-size`` 500, pinned because by time callgrind's slowdown would size its chunks:
+4 chunks of 500 against 8; the hand-written loader, 5,000 rows a chunk, loads both
 sizes in one chunk, so its per-chunk cost, a few statements per 5,000 rows, is left out).
 
 The interpreter is the real binary (the realpath of ``sys.executable``, never a pyenv shim,
@@ -45,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from batchline._bench._harness import verify_state
-from batchline._bench._strategies import strategy_named
+from batchline._bench._strategies import _batchline, strategy_named
 from batchline._bench._workload import BenchTables, make_workload
 from batchline._database import make_engine, redact_url
 
@@ -85,7 +86,11 @@ def child(args: argparse.Namespace) -> None:
     engine, _ = make_engine(args.db)
     work, catalog = _workload(args.prefix, args.records, args.generate)
     work.tables.create(engine, catalog)
-    strategy_named(args.strategy).run(engine, work)
+    if args.strategy == "batchline":
+        # pinned: sized by time, chunks would be sized by callgrind's slowdown (~50x)
+        _batchline(engine, work, args.chunk_size)
+    else:
+        strategy_named(args.strategy).run(engine, work)
     engine.dispose()
 
 
@@ -114,6 +119,7 @@ def _child_args(args: argparse.Namespace, strategy: str, records: int) -> list[s
     return [
         __file__, "--child", "--db", args.db, "--prefix", args.prefix, "--strategy", strategy,
         "--records", str(records), "--generate", str(2 * args.records),
+        "--chunk-size", str(args.chunk_size),
     ]  # fmt: skip
 
 
@@ -160,6 +166,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=2_000, help="N: runs load N and 2N")
     parser.add_argument("--strategies", default=f"batchline,{PEER}")
     parser.add_argument("--repeats", type=int, default=2, help="runs of everything (determinism)")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=500,
+        help="batchline's chunk size here (pinned: by time, chunks would follow callgrind's "
+        "slowdown)",
+    )
     parser.add_argument("--keep-out", metavar="DIR", help="keep the callgrind files here")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
