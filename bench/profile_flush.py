@@ -1,7 +1,8 @@
 """Where a batchline run spends its time: timers around each flush step, and cProfile of both
 threads (the mapping thread and the flush worker, which cProfile alone does not see).
 
-For whoever optimises ``_flush.py`` / ``_aggregate.py`` / the dialects: run it before and after.
+For whoever optimises ``_flush.py``, ``_apply.py``, ``_aggregate.py`` or the dialects: run it
+before and after.
 It wraps private functions at run time, so it follows their names, not a public API.
 
     python bench/profile_flush.py                                 # SQLite, 20,000 lines
@@ -22,18 +23,20 @@ from contextlib import ExitStack
 from typing import Any
 
 import batchline._aggregate
+import batchline._apply
 import batchline._database
 import batchline._flush
+import batchline._lookups
 import batchline._state
 from batchline._bench._harness import bench_setup
 from batchline._bench._strategies import _batchline
 
 TIMED = [
     (batchline._flush.Flusher, "flush", "flush (total)"),
-    (batchline._flush.Flusher, "_resolve", "lookups: collect refs + fetch"),
-    (batchline._flush.Flusher, "_lookup_fetch", "lookups: fetch (SQL)"),
-    (batchline._flush.Flusher, "_apply_write", "writes: aggregate + SQL"),
-    (batchline._flush, "aggregate", "writes: aggregate()"),
+    (batchline._lookups.LookupResolver, "resolve", "lookups: collect refs + fetch"),
+    (batchline._lookups.LookupResolver, "_fetch", "lookups: fetch (SQL)"),
+    (batchline._apply.Applier, "_apply_write", "writes: aggregate + SQL"),
+    (batchline._apply, "aggregate", "writes: aggregate()"),
     (batchline._flush.Flusher, "_write_dead_letters", "dead letters"),
     (batchline._state.StateStore, "advance", "checkpoint (advance)"),
     (batchline._database.Session, "begin", "begin"),

@@ -14,40 +14,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ._errors import ConfigError
+from ._failures import DataFailure
 from ._items import Item
 
 __all__ = ["Bisect", "DataFailure", "Isolation", "NoIsolation", "Sequential", "isolation_for"]
-
-
-class DataFailure(Exception):
-    """Internal: a transaction failed because some record's data is bad."""
-
-    def __init__(
-        self,
-        message: str,
-        error_class: str,
-        code: str | None = None,
-        *,
-        stage: str = "write",
-        item: Item | None = None,
-        located: bool = False,
-        only_earlier: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.error_class = error_class
-        self.code = code
-        self.stage = stage
-        #: The record the database named as the failing one, when it can say (COPY's
-        #: line; SQLite's row count).
-        self.item = item
-        #: Whether the failed try could have named it (so ``item is None`` means another
-        #: write failed, not that the question was not asked).
-        self.located = located
-        #: Whether ``item`` failed in the first statement of the try to write its table, so
-        #: only rows of the records before it were there: the records after it did not
-        #: cause the failure.
-        self.only_earlier = only_earlier
 
 
 class Committer(Protocol):
@@ -72,6 +42,9 @@ class Isolation(Protocol):
     """A fallback policy for a failed batch."""
 
     name: str
+    #: Whether the flush may leave a failing record out of an insert and go on (the
+    #: shortcut of ``Bisect``'s set-aside search; see ``_apply.Applier._leave_out``).
+    leaves_out: bool
 
     def isolate(self, items: Sequence[Item], end: int, exc: DataFailure, to: Committer) -> None: ...
 
@@ -108,6 +81,7 @@ class Bisect:
     """
 
     name = "bisect"
+    leaves_out = True
 
     def isolate(self, items: Sequence[Item], end: int, exc: DataFailure, to: Committer) -> None:
         self._split(items, end, exc, to)
@@ -201,6 +175,7 @@ class Sequential:
     """Retry the failed batch one record per transaction (the seed's fallback)."""
 
     name = "sequential"
+    leaves_out = False
 
     def isolate(self, items: Sequence[Item], end: int, exc: DataFailure, to: Committer) -> None:
         for i, item in enumerate(items):
@@ -214,6 +189,7 @@ class NoIsolation:
     """Fail the whole batch: every record of it is dead-lettered with the batch's error."""
 
     name = "none"
+    leaves_out = False
 
     def isolate(self, items: Sequence[Item], end: int, exc: DataFailure, to: Committer) -> None:
         chunk_exc = DataFailure(

@@ -22,7 +22,7 @@ to save, so nothing is selected ahead.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,49 +30,16 @@ from ._aggregate import Resolved, RowGroup, aggregate
 from ._database import Session
 from ._dialects import Dialect, ErrorKind, TableInfo
 from ._items import Item
-from ._writes import Lookup, Ref, Write
+from ._lookups import split_cached, wanted_refs
+from ._writes import Lookup, Write
 
-__all__ = ["Prepared", "Preparer", "split_cached", "wanted_refs"]
+__all__ = ["Prepared", "Preparer"]
 
 log = logging.getLogger("batchline")
 
 # A lost connection (a restart, a failover) is not a reason to read ahead no more for the
 # rest of a long load; the same failure on consecutive chunks is.
 READER_GIVES_UP_AFTER = 3
-
-
-def wanted_refs(
-    items: Sequence[Item], lookups: Sequence[Lookup]
-) -> dict[Lookup, dict[tuple[Any, ...], Ref]] | None:
-    """Per lookup, the distinct keys the records refer to (first Ref per key, whose values
-    create a missing row); ``None`` if a record refers to a lookup the pipeline lacks."""
-    wanted: dict[Lookup, dict[tuple[Any, ...], Ref]] = {lk: {} for lk in lookups}
-    for item in items:
-        refs = item.refs
-        if refs is None:
-            continue
-        for r in refs:
-            per = wanted.get(r.lookup)
-            if per is None:
-                return None
-            if r.key not in per:
-                per[r.key] = r
-    return wanted
-
-
-def split_cached(
-    keys: Iterable[tuple[Any, ...]], cache: dict[tuple[Any, ...], Any]
-) -> tuple[dict[tuple[Any, ...], Any], list[tuple[Any, ...]]]:
-    """The values of ``keys`` found in ``cache``, and the keys it lacks (in order)."""
-    values: dict[tuple[Any, ...], Any] = {}
-    todo = []
-    for key in keys:
-        hit = cache.get(key, _MISSING)
-        if hit is _MISSING:
-            todo.append(key)
-        else:
-            values[key] = hit
-    return values, todo
 
 
 @dataclass(slots=True)
@@ -150,6 +117,3 @@ class Preparer:
         if self.reader is not None:
             self.reader.close()
             self.reader = None
-
-
-_MISSING: Any = object()

@@ -1,0 +1,246 @@
+"""Batched get-or-create: a batch's lookup references resolved in one or two statements.
+
+A mapping refers to a lookup row with ``lookup.ref(...)`` (a :class:`~batchline.Ref`, no
+I/O). For a batch of records, each lookup's distinct keys are gathered (:func:`wanted_refs`),
+those in the committed cache are taken from it (:func:`split_cached`), the rest are selected
+in one statement and, with ``create=True``, the missing ones inserted in one more
+(:class:`LookupResolver`). The mapping thread reads keys ahead with the same helpers
+(``_prepare``); the flush resolves in its transaction whatever is still unknown.
+
+The cache only ever holds rows of committed transactions (``LookupCache.update`` is called
+once a chunk has committed): a row created by a transaction that rolled back must not be
+referred to later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._aggregate import Resolved
+from ._database import Session
+from ._dialects import Dialect, TableInfo
+from ._errors import FatalDatabaseError
+from ._items import Failure, Item
+from ._writes import Lookup, Ref
+
+__all__ = ["LookupCache", "LookupResolver", "split_cached", "wanted_refs"]
+
+#: Per lookup, key -> value.
+Rows = dict[Lookup, dict[tuple[Any, ...], Any]]
+
+
+class LookupCache:
+    """Committed lookup results (key → value), bounded; only filled after a commit."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(0, size)
+        self.values: dict[tuple[Any, ...], Any] = {}
+
+    def update(self, new: dict[tuple[Any, ...], Any]) -> None:
+        if not self.size:
+            return
+        if len(self.values) + len(new) > self.size:
+            # Drop the older half: cheap, and hot keys come straight back.
+            keep = list(self.values.items())[len(self.values) // 2 :]
+            self.values = dict(keep)
+        self.values.update(new)
+
+
+def wanted_refs(
+    items: Sequence[Item], lookups: Sequence[Lookup]
+) -> dict[Lookup, dict[tuple[Any, ...], Ref]] | None:
+    """Per lookup, the distinct keys the records refer to (first Ref per key, whose values
+    create a missing row); ``None`` if a record refers to a lookup the pipeline lacks."""
+    wanted: dict[Lookup, dict[tuple[Any, ...], Ref]] = {lk: {} for lk in lookups}
+    for item in items:
+        refs = item.refs
+        if refs is None:
+            continue
+        for r in refs:
+            per = wanted.get(r.lookup)
+            if per is None:
+                return None
+            if r.key not in per:
+                per[r.key] = r
+    return wanted
+
+
+def split_cached(
+    keys: Iterable[tuple[Any, ...]], cache: dict[tuple[Any, ...], Any]
+) -> tuple[dict[tuple[Any, ...], Any], list[tuple[Any, ...]]]:
+    """The values of ``keys`` found in ``cache``, and the keys it lacks (in order)."""
+    values: dict[tuple[Any, ...], Any] = {}
+    todo = []
+    for key in keys:
+        hit = cache.get(key, _MISSING)
+        if hit is _MISSING:
+            todo.append(key)
+        else:
+            values[key] = hit
+    return values, todo
+
+
+_MISSING: Any = object()
+
+
+@dataclass(slots=True)
+class _Resolution:
+    """One try's lookup resolution, reused by the transaction's later tries over a part of
+    its records (isolation): the rows it found exist whatever those tries do. Only kept
+    when the try created no lookup rows, which a rolled-back try would take away."""
+
+    items: set[int]  # id() of the records it resolved
+    resolved: Resolved
+    failed: dict[int, Failure]  # id() -> why: records referring to a key with no row
+    found: Rows  # rows its SELECTs found (for the cache)
+
+    def covers(self, live: Sequence[Item]) -> bool:
+        ids = self.items
+        return all(id(it) in ids for it in live)
+
+
+class LookupResolver:
+    """Resolves batches' references inside one chunk's transaction after another.
+
+    Per transaction (:meth:`begin`) it remembers the rows its SELECTs found (never rows it
+    created, which a rolled-back try takes away), so isolation's later tries need not ask
+    again, and, while isolating, a whole try's resolution to reuse for its parts.
+    """
+
+    def __init__(
+        self,
+        *,
+        dialect: Dialect,
+        lookups: Sequence[Lookup],
+        tables: dict[str, TableInfo],
+        caches: dict[Lookup, LookupCache],
+        job: str,
+    ) -> None:
+        self.dialect = dialect
+        self.lookups = list(lookups)
+        self.tables = tables
+        self.caches = caches
+        self.job = job
+        self._existing: Rows = {}
+        self._resolution: _Resolution | None = None
+        self._created = False  # whether the last resolve created lookup rows
+
+    def begin(self, known: Rows | None) -> None:
+        """A transaction starts; ``known`` rows exist before it (read ahead)."""
+        self._existing = {lookup: dict(values) for lookup, values in (known or {}).items()}
+        self._resolution = None
+
+    def resolve(
+        self,
+        session: Session,
+        live: list[Item],
+        found: Rows,
+        failures: list[tuple[Item, Failure]],
+        *,
+        reuse: bool,
+    ) -> tuple[Resolved, list[Item]]:
+        """Resolve every Ref of ``live``, one lookup at a time, in one or two statements.
+
+        Rows the database returned are added to ``found`` (for the cache, once committed).
+        Returns each lookup's key → value map for this try, and the records that can be
+        written: those referring to a key with no row (that may not be created) are added
+        to ``failures`` at stage ``lookup``. With ``reuse`` (isolating, under savepoints),
+        a resolution is kept for the transaction's later tries over part of its records.
+        """
+        resolved: Resolved = {}
+        if not self.lookups:
+            return resolved, live
+        memo = self._resolution
+        if memo is not None and memo.covers(live):
+            for lookup, values in memo.found.items():
+                found.setdefault(lookup, {}).update(values)
+            if not memo.failed:
+                return memo.resolved, live
+            gone = memo.failed
+            failures.extend((it, gone[id(it)]) for it in live if id(it) in gone)
+            return memo.resolved, [it for it in live if id(it) not in gone]
+        self._created = False
+        wanted = wanted_refs(live, self.lookups)
+        if wanted is None:
+            stray = next(
+                r.lookup for it in live for r in it.refs or () if r.lookup not in self.lookups
+            )
+            raise FatalDatabaseError(
+                f"the mapping referred to {stray!r}, which is not among the pipeline's lookups",
+                job=self.job,
+            )
+        missing = False
+        for lookup, refs_by_key in wanted.items():
+            values, todo = split_cached(refs_by_key, self.caches[lookup].values)
+            existing = self._existing.get(lookup)
+            if todo and existing:
+                seen = {k: existing[k] for k in todo if k in existing}
+                if seen:
+                    values.update(seen)
+                    found.setdefault(lookup, {}).update(seen)
+                    todo = [k for k in todo if k not in seen]
+            if todo:
+                fetched = self._fetch(session, lookup, todo, refs_by_key)
+                values.update(fetched)
+                found.setdefault(lookup, {}).update(fetched)
+                missing = missing or len(fetched) < len(todo)
+            resolved[lookup] = values
+        kept: list[Item] = live
+        failed: dict[int, Failure] = {}
+        if missing:
+            kept = []
+            for item in live:
+                bad = None
+                for r in item.refs or ():
+                    if r.key not in resolved[r.lookup]:
+                        bad = r
+                        break
+                if bad is None:
+                    kept.append(item)
+                    continue
+                named = ", ".join(f"{c}={v!r}" for c, v in zip(bad.lookup.key, bad.key))
+                why = Failure("lookup", "LookupMissing", f"no {bad.lookup.table} row with {named}")
+                failed[id(item)] = why
+                failures.append((item, why))
+        if reuse and not self._created:
+            rows = {lookup: dict(values) for lookup, values in found.items()}
+            self._resolution = _Resolution({id(it) for it in live}, resolved, failed, rows)
+        return resolved, kept
+
+    def _fetch(
+        self,
+        session: Session,
+        lookup: Lookup,
+        keys: list[tuple[Any, ...]],
+        refs: dict[tuple[Any, ...], Ref],
+    ) -> dict[tuple[Any, ...], Any]:
+        t = self.tables[lookup.table]
+        nkey = len(lookup.key)
+        rows = self.dialect.lookup_select(session, t, lookup.key, lookup.returns, keys)
+        found = {tuple(r[:nkey]): r[nkey] for r in rows}
+        self._existing.setdefault(lookup, {}).update(found)
+        if not lookup.create:
+            return found
+        absent = [k for k in keys if k not in found]
+        if not absent:
+            return found
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for key in absent:
+            values = dict(zip(lookup.key, key))
+            for c, v in (refs[key].values or {}).items():
+                values.setdefault(c, v)
+            groups.setdefault(tuple(values), []).append(tuple(values.values()))
+        self._created = True
+        for cols, rows_ in groups.items():
+            returned = self.dialect.lookup_insert(
+                session, t, lookup.key, cols, lookup.returns, rows_
+            )
+            if returned is not None:
+                found.update({tuple(r[:nkey]): r[nkey] for r in returned})
+        still = [k for k in absent if k not in found]
+        if still:  # created concurrently by someone else, or a driver without RETURNING
+            rows = self.dialect.lookup_select(session, t, lookup.key, lookup.returns, still)
+            found.update({tuple(r[:nkey]): r[nkey] for r in rows})
+        return found
