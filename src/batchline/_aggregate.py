@@ -11,8 +11,9 @@ emitted writes, so a sub-batch during isolation gets aggregates of exactly its o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from ._items import Item
@@ -51,20 +52,32 @@ def _value(v: Any, resolved: Resolved) -> Any:
     return resolved[v.lookup][v.key] if type(v) is Ref else v
 
 
-class _Positions(dict[tuple[str, ...], tuple[int, ...]]):
-    """Per column tuple, where the wanted columns are in it (computed once per shape)."""
+class _Getters(dict[tuple[str, ...], Callable[[tuple[Any, ...]], Any]]):
+    """Per column tuple, a C getter of the wanted columns' values (made once per shape):
+    the bare value for one column, a tuple for several."""
 
     def __init__(self, wanted: tuple[str, ...]) -> None:
         super().__init__()
         self.wanted = wanted
 
-    def __missing__(self, columns: tuple[str, ...]) -> tuple[int, ...]:
-        found = self[columns] = tuple(columns.index(c) for c in self.wanted)
+    def __missing__(self, columns: tuple[str, ...]) -> Callable[[tuple[Any, ...]], Any]:
+        found = self[columns] = itemgetter(*[columns.index(c) for c in self.wanted])
         return found
 
 
+def _resolve_rows(rows: list[tuple[Any, ...]], resolved: Resolved) -> list[tuple[Any, ...]]:
+    """``rows`` with their Refs replaced, a column at a time: only columns holding a Ref
+    are gone through value by value."""
+    columns = list(zip(*rows))
+    for i, column in enumerate(columns):
+        if Ref in map(type, column):
+            columns[i] = tuple([_value(v, resolved) for v in column])
+    return list(zip(*columns))
+
+
 # The loops below run once per row of every flush try: they test ``item.refs`` once per
-# record, not each value, and take rows as the tuples Out made of them.
+# record, not each value, take rows as the tuples Out made of them, and use no comprehension
+# per row (each is a function call in Python 3.11).
 
 
 def aggregate(
@@ -74,6 +87,7 @@ def aggregate(
     with each lookup reference replaced by its value in ``resolved``."""
     if isinstance(write, Insert):
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        with_refs: set[tuple[str, ...]] = set()
         for item in items:
             plain = item.refs is None
             for idx, cols, values in item.ops:
@@ -82,19 +96,19 @@ def aggregate(
                 bucket = groups.get(cols)
                 if bucket is None:
                     bucket = groups[cols] = []
-                bucket.append(
-                    values
-                    if plain
-                    else tuple([resolved[v.lookup][v.key] if type(v) is Ref else v for v in values])
-                )
+                bucket.append(values)
+                if not plain:
+                    with_refs.add(cols)
+        for cols in with_refs:
+            groups[cols] = _resolve_rows(groups[cols], resolved)
         return list(groups.items())
 
     keys: tuple[str, ...] = write.key_columns
-    at = _Positions(keys)
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    key_of = _Getters(keys)  # a key is the bare value for one key column, else a tuple
+    merged: dict[Any, dict[str, Any]] = {}
     if isinstance(write, Upsert):
-        rounds: list[dict[tuple[Any, ...], dict[str, Any]]] = []
-        seen: dict[tuple[Any, ...], int] = {}
+        rounds: list[dict[Any, dict[str, Any]]] = []
+        seen: dict[Any, int] = {}
         for item in items:
             plain = item.refs is None
             for idx, cols, values in item.ops:
@@ -102,7 +116,7 @@ def aggregate(
                     continue
                 if not plain:
                     values = _resolved(values, resolved)
-                k = tuple([values[i] for i in at[cols]])
+                k = key_of[cols](values)
                 n = seen.get(k, 0)
                 seen[k] = n + 1
                 if n == len(rounds):
@@ -114,25 +128,31 @@ def aggregate(
         # Most rows add to a key already seen (that is the point of aggregating): only the
         # key is resolved for those, and a row is made only for a key's first record.
         add = write.columns
-        adding = _Positions(add)
-        shapes: dict[tuple[Any, ...], tuple[str, ...]] = {}  # key -> its first row's columns
+        add_of = _Getters(add)
+        one, single = len(add) == 1, len(keys) == 1
+        shapes: dict[Any, tuple[str, ...]] = {}  # key -> its first row's columns
         for item in items:
             plain = item.refs is None
             for idx, cols, values in item.ops:
                 if idx != index:
                     continue
-                if plain:
-                    k = tuple([values[i] for i in at[cols]])
-                else:
-                    k = tuple([_value(values[i], resolved) for i in at[cols]])
+                k = key_of[cols](values)
+                if not plain:
+                    k = _value(k, resolved) if single else _resolved(k, resolved)
                 cur = merged.get(k)
                 if cur is None:  # the totals are summed into this copy
                     merged[k] = dict(zip(cols, values if plain else _resolved(values, resolved)))
                     shapes[k] = cols
                     continue
-                for c, i in zip(add, adding[cols]):  # numbers, never Refs (Out.increment)
-                    a, b = cur[c], values[i]
+                # numbers, never Refs (Out.increment checks)
+                if one:
+                    c = add[0]
+                    a, b = cur[c], add_of[cols](values)
                     cur[c] = a + b if type(a) is type(b) else _add(a, b)
+                else:
+                    for c, b in zip(add, add_of[cols](values)):
+                        a = cur[c]
+                        cur[c] = a + b if type(a) is type(b) else _add(a, b)
                 if cols != shapes[k]:
                     # create-only columns: the first record's value wins
                     for c, v in zip(cols, values if plain else _resolved(values, resolved)):
@@ -145,8 +165,8 @@ def aggregate(
                     continue
                 if not plain:
                     values = _resolved(values, resolved)
-                k = tuple([values[i] for i in at[cols]])
-                merged[k] = dict(zip(keys, k))
+                row = dict(zip(cols, values))
+                merged[key_of[cols](values)] = {c: row[c] for c in keys}
     else:  # pragma: no cover - every Write subclass is handled above
         raise TypeError(f"unknown write {write!r}")
     return _grouped(merged, keys)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from sys import getsizeof
 from typing import Any
 
 from ._errors import ConfigError
@@ -71,7 +70,7 @@ class Out:
     as they are, never rebuilding a row from a dict.
 
     This runs once per emitted row, so it is written for speed: exact type checks before the
-    general ones, and the value checks done by C loops (``map``) rather than Python ones.
+    general ones, and one pass over a row's values for both its size and its references.
     """
 
     __slots__ = ("_increments", "_index", "_inserts", "_keys", "item", "size")
@@ -83,8 +82,8 @@ class Out:
         self._keys = index.keys
         #: The record whose writes are being collected.
         self.item: Item = item if item is not None else Item(0, 0, None)
-        #: Bytes the emitted values take in memory, summed over the records (an upper bound
-        #: of their text as sent, per character; the loop bounds a chunk by it).
+        #: About how many bytes the emitted values take, summed over the records (characters
+        #: of text and bytes, 16 a value besides; the loop bounds a chunk by it).
         self.size = 0
 
     @property
@@ -112,13 +111,19 @@ class Out:
                 raise ValueError(f"{write.describe()}: key column {col!r} is missing or empty")
         item = self.item
         item.ops.append((idx, columns, values))
-        if Ref in map(type, values):
-            refs = [v for v in values if type(v) is Ref]
-            if item.refs is None:
-                item.refs = refs
-            else:
-                item.refs.extend(refs)
-        self.size += sum(map(getsizeof, values))
+        size = 16 * len(values)
+        for v in values:
+            t = type(v)
+            if t is str:
+                size += len(v)
+            elif t is Ref:
+                if item.refs is None:
+                    item.refs = [v]
+                else:
+                    item.refs.append(v)
+            elif t is bytes:
+                size += len(v)
+        self.size += size
 
     def insert(self, table: str, row: Mapping[str, Any]) -> None:
         """Insert ``row`` into ``table`` (declared with :class:`~batchline.Insert`)."""
