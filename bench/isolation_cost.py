@@ -28,10 +28,10 @@ from typing import Any
 import sqlalchemy as sa
 
 import batchline as bl
+from batchline._bench._proxy import LatencyProxy, proxied_url
 from batchline._bench._workload import BenchTables
 from batchline._database import make_engine
 from batchline._invoices import make_catalog, make_lines
-from batchline._proxy import LatencyProxy, proxied_url
 
 
 def load(

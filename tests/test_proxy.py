@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from batchline._proxy import EchoServer, LatencyProxy, measure_tcp_rtt, proxied_url
+from batchline._bench._proxy import EchoServer, LatencyProxy, measure_tcp_rtt, proxied_url
 
 MODES = [pytest.param(False, id="threads"), pytest.param(True, id="process")]
 

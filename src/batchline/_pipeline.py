@@ -3,50 +3,48 @@
 The mapping runs on the caller's thread, in input order. Flushes run on one worker thread
 that owns the database session, so the mapping of chunk N+1 overlaps the flush of chunk N;
 at most two chunks are in memory at once, so memory does not grow with the input.
+
+This module holds the configuration and the frame of a run (its lock, flush thread, and
+cleanup). A record's way from :meth:`Pipeline.run` to COMMIT: ``_job`` (on the flush thread:
+state tables, the job's row) → ``_run_loop`` (map, collect into chunks) → ``_prepare``
+(lookups read ahead) → ``_flush`` (the chunk's transaction) → ``_job`` (the job's end).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 
-from ._chunking import ChunkSizer
 from ._database import Session, StatementListener, make_engine, redact_url
-from ._dialects import Dialect, ErrorKind, TableInfo, dialect_for
+from ._dialects import Dialect, dialect_for
 from ._errors import (
-    BatchlineError,
     ConfigError,
     DatabaseError,
     FatalDatabaseError,
     JobLocked,
     JobSpecMismatch,
     ResumeMismatch,
-    TransientExhausted,
 )
-from ._flush import Flusher, LookupCache
 from ._gc import fewer_collections
 from ._isolate import Isolation, isolation_for
-from ._items import Failure, Item
-from ._job_lock import JobLock, this_runner
+from ._job import FINISHED, JobRun
+from ._job_lock import JobLock
 from ._out import Out, WriteIndex
 from ._payload import PayloadPolicy
-from ._prepare import Prepared, Preparer
-from ._result import Result, Status
-from ._retry import RetryPolicy, TransientFailure
-from ._sizes import measure_above, oversized
-from ._sources import FileSource, ReadFailure, SourceRecord, iter_records
-from ._spec import spec_differences
-from ._state import JobState, StateStore, StateTables, key_hash, to_json
+from ._result import Result
+from ._retry import RetryPolicy
+from ._run_loop import run_loop
+from ._sources import FileSource, iter_records
+from ._state import StateTables
 from ._writes import Lookup, Write
 from .typing import ChunkCallback
 
@@ -55,7 +53,6 @@ __all__ = ["MapFunction", "Pipeline"]
 log = logging.getLogger("batchline")
 
 MapFunction = Callable[[dict[str, Any], Out], None]
-_FINISHED = ("success", "partial_success")
 
 
 def _anonymous_job(prefix: str = "run") -> str:
@@ -293,6 +290,16 @@ class Pipeline:
         lock = JobLock(
             self.engine, self.dialect, self.state_tables, name, kind=lock_kind, wait=wait
         )
+        job_run = JobRun(
+            name,
+            engine=self.engine,
+            dialect=self.dialect,
+            session=session,
+            lock=lock,
+            state_tables=self.state_tables,
+            retry=self.retry,
+            result=result,
+        )
         counted = _count_statements(self.statement_listeners, result)
         gc_scope = contextlib.ExitStack()
         if self.tune_gc:
@@ -304,10 +311,18 @@ class Pipeline:
             else:
                 lock.take_file()
             flusher, job_state = worker.submit(
-                self._prepare, session, name, fingerprint, restart, spec, result, lock
+                job_run.start,
+                writes=self.writes,
+                lookups=self.lookups,
+                namespace=self.namespace,
+                isolation=self.isolation,
+                payload=self.payload,
+                fingerprint=fingerprint,
+                restart=restart,
+                spec=spec,
             ).result()
             flusher.on_chunk = on_chunk
-            if job_state is not None and job_state.status in _FINISHED and not restart:
+            if job_state is not None and job_state.status in FINISHED and not restart:
                 result.status = job_state.status  # type: ignore[assignment]
                 result.message = (
                     f"job {name!r} already finished ({job_state.status}, {job_state.processed} "
@@ -318,18 +333,29 @@ class Pipeline:
             result.resumed_from = resume
             if resume:
                 log.info("job %s: resuming after record %d", name, resume)
-            preparer = self._preparer(flusher)
-            try:
-                self._loop(source, map, idempotency_key, resume, flusher, preparer, worker, result)
-                status = _final_status(result)
-            except (TransientExhausted, _StopRun) as exc:
-                result.error = str(exc)
-                status = "failed"
-            finally:
-                preparer.close()
+            status = run_loop(
+                source,
+                map,
+                idempotency_key,
+                resume=resume,
+                engine=self.engine,
+                dialect=self.dialect,
+                listeners=self.statement_listeners,
+                writes=self.writes,
+                lookups=self.lookups,
+                index=self.index,
+                chunk_size=self.chunk_size,
+                chunk_seconds=self.chunk_seconds,
+                chunk_bytes=self.chunk_bytes,
+                pipelined=self.pipelined,
+                max_failures=self.max_failures,
+                flusher=flusher,
+                worker=worker,
+                result=result,
+            )
             result.status = status
             try:
-                worker.submit(self._finish, session, flusher, name, status, lock).result()
+                worker.submit(job_run.finish, flusher, status).result()
             except DatabaseError as exc:
                 result.status = "failed"
                 result.error = result.error or f"could not record the job's end: {exc}"
@@ -341,10 +367,10 @@ class Pipeline:
                 # A refused resume touched nothing: the job keeps the state it had
                 # (a finished job must not turn "failed" for being pointed at another file).
                 with contextlib.suppress(Exception):
-                    worker.submit(self._mark_failed, session, name, lock).result()
+                    worker.submit(job_run.mark_failed).result()
             raise
         finally:
-            worker.submit(_release, session, lock).result()
+            worker.submit(job_run.release).result()
             worker.shutdown(wait=True)
             if self._owns_engine and self._engine is not None:
                 # Leave no pooled connection open behind a run: the one-line form
@@ -356,292 +382,6 @@ class Pipeline:
             gc_scope.close()
             result.processing_time_seconds = time.perf_counter() - started
 
-    # -- the loop -------------------------------------------------------------------------------
-    def _loop(
-        self,
-        source: Iterable[Any],
-        map_fn: MapFunction | None,
-        key_fn: Callable[[dict[str, Any]], Any] | None,
-        resume: int,
-        flusher: Flusher,
-        preparer: Preparer,
-        worker: ThreadPoolExecutor,
-        result: Result,
-    ) -> None:
-        index = self.index
-        only_table = self.writes[0].table if map_fn is None else ""
-        chunk: list[Item] = []
-        out = Out(index)  # pointed at each record in turn
-        in_flight: Future[None] | None = None
-        sizer = ChunkSizer(self.chunk_size, target=self.chunk_seconds)
-        chunk_size, chunk_bytes = sizer.size, self.chunk_bytes
-        limit = flusher.row_limit
-        measure = measure_above(limit)
-
-        def flush(items: list[Item], prepared: Prepared) -> None:
-            # on the flush thread: time the chunk, and tell whether it ran clean
-            retries, isolating = result.retries, result.isolation_flushes
-            began = time.perf_counter()
-            flusher.flush(items, items[-1].position, prepared)
-            clean = result.retries == retries and result.isolation_flushes == isolating
-            sizer.observe(len(items), time.perf_counter() - began, clean=clean)
-
-        def submit(items: list[Item]) -> Future[None]:
-            nonlocal in_flight, chunk_size
-            # While the previous chunk is still flushing: this chunk's lookups and rows.
-            prepared = preparer.prepare(items)
-            if in_flight is not None:
-                in_flight.result()
-                self._check_failures(result)
-            fut = worker.submit(flush, items, prepared)
-            if not self.pipelined:
-                fut.result()
-                self._check_failures(result)
-            in_flight = fut
-            # the next chunk: sized by the last one measured (the one before this, while
-            # this one flushes)
-            chunk_size = sizer.size
-            return fut
-
-        try:
-            for src in source:
-                position = src.position
-                if position <= resume:
-                    continue
-                if isinstance(src, ReadFailure):
-                    item = Item(
-                        position, src.line, src.raw, failure=Failure("read", "ReadError", src.error)
-                    )
-                else:
-                    data = src.data
-                    out.item = item = Item(position, src.line, data)
-                    if type(src) is not SourceRecord:  # a replayed dead letter
-                        replayed = getattr(src, "dead_letter_id", None)
-                        if replayed is not None:
-                            item.dead_letter_id = replayed
-                            item.attempts = getattr(src, "attempts", 1) + 1
-                    before = out.size
-                    try:
-                        if map_fn is None:
-                            out.write(only_table, data)
-                        else:
-                            map_fn(data, out)
-                        if key_fn is not None:
-                            item.key = key_hash(key_fn(data))
-                    except ConfigError:
-                        raise
-                    except Exception as exc:  # the user's code failed this record only
-                        item.failure = Failure(
-                            "map", type(exc).__name__, f"{type(exc).__name__}: {exc}"
-                        )
-                        item.ops, item.refs = [], None  # what it emitted before it raised
-                    else:
-                        if out.size - before > measure and limit is not None:
-                            item.failure = oversized(item, self.writes, self.dialect, limit)
-                chunk.append(item)
-                if len(chunk) >= chunk_size or out.size >= chunk_bytes:
-                    submit(chunk)
-                    chunk = []
-                    out.size = 0
-            if chunk:
-                submit(chunk)
-        except BaseException:
-            if in_flight is not None:
-                # Let the flush in progress finish (or fail) before the run unwinds; the
-                # error already raising is the one to report.
-                with contextlib.suppress(BaseException):
-                    in_flight.result()
-            raise
-        if in_flight is not None:
-            in_flight.result()
-        self._check_failures(result)
-
-    def _preparer(self, flusher: Flusher) -> Preparer:
-        reader = None
-        if self.lookups and self.dialect.reads_ahead and _has_second_connection(self.engine):
-            reader = Session(self.engine, self.dialect, self.statement_listeners, autocommit=True)
-        return Preparer(
-            writes=self.writes,
-            lookups=self.lookups,
-            caches=flusher.caches,
-            lookup_tables=flusher.lookup_tables,
-            dialect=self.dialect,
-            reader=reader,
-        )
-
-    def _check_failures(self, result: Result) -> None:
-        limit = self.max_failures
-        if limit is None:
-            return
-        failed = result.items_failed
-        if isinstance(limit, float) and limit < 1:
-            seen = max(1, result.records_seen)
-            if failed / seen > limit and seen >= min(self.chunk_size or 100, 100):
-                raise _StopRun(
-                    f"stopped: {failed} of {seen} records failed, "
-                    f"more than max_failures={limit:.0%}"
-                )
-        elif failed > limit:
-            raise _StopRun(f"stopped: {failed} records failed, more than max_failures={int(limit)}")
-
-    # -- on the flush thread --------------------------------------------------------------------
-    def _prepare(
-        self,
-        session: Session,
-        name: str,
-        fingerprint: str | None,
-        restart: bool,
-        spec: Mapping[str, Any] | None,
-        result: Result,
-        lock: JobLock,
-    ) -> tuple[Flusher, JobState | None]:
-        engine, dialect = self.engine, self.dialect
-
-        def before_sleep(state: Any) -> None:
-            result.retries += 1
-            log.warning(
-                "job %s: database not ready (%s), retrying",
-                name,
-                state.outcome.exception() if state.outcome else "?",
-            )
-
-        try:
-            for attempt in self.retry.retrying(before_sleep):
-                with attempt:
-                    tables = self._reflect(name)
-        except TransientFailure as exc:
-            raise TransientExhausted(
-                f"cannot reach {redact_url(engine)}: {exc}", code=exc.code, job=name
-            ) from None
-        state = StateStore(self.state_tables, dialect)
-        flusher = Flusher(
-            session=session,
-            dialect=dialect,
-            state=state,
-            writes=self.writes,
-            tables=tables,
-            lookups=self.lookups,
-            lookup_tables=tables,
-            caches={lk: LookupCache(lk.cache_size) for lk in self.lookups},
-            job=name,
-            namespace=self.namespace,
-            isolation=self.isolation,
-            retry=self.retry,
-            result=result,
-            payload=self.payload,
-        )
-        spec_json = None if spec is None else to_json(dict(spec))
-        try:
-            for attempt in self.retry.retrying(before_sleep):
-                with attempt:
-                    job_state = self._start_job(
-                        session, state, name, fingerprint, restart, spec_json, lock
-                    )
-        except TransientFailure as exc:
-            raise TransientExhausted(f"cannot start job {name!r}: {exc}", job=name) from None
-        # _start_job returns no state for a new or restarted job: its counter starts at 0.
-        flusher.transactions_base = 0 if job_state is None else job_state.chunks
-        # read on the connection just used: the loop measures large records against it
-        flusher.row_limit = dialect.row_limit(session)
-        return flusher, job_state
-
-    def _reflect(self, name: str) -> dict[str, TableInfo]:
-        """Create the state tables and reflect the targets; a missing table is fatal."""
-        engine, dialect = self.engine, self.dialect
-        try:
-            self.state_tables.create(engine)
-            tables: dict[str, TableInfo] = {}
-            with engine.connect() as conn:
-                for table in {w.table for w in self.writes} | {lk.table for lk in self.lookups}:
-                    try:
-                        tables[table] = dialect.reflect(conn, table)
-                    except sa.exc.NoSuchTableError:
-                        raise FatalDatabaseError(f"no such table: {table}", job=name) from None
-        except BatchlineError:
-            raise
-        except sa.exc.DBAPIError as exc:
-            c = dialect.classify(exc.orig if exc.orig is not None else exc)
-            if c.kind is ErrorKind.TRANSIENT:
-                raise TransientFailure(c.message, c.code, c.error_class) from None
-            raise FatalDatabaseError(
-                f"cannot prepare {redact_url(engine)}: {c.message}", code=c.code, job=name
-            ) from None
-        except sa.exc.SQLAlchemyError as exc:
-            raise FatalDatabaseError(f"cannot prepare {redact_url(engine)}: {exc}") from None
-        return tables
-
-    def _start_job(
-        self,
-        session: Session,
-        state: StateStore,
-        name: str,
-        fingerprint: str | None,
-        restart: bool,
-        spec: str | None,
-        lock: JobLock,
-    ) -> JobState | None:
-        session.begin()
-        try:
-            runner = this_runner()
-            state.claim_runner(
-                session, lock.key, name, runner["host"], runner["pid"], runner["since"]
-            )
-            existing = state.get_job(session, name)
-            if existing is not None and existing.status == "running" and not restart:
-                # we hold the job, so whoever left it "running" is gone
-                log.info("job %s: its last run was interrupted", name)
-            if existing is None or restart:
-                state.start_job(session, name, fingerprint, spec, reset=existing is not None)
-            else:
-                if existing.fingerprint != fingerprint and not (
-                    existing.fingerprint is None or fingerprint is None
-                ):
-                    raise ResumeMismatch(name, existing.fingerprint, fingerprint)
-                _check_spec(name, existing, fingerprint, spec)
-                if existing.status not in _FINISHED:
-                    state.mark_running(session, name)
-            session.commit()
-        except Exception as exc:
-            session.rollback()
-            if isinstance(exc, BatchlineError):
-                raise
-            c = self.dialect.classify(exc)
-            if c.kind is ErrorKind.TRANSIENT:
-                session.discard()
-                raise TransientFailure(c.message, c.code, c.error_class) from exc
-            raise FatalDatabaseError(
-                f"cannot start job {name!r}: {c.message}", code=c.code, job=name
-            ) from exc
-        return None if existing is None or restart else existing
-
-    def _finish(
-        self, session: Session, flusher: Flusher, name: str, status: Status, lock: JobLock
-    ) -> None:
-        try:
-            for attempt in self.retry.retrying():
-                with attempt:
-                    try:
-                        session.begin()
-                        flusher.state.finish_job(session, name, status)
-                        flusher.state.release_runner(session, lock.key)
-                        session.commit()
-                    except Exception as exc:
-                        session.rollback()
-                        flusher._raise_classified(exc, "recording the job's end")
-        except TransientFailure as exc:
-            # The data and checkpoint are committed; only the status is stale ("running"),
-            # which a later run of the job treats as resumable.
-            raise TransientExhausted(str(exc), code=exc.code, job=name) from exc
-
-    def _mark_failed(self, session: Session, name: str, lock: JobLock) -> None:
-        if not lock.held:
-            return  # the job is another runner's, or nobody's: leave its row alone
-        state = StateStore(self.state_tables, self.dialect)
-        session.begin()
-        state.finish_job(session, name, "failed")
-        state.release_runner(session, lock.key)
-        session.commit()
-
     # -- dead letters -----------------------------------------------------------------------------
     def dead_letters(self) -> Any:
         """The :class:`~batchline.DeadLetters` of this pipeline's database."""
@@ -650,63 +390,6 @@ class Pipeline:
         return DeadLetters(
             self.engine, prefix=self.state_tables.prefix, schema=self.state_tables.schema
         )
-
-
-def _release(session: Session, lock: JobLock) -> None:
-    """Give the job back, then the connection (a connection lock must not go back to the
-    pool still held: the server would keep it for whoever borrows the connection next)."""
-    try:
-        if lock.by_connection:
-            session.rollback()  # nothing of a transaction rides on the unlock's commit
-            if session.connected:
-                lock.release(session, session.commit)
-        else:
-            lock.release(None)
-    except Exception:
-        session.discard()  # closing the connection drops its locks
-    session.close()
-
-
-class _StopRun(Exception):
-    """Internal: the failure budget is spent; stop cleanly with status failed."""
-
-
-def _check_spec(name: str, existing: JobState, fingerprint: str | None, spec: str | None) -> None:
-    """Refuse to run a job again with a spec that loads something else than its own."""
-    if spec is None or not existing.spec:
-        return
-    try:
-        started = json.loads(existing.spec)
-    except ValueError:
-        return  # not written by batchline: nothing to hold the run to
-    if not isinstance(started, dict):
-        return
-    differences = spec_differences(
-        started,
-        json.loads(spec),
-        fingerprinted=existing.fingerprint is not None and fingerprint is not None,
-    )
-    if differences:
-        raise JobSpecMismatch(name, differences)
-
-
-def _has_second_connection(engine: sa.Engine) -> bool:
-    """Whether the engine's pool can lend a second connection (for reading lookups ahead)
-    without making the run wait for one: not with a one-connection pool."""
-    pool = engine.pool
-    if isinstance(pool, (sa.pool.SingletonThreadPool, sa.pool.StaticPool)):
-        return False
-    if isinstance(pool, sa.pool.QueuePool):
-        return pool.size() + max(0, getattr(pool, "_max_overflow", 0)) >= 2
-    return True
-
-
-def _final_status(result: Result) -> Status:
-    if result.items_failed == 0:
-        return "success"
-    if result.items_processed == 0 and result.duplicates_skipped == 0:
-        return "failed"
-    return "partial_success"
 
 
 def _count_statements(listeners: list[StatementListener], result: Result) -> StatementListener:

@@ -2,8 +2,9 @@
 
 Modules: ``_workload`` (the prefixed tables and the lines), ``_strategies`` (sequential, the
 seed's batch, pandas, SQLAlchemy, hand-written, batchline, the floor), ``_harness`` (timing,
-checking, repeats, the latency proxy), ``_report`` (table, JSON, plot). The CLI registers
-:data:`bench_command` as ``batchline bench``; :func:`run_bench` is the same from Python.
+checking, repeats), ``_proxy`` (the loopback latency proxy), ``_report`` (table, JSON,
+plot). The CLI registers :data:`bench_command` as ``batchline bench``; :func:`run_bench` is
+the same from Python.
 """
 
 from __future__ import annotations

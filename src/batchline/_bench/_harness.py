@@ -31,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .._database import make_engine, redact_url
-from .._proxy import LatencyProxy, proxied_url
+from ._proxy import LatencyProxy, proxied_url
 from ._strategies import STRATEGIES, Strategy, strategy_named
 from ._workload import BenchTables, Workload, expected_rows, make_workload
 

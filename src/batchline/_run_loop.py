@@ -1,0 +1,258 @@
+"""The run loop: read → map → collect into chunks → hand each chunk to the flush thread.
+
+It runs on the caller's thread, in input order. A record becomes an :class:`Item` holding
+what its mapping emitted (or how it failed: unreadable, the map function raised, too large
+for one row). Chunks close on a record count (:class:`~batchline._chunking.ChunkSizer`) or on
+their bytes. While chunk N flushes on the worker thread, the loop maps chunk N+1 and reads
+its lookups ahead (``_prepare``), so at most two chunks are in memory at once. After each
+flush it checks the failure budget (``max_failures``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import sqlalchemy as sa
+
+from ._chunking import ChunkSizer
+from ._database import Session, StatementListener
+from ._dialects import Dialect
+from ._errors import ConfigError, TransientExhausted
+from ._flush import Flusher
+from ._items import Failure, Item
+from ._out import Out, WriteIndex
+from ._prepare import Prepared, Preparer
+from ._result import Result, Status
+from ._sizes import measure_above, oversized
+from ._sources import ReadFailure, SourceRecord
+from ._state import key_hash
+from ._writes import Lookup, Write
+from .typing import MapFunction
+
+__all__ = ["run_loop"]
+
+
+def run_loop(
+    source: Iterable[Any],
+    map_fn: MapFunction | None,
+    key_fn: Callable[[dict[str, Any]], Any] | None,
+    *,
+    resume: int,
+    engine: sa.Engine,
+    dialect: Dialect,
+    listeners: list[StatementListener],
+    writes: Sequence[Write],
+    lookups: Sequence[Lookup],
+    index: WriteIndex,
+    chunk_size: int | None,
+    chunk_seconds: float,
+    chunk_bytes: int,
+    pipelined: bool,
+    max_failures: int | float | None,
+    flusher: Flusher,
+    worker: ThreadPoolExecutor,
+    result: Result,
+) -> Status:
+    """Load the records after position ``resume``; return the run's status.
+
+    A spent retry budget or failure budget ends the run as ``failed``, with ``result.error``
+    saying why; other errors propagate once the chunk in flight has finished.
+
+    Args:
+        engine, dialect, listeners: for the read-ahead's own connection, when there is one.
+        chunk_size: records per chunk, or None to size chunks by time (``chunk_seconds``).
+        chunk_bytes: also close a chunk when its emitted values reach this many bytes.
+        pipelined: let the next chunk map while this one flushes.
+        max_failures: the failure budget (a count, or a fraction of the records seen).
+    """
+    reader = None
+    if lookups and dialect.reads_ahead and _has_second_connection(engine):
+        reader = Session(engine, dialect, listeners, autocommit=True)
+    preparer = Preparer(
+        writes=writes,
+        lookups=lookups,
+        caches=flusher.caches,
+        lookup_tables=flusher.lookup_tables,
+        dialect=dialect,
+        reader=reader,
+    )
+    budget = _FailureBudget(max_failures, chunk_size)
+    try:
+        _loop(
+            source,
+            map_fn,
+            key_fn,
+            resume,
+            writes=writes,
+            index=index,
+            dialect=dialect,
+            sizer=ChunkSizer(chunk_size, target=chunk_seconds),
+            chunk_bytes=chunk_bytes,
+            pipelined=pipelined,
+            budget=budget,
+            flusher=flusher,
+            preparer=preparer,
+            worker=worker,
+            result=result,
+        )
+        return _final_status(result)
+    except (TransientExhausted, _StopRun) as exc:
+        result.error = str(exc)
+        return "failed"
+    finally:
+        preparer.close()
+
+
+def _loop(
+    source: Iterable[Any],
+    map_fn: MapFunction | None,
+    key_fn: Callable[[dict[str, Any]], Any] | None,
+    resume: int,
+    *,
+    writes: Sequence[Write],
+    index: WriteIndex,
+    dialect: Dialect,
+    sizer: ChunkSizer,
+    chunk_bytes: int,
+    pipelined: bool,
+    budget: _FailureBudget,
+    flusher: Flusher,
+    preparer: Preparer,
+    worker: ThreadPoolExecutor,
+    result: Result,
+) -> None:
+    only_table = writes[0].table if map_fn is None else ""
+    chunk: list[Item] = []
+    out = Out(index)  # pointed at each record in turn
+    in_flight: Future[None] | None = None
+    chunk_size = sizer.size
+    limit = flusher.row_limit
+    measure = measure_above(limit)
+
+    def flush(items: list[Item], prepared: Prepared) -> None:
+        # on the flush thread: time the chunk, and tell whether it ran clean
+        retries, isolating = result.retries, result.isolation_flushes
+        began = time.perf_counter()
+        flusher.flush(items, items[-1].position, prepared)
+        clean = result.retries == retries and result.isolation_flushes == isolating
+        sizer.observe(len(items), time.perf_counter() - began, clean=clean)
+
+    def submit(items: list[Item]) -> Future[None]:
+        nonlocal in_flight, chunk_size
+        # While the previous chunk is still flushing: this chunk's lookups and rows.
+        prepared = preparer.prepare(items)
+        if in_flight is not None:
+            in_flight.result()
+            budget.check(result)
+        fut = worker.submit(flush, items, prepared)
+        if not pipelined:
+            fut.result()
+            budget.check(result)
+        in_flight = fut
+        # the next chunk: sized by the last one measured (the one before this, while
+        # this one flushes)
+        chunk_size = sizer.size
+        return fut
+
+    try:
+        for src in source:
+            position = src.position
+            if position <= resume:
+                continue
+            if isinstance(src, ReadFailure):
+                item = Item(
+                    position, src.line, src.raw, failure=Failure("read", "ReadError", src.error)
+                )
+            else:
+                data = src.data
+                out.item = item = Item(position, src.line, data)
+                if type(src) is not SourceRecord:  # a replayed dead letter
+                    replayed = getattr(src, "dead_letter_id", None)
+                    if replayed is not None:
+                        item.dead_letter_id = replayed
+                        item.attempts = getattr(src, "attempts", 1) + 1
+                before = out.size
+                try:
+                    if map_fn is None:
+                        out.write(only_table, data)
+                    else:
+                        map_fn(data, out)
+                    if key_fn is not None:
+                        item.key = key_hash(key_fn(data))
+                except ConfigError:
+                    raise
+                except Exception as exc:  # the user's code failed this record only
+                    item.failure = Failure(
+                        "map", type(exc).__name__, f"{type(exc).__name__}: {exc}"
+                    )
+                    item.ops, item.refs = [], None  # what it emitted before it raised
+                else:
+                    if out.size - before > measure and limit is not None:
+                        item.failure = oversized(item, writes, dialect, limit)
+            chunk.append(item)
+            if len(chunk) >= chunk_size or out.size >= chunk_bytes:
+                submit(chunk)
+                chunk = []
+                out.size = 0
+        if chunk:
+            submit(chunk)
+    except BaseException:
+        if in_flight is not None:
+            # Let the flush in progress finish (or fail) before the run unwinds; the
+            # error already raising is the one to report.
+            with contextlib.suppress(BaseException):
+                in_flight.result()
+        raise
+    if in_flight is not None:
+        in_flight.result()
+    budget.check(result)
+
+
+class _FailureBudget:
+    """Stops the run once more records failed than ``max_failures`` allows."""
+
+    def __init__(self, max_failures: int | float | None, chunk_size: int | None) -> None:
+        self.limit = max_failures
+        self.chunk_size = chunk_size  # a fraction is judged after this many records (≤ 100)
+
+    def check(self, result: Result) -> None:
+        limit = self.limit
+        if limit is None:
+            return
+        failed = result.items_failed
+        if isinstance(limit, float) and limit < 1:
+            seen = max(1, result.records_seen)
+            if failed / seen > limit and seen >= min(self.chunk_size or 100, 100):
+                raise _StopRun(
+                    f"stopped: {failed} of {seen} records failed, "
+                    f"more than max_failures={limit:.0%}"
+                )
+        elif failed > limit:
+            raise _StopRun(f"stopped: {failed} records failed, more than max_failures={int(limit)}")
+
+
+def _has_second_connection(engine: sa.Engine) -> bool:
+    """Whether the engine's pool can lend a second connection (for reading lookups ahead)
+    without making the run wait for one: not with a one-connection pool."""
+    pool = engine.pool
+    if isinstance(pool, (sa.pool.SingletonThreadPool, sa.pool.StaticPool)):
+        return False
+    if isinstance(pool, sa.pool.QueuePool):
+        return pool.size() + max(0, getattr(pool, "_max_overflow", 0)) >= 2
+    return True
+
+
+class _StopRun(Exception):
+    """Internal: the failure budget is spent; stop cleanly with status failed."""
+
+
+def _final_status(result: Result) -> Status:
+    if result.items_failed == 0:
+        return "success"
+    if result.items_processed == 0 and result.duplicates_skipped == 0:
+        return "failed"
+    return "partial_success"
