@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
-from typing import NoReturn
 
 import tenacity
 
@@ -36,7 +35,7 @@ from ._state import StateStore, to_json
 from ._writes import Lookup, Write
 from .typing import ChunkCallback
 
-__all__ = ["Flusher", "LookupCache"]
+__all__ = ["Flusher"]
 
 log = logging.getLogger("batchline")
 
@@ -273,10 +272,6 @@ class Flusher:
             self.caches[lookup].update(values)
         if self.on_chunk is not None:
             self.on_chunk(res, failed)
-
-    def _raise_classified(self, exc: BaseException, where: str) -> NoReturn:
-        """Raise what ``exc`` means for the run (see ``_failures.translate``)."""
-        self.applier.raise_for(exc, where)
 
     def _write_dead_letters(
         self, letters: list[tuple[Item, Failure, str]], landed: Sequence[Item]

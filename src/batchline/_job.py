@@ -30,9 +30,10 @@ from ._errors import (
     ResumeMismatch,
     TransientExhausted,
 )
-from ._flush import Flusher, LookupCache
+from ._flush import Flusher
 from ._isolate import Isolation
 from ._job_lock import JobLock, this_runner
+from ._lookups import LookupCache
 from ._payload import PayloadPolicy
 from ._result import Result, Status
 from ._retry import RetryPolicy, TransientFailure
@@ -211,7 +212,7 @@ class JobRun:
                         session.commit()
                     except Exception as exc:
                         session.rollback()
-                        flusher._raise_classified(exc, "recording the job's end")
+                        flusher.applier.raise_for(exc, "recording the job's end")
         except TransientFailure as exc:
             # The data and checkpoint are committed; only the status is stale ("running"),
             # which a later run of the job treats as resumable.
