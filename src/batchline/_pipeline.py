@@ -5,9 +5,13 @@ that owns the database session, so the mapping of chunk N+1 overlaps the flush o
 at most two chunks are in memory at once, so memory does not grow with the input.
 
 This module holds the configuration and the frame of a run (its lock, flush thread, and
-cleanup). A record's way from :meth:`Pipeline.run` to COMMIT: ``_job`` (on the flush thread:
-state tables, the job's row) → ``_run_loop`` (map, collect into chunks) → ``_prepare``
-(lookups read ahead) → ``_flush`` (the chunk's transaction) → ``_job`` (the job's end).
+cleanup). A record's way from :meth:`Pipeline.run` to COMMIT: ``_job_lock`` (one runner per
+job) → ``_job`` (on the flush thread: state tables, the job's row) → ``_run_loop`` (read,
+map through ``_out``, cut chunks as ``_chunking`` sizes them) → ``_prepare`` (lookups read
+ahead) → ``_flush`` (the chunk's transaction, retried) → ``_apply`` (one try: ``_lookups``
+resolved, rows built by ``_aggregate``, sent by ``_dialects``; errors through ``_failures``)
+→ ``_isolate`` (when a record is bad) → ``_state`` and ``_payload`` (ledger, dead letters,
+checkpoint) → COMMIT → ``_job`` (the job's end).
 """
 
 from __future__ import annotations
