@@ -73,13 +73,14 @@ class Out:
     general ones, and one pass over a row's values for both its size and its references.
     """
 
-    __slots__ = ("_increments", "_index", "_inserts", "_keys", "item", "size")
+    __slots__ = ("_increments", "_index", "_inserts", "_keys", "_shapes", "item", "size")
 
     def __init__(self, index: WriteIndex, item: Item | None = None) -> None:
         self._index = index
         self._inserts = index.per_kind[Insert.kind]
         self._increments = index.per_kind[Increment.kind]
         self._keys = index.keys
+        self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
         #: The record whose writes are being collected.
         self.item: Item = item if item is not None else Item(0, 0, None)
         #: About how many bytes the emitted values take, summed over the records (characters
@@ -105,6 +106,8 @@ class Out:
             values = tuple([row[c] for c in columns])
         else:
             raise TypeError(f"a row must be a mapping, got {type(row).__name__}")
+        # one tuple object per column shape, shared by every row of that shape
+        columns = self._shapes.setdefault(columns, columns)
         for col in self._keys[idx]:
             if row.get(col) is None:
                 write = self._index.writes[idx]
