@@ -7,8 +7,8 @@ COMMIT's fsync, the checkpoint) dominate; and 500 wide records can take seconds.
 default a chunk grows or shrinks until its flush takes about ``target`` seconds, starting at
 ``start`` records and never changing by more than a factor of two from one chunk to the
 next, and never above ``ceiling`` records (a mapped record holds about a kilobyte of Python
-objects until its chunk commits, and two chunks are in memory at once: 10,000 keeps a run
-near 60 MiB, and past a few thousand rows a chunk the per-commit cost is already amortised).
+objects until its chunk commits, and two chunks are in memory at once: 5,000 keeps a run
+under 80 MiB, and past a few thousand rows a chunk the per-commit cost is already amortised).
 Only clean chunks are measured: a chunk that retried or isolated bad records took
 longer for reasons a smaller chunk would not fix. ``chunk_size=N`` pins the count; the
 pipeline's ``chunk_bytes`` still bounds a chunk's memory either way, and the dialects split
@@ -39,7 +39,7 @@ class ChunkSizer:
         target: float = 0.2,
         start: int = 500,
         floor: int = 100,
-        ceiling: int = 10_000,
+        ceiling: int = 5_000,
     ) -> None:
         self.pinned = pinned
         self.target = target
