@@ -292,7 +292,7 @@ class DemoReport:
             )
         r = self.result
         table.add_row(
-            "batchline (chunks of 500, lookups and increments batched)",
+            "batchline (chunks sized by time, lookups and increments batched)",
             f"{r.records_seen:,}",
             f"{r.processing_time_seconds:.2f}",
             f"{r.records_per_second:,.0f}",
