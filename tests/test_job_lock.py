@@ -254,3 +254,37 @@ def test_a_runner_whose_connection_dropped_stops_when_another_took_the_job(
     assert _rows(engine) == (200, 200)
     state = _job(url, "cut")
     assert (state.status, state.processed, state.position) == ("success", 200, 200)
+
+
+def test_a_second_dead_letter_replay_is_refused_while_one_runs(
+    db_url: str, items: sa.Engine
+) -> None:
+    """Two replays would both apply the same letters: one runs at a time per database."""
+    from batchline._database import Session
+    from batchline._job_lock import JobLock
+
+    pipeline = bl.Pipeline(db_url, writes=[bl.Insert("items")])
+    with pipeline:
+        pipeline.run([{"id": None, "v": "x"}], job="with-a-letter")  # NOT NULL: a letter
+    with bl.DeadLetters(db_url) as letters:
+        assert len(letters.list(job="with-a-letter")) == 1
+        held = JobLock(letters.engine, letters.dialect, letters.tables, "replay", kind="replay")
+        session = Session(letters.engine, letters.dialect)
+        try:
+            if held.by_connection:
+                session.on_connect = lambda s: held.on_connect(s, s.commit)
+                session.begin()
+                session.commit()
+            else:
+                held.take_file()
+            replayer = bl.Pipeline(db_url, writes=[bl.Insert("items")])
+            with pytest.raises(bl.JobLocked, match="replayed by another runner"):
+                letters.replay(replayer, job="with-a-letter")
+        finally:
+            if held.by_connection:
+                held.release(session, session.commit)
+            else:
+                held.release(None)
+            session.close()
+        # once the other replay is over, this one runs
+        letters.replay(bl.Pipeline(db_url, writes=[bl.Insert("items")]), job="with-a-letter")

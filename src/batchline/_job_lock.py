@@ -115,9 +115,14 @@ class JobLock:
         return self.dialect.lock_digest(self._name).hex()
 
     def _full_name(self, place: str) -> str:
-        return (
-            f"batchline-{self.kind}:{self.tables.schema or place}:{self.tables.prefix}:{self.job}"
-        )
+        schema, prefix = self.tables.schema or place, self.tables.prefix
+        return f"batchline-{self.kind}:{schema}:{prefix}:{self._held}"
+
+    @property
+    def _held(self) -> str:
+        """What the lock is of: the job, or for a replay the database's dead letters (one
+        replay at a time, whatever its run is called)."""
+        return self.job if self.kind == "job" else ""
 
     # -- taking it ------------------------------------------------------------------------------
     def on_connect(self, ex: Executor, commit: Callable[[], None]) -> None:
@@ -151,7 +156,7 @@ class JobLock:
 
     def take_file(self) -> None:
         """Take the lock as a file lock (SQLite), waiting as the run asked."""
-        path = lock_path(self.engine, self.tables, self.job, self.kind)
+        path = lock_path(self.engine, self.tables, self._held, self.kind)
         self._name = self._full_name(str(path.parent) if path else "")
         if path is None or fcntl is None:
             self._taken = True  # an in-memory database: no other process can share it
