@@ -144,12 +144,18 @@ class JobLock:
                 self._taken = True
                 return
             if self._taken:
+                holder = self.holder()
+                mine = holder is not None and holder.get("pid") == os.getpid()
+                who = (
+                    "this run's previous connection, which the server has not yet seen go"
+                    if mine
+                    else f"another runner ({self._describe(holder)})"
+                )
                 raise JobLocked(
                     self.job,
-                    self.holder(),
-                    message=f"job {self.job!r} was taken over by another runner "
-                    f"({self._describe(self.holder())}) while this run's connection was "
-                    "down; this run stops, and a later run resumes from the checkpoint",
+                    holder,
+                    message=f"job {self.job!r} is held by {who}, after this run's connection "
+                    "was lost; this run stops, and a later run resumes from the checkpoint",
                 )
             self._pause(deadline, delay)
             delay = min(delay * 2, 1.0)
