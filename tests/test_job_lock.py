@@ -50,7 +50,12 @@ def _start(url: str, job: str, *args: str) -> subprocess.Popen[str]:
 
 
 def _finish(proc: subprocess.Popen[str], timeout: float = 90) -> tuple[int, dict[str, Any]]:
-    out, err = proc.communicate(timeout=timeout)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     lines = [line for line in out.splitlines() if line.startswith("{")]
     assert lines, f"runner printed nothing (exit {proc.returncode}): {err[-2000:]}"
     return proc.returncode, json.loads(lines[-1])
@@ -108,7 +113,9 @@ def test_a_second_runner_is_refused_at_once_naming_the_holder(
 ) -> None:
     first = _hold(db_url, "nightly", held)
     began = time.monotonic()
-    code, refused = _finish(_start(db_url, "nightly", "--records", "200"))
+    second = _start(db_url, "nightly", "--records", "200")
+    held[2].append(second)
+    code, refused = _finish(second)
     assert code == 2
     assert time.monotonic() - began < 30
     message = refused["refused"]
@@ -183,12 +190,14 @@ def test_a_killed_holder_leaves_the_job_interrupted_and_a_resume_takes_it_at_onc
 
 @pytest.mark.parametrize("stagger", [0.0, 0.2, 0.5])
 def test_two_runners_started_together_apply_the_job_once(
-    db_url: str, items: sa.Engine, stagger: float
+    db_url: str, items: sa.Engine, stagger: float, held: Any
 ) -> None:
     records = 3000
     first = _start(db_url, "together", "--records", str(records), "--chunk-size", "100")
+    held[2].append(first)  # killed and reaped if the test fails
     time.sleep(stagger)
     second = _start(db_url, "together", "--records", str(records), "--chunk-size", "100")
+    held[2].append(second)
     outcomes = [_finish(first), _finish(second)]
     codes = sorted(code for code, _ in outcomes)
     # Either the second was refused (2), or it came after the first had finished and found

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -217,14 +218,17 @@ class StateTables:
     def create(self, engine: sa.Engine) -> None:
         """Create missing state tables and check the layout version (idempotent, race-safe)."""
         with _create_lock:
-            for attempt in range(3):
+            # Another process may create a table between the check and the CREATE; each such
+            # collision means it got further, so there are at most as many as tables.
+            attempts = len(self.metadata.tables) + 2
+            for attempt in range(attempts):
                 try:
                     self.metadata.create_all(engine, checkfirst=True)
                     break
                 except sa.exc.DBAPIError:
-                    # Another process created them between the check and the CREATE.
-                    if attempt == 2:
+                    if attempt == attempts - 1:
                         raise
+                    time.sleep(0.02 * (attempt + 1))
             with engine.begin() as conn:
                 version = conn.execute(sa.select(self.meta.c.version)).scalar()
                 if version is None:
