@@ -147,6 +147,13 @@ class DeadLetter:
         }
 
 
+def _created_meanwhile(exc: sa.exc.DBAPIError) -> bool:
+    """Whether a CREATE TABLE failed because another process had just created it (MySQL
+    1050, PostgreSQL 42P07 or its catalog's unique type name, SQLite "already exists")."""
+    text = str(exc.orig if exc.orig is not None else exc)
+    return "already exists" in text or "pg_type_typname_nsp_index" in text
+
+
 class StateTables:
     """The SQLAlchemy definitions of the state tables, under a prefix and optional schema."""
 
@@ -225,8 +232,10 @@ class StateTables:
                 try:
                     self.metadata.create_all(engine, checkfirst=True)
                     break
-                except sa.exc.DBAPIError:
-                    if attempt == attempts - 1:
+                except sa.exc.DBAPIError as exc:
+                    # only that race is retried here; anything else (a locked database, a
+                    # lost connection) goes to the caller, whose retry policy counts it
+                    if attempt == attempts - 1 or not _created_meanwhile(exc):
                         raise
                     time.sleep(0.02 * (attempt + 1))
             with engine.begin() as conn:
