@@ -17,7 +17,7 @@ from ._errors import ConfigError
 from ._failures import DataFailure
 from ._items import Item
 
-__all__ = ["Bisect", "DataFailure", "Isolation", "NoIsolation", "Sequential", "isolation_for"]
+__all__ = ["Bisect", "Isolation", "NoIsolation", "Sequential", "isolation_for"]
 
 
 class Committer(Protocol):

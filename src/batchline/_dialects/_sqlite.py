@@ -62,13 +62,13 @@ def _never(row: int, exc: BaseException) -> bool:
 
 
 class _Handed:
-    """The rows from ``start`` on, adapted one at a time as sqlite3 takes them, remembering
-    the index of the last one taken."""
+    """The (already adapted) rows from ``start`` on, as sqlite3 takes them one at a time,
+    remembering the index of the last one taken."""
 
-    __slots__ = ("dialect", "last", "rows", "start")
+    __slots__ = ("last", "rows", "start")
 
-    def __init__(self, dialect: SQLiteDialect, rows: Sequence[Sequence[Any]], start: int) -> None:
-        self.dialect, self.rows, self.start = dialect, rows, start
+    def __init__(self, rows: Sequence[Sequence[Any]], start: int) -> None:
+        self.rows, self.start = rows, start
         self.last = start - 1
 
     def __iter__(self) -> Iterator[Sequence[Any]]:
@@ -202,7 +202,7 @@ class SQLiteDialect(Dialect):
         rows = _adapted_rows(rows)
         start = 0
         while start < len(rows):
-            handed = _Handed(self, rows, start)
+            handed = _Handed(rows, start)
             try:
                 ex.execute_each(sql, handed, len(rows) - start)
                 return
