@@ -1,5 +1,5 @@
 """``aggregate``: increments summed by their resolved key, first values kept, Refs replaced;
-pure functions, so no database."""
+pure functions over a chunk's row buffers, so no database."""
 
 from __future__ import annotations
 
@@ -8,17 +8,22 @@ from typing import Any
 
 import batchline as bl
 from batchline._aggregate import Resolved, aggregate
+from batchline._chunk import Chunk, Rows
 from batchline._items import Item
 from batchline._out import Out, WriteIndex
 
 
-def _items(index: WriteIndex, rows: list[tuple[str, dict[str, Any]]]) -> list[Item]:
-    items = []
+def _rows(index: WriteIndex, rows: list[tuple[str, dict[str, Any]]]) -> list[Rows]:
+    """The sealed chunk's buffers of write 0 after each row was emitted by a record."""
+    chunk = Chunk(index.writes)
+    out = Out(index, chunk)
     for n, (kind, row) in enumerate(rows, start=1):
-        item = Item(n, n, row)
-        getattr(Out(index, item), kind)("t", row)
-        items.append(item)
-    return items
+        out.item = Item(n, n, row)
+        chunk.items.append(out.item)
+        getattr(out, kind)("t", row)
+    chunk.seal(above=10**9)
+    [buffers] = chunk.rows_for(chunk.good)[:1]
+    return buffers
 
 
 def test_increments_are_summed_per_resolved_key_and_the_first_extra_values_win() -> None:
@@ -26,7 +31,7 @@ def test_increments_are_summed_per_resolved_key_and_the_first_extra_values_win()
     write = bl.Increment("t", key=["shop", "day"], columns=["n", "amount"])
     index = WriteIndex([write])
     a, b = shop.ref(code="A"), shop.ref(code="B")
-    items = _items(
+    rows = _rows(
         index,
         [
             ("increment", {"shop": a, "day": 1, "n": 1, "amount": Decimal("1.50")}),
@@ -37,19 +42,20 @@ def test_increments_are_summed_per_resolved_key_and_the_first_extra_values_win()
         ],
     )
     resolved: Resolved = {shop: {("A",): 7, ("B",): 8}}
-    [(cols, rows)] = [g for g in aggregate(write, 0, items, resolved) if len(g[0]) == 6]
+    [(cols, summed, owners)] = [g for g in aggregate(write, rows, resolved) if len(g[0]) == 6]
     assert cols == ("shop", "day", "n", "amount", "note", "by")
     # (7, 1): records 1, 3 and 4; the create-only columns come from record 3, its Ref resolved
-    assert rows == [(7, 1, 8, Decimal("3.00"), "x", 8)]
-    rest = [g for g in aggregate(write, 0, items, resolved) if len(g[0]) == 4]
-    assert rest == [(("shop", "day", "n", "amount"), [(7, 2, 1, 1), (8, 1, 1, 2.25)])]
+    assert summed == [(7, 1, 8, Decimal("3.00"), "x", 8)]
+    assert owners is None  # merged rows belong to no one record
+    rest = [g for g in aggregate(write, rows, resolved) if len(g[0]) == 4]
+    assert rest == [(("shop", "day", "n", "amount"), [(7, 2, 1, 1), (8, 1, 1, 2.25)], None)]
 
 
 def test_a_single_column_key_given_as_a_ref_or_plainly_lands_on_one_row() -> None:
     catalog = bl.Lookup("catalog", key="sku")
     write = bl.Increment("t", key="item", columns=["qty"])
     index = WriteIndex([write])
-    items = _items(
+    rows = _rows(
         index,
         [
             ("increment", {"item": catalog.ref(sku="S1"), "qty": 2}),
@@ -57,8 +63,8 @@ def test_a_single_column_key_given_as_a_ref_or_plainly_lands_on_one_row() -> Non
             ("increment", {"item": catalog.ref(sku="S1"), "qty": 4}),
         ],
     )
-    groups = aggregate(write, 0, items, {catalog: {("S1",): 41}})
-    assert groups == [(("item", "qty"), [(41, 9)])]
+    groups = aggregate(write, rows, {catalog: {("S1",): 41}})
+    assert groups == [(("item", "qty"), [(41, 9)], None)]
     # the records' own rows are untouched (isolation replays them against other resolutions)
-    assert items[1].ops[0][1:] == (("item", "qty"), (41, 3))
-    assert groups == aggregate(write, 0, items, {catalog: {("S1",): 41}})
+    assert rows[0].values[1] == (41, 3)
+    assert groups == aggregate(write, rows, {catalog: {("S1",): 41}})

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ._aggregate import Resolved, RowGroup, aggregate
+from ._chunk import Chunk, Rows
 from ._database import Session
 from ._dialects import Dialect, ErrorKind, TableInfo
 from ._failures import DataFailure, translate
 from ._isolate import Isolation
 from ._items import Failure, Item
-from ._lookups import LookupResolver, Rows
+from ._lookups import Found, LookupResolver
 from ._prepare import Prepared
 from ._result import Result
 from ._state import StateStore
@@ -40,7 +41,7 @@ class Tally:
     processed: list[Item] = field(default_factory=list)
     duplicates: list[Item] = field(default_factory=list)
     failures: list[tuple[Item, Failure]] = field(default_factory=list)
-    lookups: Rows = field(default_factory=dict)
+    lookups: Found = field(default_factory=dict)
     # The chunk's dead letters as stored (message scrubbed, payload JSON), in position order;
     # set by the bookkeeping, so what is reported is what was written.
     letters: list[tuple[Item, Failure, str]] = field(default_factory=list)
@@ -73,9 +74,9 @@ class Try:
 class Applier:
     """Applies batches inside the open transaction; the ``Committer`` isolation drives.
 
-    The flush sets, per transaction, the :class:`Tally` its tries add to (``chunk``), the
-    mapping thread's work for the chunk (``prepared``) and whether tries run under
-    savepoints (``savepoints``).
+    The flush sets, per chunk, its records' rows (``rows``); per transaction, the
+    :class:`Tally` its tries add to (``chunk``), the mapping thread's work for the chunk
+    (``prepared``) and whether tries run under savepoints (``savepoints``).
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class Applier:
         self.job = job
         self.result = result
         self.chunk = Tally()
+        self.rows = Chunk(())
         self.prepared: Prepared | None = None
         self.savepoints = False
         #: Whether the previous chunk had bad records: data that was dirty tends to stay so,
@@ -137,15 +139,19 @@ class Applier:
             prep = self.prepared if self.prepared and batch is self.prepared.good else None
             groups = None
             resolved: Resolved = {}
+            rows = self.rows.rows_for(live)
             if prep is not None and prep.groups is not None and len(live) == len(batch):
                 groups = prep.groups  # every reference known, no record skipped
                 resolved = prep.known  # what they were built with (for rebuilding them)
                 for lookup, values in prep.fetched.items():
                     tally.lookups.setdefault(lookup, {}).update(values)
             else:
+                before = len(live)
                 resolved, live = self.resolver.resolve(
-                    session, live, tally.lookups, tally.failures, reuse=savepoint
+                    session, live, rows, tally.lookups, tally.failures, reuse=savepoint
                 )
+                if len(live) != before:
+                    rows = self.rows.rows_for(live)
             # A pipelined statement's error reaches us at whichever later statement reads
             # results first. A one-record try is the one whose error becomes a dead letter,
             # so there each write is waited for, and the error names the write that failed.
@@ -154,7 +160,12 @@ class Applier:
             for index, write in enumerate(self.writes):
                 where = write.describe()
                 self._apply_write(
-                    now, index, write, live, resolved, None if groups is None else groups[index]
+                    now,
+                    index,
+                    write,
+                    rows[index],
+                    resolved,
+                    None if groups is None else groups[index],
                 )
                 if alone:
                     session.sync()
@@ -163,6 +174,7 @@ class Applier:
                     left_out = len(now.aside)
                     gone = {id(it) for it, _ in now.aside}
                     live = [it for it in live if id(it) not in gone]
+                    rows = self.rows.rows_for(live)
                     groups = None  # built with them; aggregate again without
             tally.failures.extend(now.aside)
             where = "idempotency ledger"
@@ -238,28 +250,28 @@ class Applier:
         now: Try,
         index: int,
         write: Write,
-        live: Sequence[Item],
+        buffers: Sequence[Rows],
         resolved: Resolved,
         groups: list[RowGroup] | None = None,
     ) -> None:
-        """Send ``write``'s rows for ``live``: the row groups built ahead when given,
-        otherwise aggregated here with ``resolved``."""
+        """Send ``write``'s rows (``buffers``, those of the try's records): the row groups
+        built ahead when given, otherwise aggregated here with ``resolved``."""
         t = self.tables[write.table]
         if groups is None:
-            groups = aggregate(write, index, live, resolved)
+            groups = aggregate(write, buffers, resolved)
         first = self._first_to_write[index]
         leaving_out = self.locating and self.dialect.locates_rows and self.isolation.leaves_out
-        for cols, rows in groups:
+        for cols, rows, owners in groups:
             if not rows:
                 continue
             try:
-                if first and isinstance(write, Insert) and leaving_out:
-                    self._insert_leaving_out(now, write, index, t, cols, rows, live)
+                if first and leaving_out and isinstance(write, Insert) and owners is not None:
+                    self._insert_leaving_out(now, write, index, t, cols, rows, owners)
                 else:
                     self._send(write, t, cols, rows)
             except Exception as exc:
-                if self.locating and isinstance(write, Insert):
-                    now.named = self._named_item(exc, index, cols, live)
+                if self.locating and owners is not None:
+                    now.named = self._named_item(exc, owners)
                     now.named_only_earlier = first
                 raise
             first = False  # the next group's rows meet this one's in the table
@@ -272,9 +284,10 @@ class Applier:
         t: TableInfo,
         cols: tuple[str, ...],
         rows: list[tuple[Any, ...]],
-        live: Sequence[Item],
+        owners: Sequence[Item],
     ) -> None:
-        """Insert ``rows``, leaving out each failing row ``_leave_out`` accepts.
+        """Insert ``rows`` (emitted by ``owners``), leaving out each failing row
+        ``_leave_out`` accepts.
 
         SQLite keeps the rows before a failing one, so its insert just goes on. Elsewhere a
         failed insert (PostgreSQL's COPY) is all or nothing: each attempt runs under a
@@ -284,7 +297,7 @@ class Applier:
         d, session = self.dialect, self.session
 
         def leave_out(row: int, exc: BaseException) -> bool:
-            return self._leave_out(now, write, index, cols, live, row, exc)
+            return self._leave_out(now, write, index, owners[row], exc)
 
         if d.skips_rows:
             d.insert_skipping(session, t, cols, rows, leave_out)
@@ -315,13 +328,11 @@ class Applier:
         now: Try,
         write: Write,
         index: int,
-        cols: tuple[str, ...],
-        live: Sequence[Item],
-        row: int,
+        item: Item,
         exc: BaseException,
     ) -> bool:
-        """Row ``row`` of this insert failed, and the rows before it stayed (SQLite). If its
-        record's data is at fault and this row is the record's first write in the try, the
+        """``item``'s row of this insert failed, and the rows before it stayed (SQLite). If
+        the record's data is at fault and this row is its first write in the try, the
         record is left out (its other writes are not sent) and the insert goes on.
 
         Only earlier records' rows were in the table (the first statement of the try to
@@ -332,20 +343,17 @@ class Applier:
         c = self.dialect.classify(exc)
         if c.kind is not ErrorKind.DATA:
             return False
-        item = _item_of_row(index, cols, live, row)
-        if item is None or sum(1 for op in item.ops if op[0] <= index) != 1:
-            return False  # not found, or it already wrote something this try
+        if sum(1 for op in self.rows.ops_of(item) if op[0] <= index) != 1:
+            return False  # it already wrote something this try
         now.aside.append(
             (item, Failure("write", c.error_class, f"{write.describe()}: {c.message}"))
         )
         return True
 
-    def _named_item(
-        self, exc: Exception, index: int, cols: tuple[str, ...], live: Sequence[Item]
-    ) -> Item | None:
-        """The record whose row the database named as failing (rows went in item order)."""
+    def _named_item(self, exc: Exception, owners: Sequence[Item]) -> Item | None:
+        """The record whose row the database named as failing (``owners[i]`` emitted row i)."""
         row_no = self.dialect.failed_row(exc)
-        return None if row_no is None else _item_of_row(index, cols, live, row_no)
+        return owners[row_no] if row_no is not None and 0 <= row_no < len(owners) else None
 
     def _send(
         self, write: Write, t: TableInfo, cols: tuple[str, ...], rows: list[tuple[Any, ...]]
@@ -365,17 +373,3 @@ class Applier:
             d.increment(self.session, t, write.key, cols, write.columns, rows, write.create)
         elif isinstance(write, Delete):
             d.delete(self.session, t, write.key, rows)
-
-
-def _item_of_row(
-    index: int, cols: tuple[str, ...], live: Sequence[Item], row_no: int
-) -> Item | None:
-    """The record whose row is ``row_no`` of write ``index``'s rows with ``cols``."""
-    seen = 0
-    for item in live:
-        for idx, columns, _values in item.ops:
-            if idx == index and columns == cols:
-                if seen == row_no:
-                    return item
-                seen += 1
-    return None

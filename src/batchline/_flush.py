@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import tenacity
 
 from ._apply import Applier, Tally
+from ._chunk import Chunk
 from ._database import Session
 from ._dialects import Dialect, RowLimit, TableInfo
 from ._errors import FatalDatabaseError, JobLocked, TransientExhausted
@@ -38,6 +39,8 @@ from .typing import ChunkCallback
 __all__ = ["Flusher"]
 
 log = logging.getLogger("batchline")
+
+_EMPTY = Chunk(())  # between chunks: the last one's rows are not kept
 
 
 def _count_retry(result: Result, job: str, state: tenacity.RetryCallState) -> None:
@@ -109,16 +112,17 @@ class Flusher:
         self.row_limit: RowLimit | None = None
 
     # -- the entry point ----------------------------------------------------------------------
-    def flush(self, items: Sequence[Item], end: int, prepared: Prepared | None = None) -> None:
-        """Handle a chunk whose last record has position ``end``: one transaction, committed
-        once, in which each record lands or becomes a dead letter.
+    def flush(self, chunk: Chunk, end: int, prepared: Prepared | None = None) -> None:
+        """Handle a (sealed) chunk whose last record has position ``end``: one transaction,
+        committed once, in which each record lands or becomes a dead letter.
 
         Transient failures retry the whole chunk; an ambiguous COMMIT (the connection died
         after the server got it) is recognised by the job's checkpoint.
         """
-        pre = [(it, it.failure) for it in items if it.failure is not None]
-        good = prepared.good if prepared is not None else [it for it in items if not it.failure]
+        pre = [(it, it.failure) for it in chunk.items if it.failure is not None]
+        good = prepared.good if prepared is not None else chunk.good
         self.applier.prepared = prepared
+        self.applier.rows = chunk
         pending: list[Tally] = []
 
         try:
@@ -134,6 +138,7 @@ class Flusher:
                 f"gave up after {self.retry.attempts} attempts: {exc}", code=exc.code, job=self.job
             ) from exc
         self.applier.prepared = None
+        self.applier.rows = _EMPTY
         self._count(pending[0], end)
 
     def _chunk_transaction(
@@ -190,10 +195,10 @@ class Flusher:
     def _bookkeep(self, pre: list[tuple[Item, Failure]], chunk: Tally, end: int) -> None:
         """Dead letters, replayed letters and the checkpoint, in the chunk's transaction."""
         failures = sorted([*pre, *chunk.failures], key=lambda f: f[0].position)
-        letter = self.payload.letter
+        letter, ops_of = self.payload.letter, self.applier.rows.ops_of
         chunk.letters = []
         for item, f in failures:
-            message, payload = letter(item, f.message)
+            message, payload = letter(item, f.message, ops_of(item))
             chunk.letters.append((item, Failure(f.stage, f.error_class, message), to_json(payload)))
         self._write_dead_letters(chunk.letters, [*chunk.processed, *chunk.duplicates])
         self.state.advance(

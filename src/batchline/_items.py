@@ -1,11 +1,13 @@
-"""A mapped record waiting in a chunk: its position, its payload and the writes it emitted."""
+"""A mapped record waiting in a chunk: its position, its payload and its fate.
+
+The rows it emitted are not kept here but in the chunk's column-shaped buffers
+(``_chunk.Rows``), each row beside the record that emitted it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-from ._writes import Ref
 
 __all__ = ["Failure", "Item", "Op"]
 
@@ -26,17 +28,17 @@ class Failure:
 class Item:
     """One record of a chunk.
 
-    The mapping ran exactly once to produce ``ops``; flushes and isolation only ever replay
-    these ops, never user code. ``failure`` is set for records that failed before the
-    flush (unreadable, or the mapping raised): they only need a dead letter.
+    The mapping ran exactly once to emit its rows (into the chunk's buffers); flushes and
+    isolation only ever replay those rows, never user code. ``failure`` is set for records
+    that failed before the flush (unreadable, the mapping raised, a row broke a rule or is
+    too large): they only need a dead letter. Compared by identity: a chunk's buffers
+    point at their records.
     """
 
     position: int
     line: int
     record: Any
-    ops: list[Op] = field(default_factory=list)
     key: str | None = None  # idempotency ledger key (hashed)
-    refs: list[Ref] | None = None  # the lookup references among the ops' values
     failure: Failure | None = None
     dead_letter_id: int | None = None  # set when the record is a replayed dead letter
     attempts: int = 1

@@ -1,7 +1,8 @@
 """Batched get-or-create: a batch's lookup references resolved in one or two statements.
 
 A mapping refers to a lookup row with ``lookup.ref(...)`` (a :class:`~batchline.Ref`, no
-I/O). For a batch of records, each lookup's distinct keys are gathered (:func:`wanted_refs`),
+I/O). For a batch of records, each lookup's distinct keys are gathered from the Ref columns
+of its rows (:func:`wanted_refs`),
 those in the committed cache are taken from it (:func:`split_cached`), the rest are selected
 in one statement and, with ``create=True``, the missing ones inserted in one more
 (:class:`LookupResolver`). The mapping thread reads keys ahead with the same helpers
@@ -14,21 +15,22 @@ referred to later.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._aggregate import Resolved
+from ._chunk import Rows
 from ._database import Session
 from ._dialects import Dialect, TableInfo
 from ._errors import FatalDatabaseError
 from ._items import Failure, Item
 from ._writes import Lookup, Ref
 
-__all__ = ["LookupCache", "LookupResolver", "split_cached", "wanted_refs"]
+__all__ = ["Found", "LookupCache", "LookupResolver", "split_cached", "wanted_refs"]
 
 #: Per lookup, key -> value.
-Rows = dict[Lookup, dict[tuple[Any, ...], Any]]
+Found = dict[Lookup, dict[tuple[Any, ...], Any]]
 
 
 class LookupCache:
@@ -49,22 +51,36 @@ class LookupCache:
 
 
 def wanted_refs(
-    items: Sequence[Item], lookups: Sequence[Lookup]
+    rows: Sequence[Sequence[Rows]], lookups: Sequence[Lookup]
 ) -> dict[Lookup, dict[tuple[Any, ...], Ref]] | None:
-    """Per lookup, the distinct keys the records refer to (first Ref per key, whose values
-    create a missing row); ``None`` if a record refers to a lookup the pipeline lacks."""
+    """Per lookup, the distinct keys a batch's rows refer to (first Ref per key, whose values
+    create a missing row); ``None`` if a row refers to a lookup the pipeline lacks. Only
+    the columns where a Ref was seen are gone through (``Rows.refs``)."""
     wanted: dict[Lookup, dict[tuple[Any, ...], Ref]] = {lk: {} for lk in lookups}
-    for item in items:
-        refs = item.refs
-        if refs is None:
-            continue
-        for r in refs:
-            per = wanted.get(r.lookup)
-            if per is None:
-                return None
-            if r.key not in per:
-                per[r.key] = r
+    for per_write in rows:
+        for buffer in per_write:
+            for i in buffer.refs:
+                column = buffer.column(i)
+                # one look per distinct object (hot keys share one Ref), found in C
+                for r in dict(zip(map(id, column), column)).values():
+                    if type(r) is not Ref:
+                        continue
+                    per = wanted.get(r.lookup)
+                    if per is None:
+                        return None
+                    if r.key not in per:
+                        per[r.key] = r
     return wanted
+
+
+def _refs_of(rows: Sequence[Sequence[Rows]]) -> Iterator[tuple[Item, Ref]]:
+    """Every (record, Ref) of a batch's rows, a buffer's Ref columns at a time."""
+    for per_write in rows:
+        for buffer in per_write:
+            for i in buffer.refs:
+                for owner, r in zip(buffer.owners, buffer.column(i)):
+                    if type(r) is Ref:
+                        yield owner, r
 
 
 def split_cached(
@@ -94,7 +110,7 @@ class _Resolution:
     items: set[int]  # id() of the records it resolved
     resolved: Resolved
     failed: dict[int, Failure]  # id() -> why: records referring to a key with no row
-    found: Rows  # rows its SELECTs found (for the cache)
+    found: Found  # rows its SELECTs found (for the cache)
 
     def covers(self, live: Sequence[Item]) -> bool:
         ids = self.items
@@ -123,11 +139,11 @@ class LookupResolver:
         self.tables = tables
         self.caches = caches
         self.job = job
-        self._existing: Rows = {}
+        self._existing: Found = {}
         self._resolution: _Resolution | None = None
         self._created = False  # whether the last resolve created lookup rows
 
-    def begin(self, known: Rows | None) -> None:
+    def begin(self, known: Found | None) -> None:
         """A transaction starts; ``known`` rows exist before it (read ahead)."""
         self._existing = {lookup: dict(values) for lookup, values in (known or {}).items()}
         self._resolution = None
@@ -136,12 +152,14 @@ class LookupResolver:
         self,
         session: Session,
         live: list[Item],
-        found: Rows,
+        rows: Sequence[Sequence[Rows]],
+        found: Found,
         failures: list[tuple[Item, Failure]],
         *,
         reuse: bool,
     ) -> tuple[Resolved, list[Item]]:
-        """Resolve every Ref of ``live``, one lookup at a time, in one or two statements.
+        """Resolve every Ref of ``live`` (whose rows are ``rows``), one lookup at a time, in
+        one or two statements.
 
         Rows the database returned are added to ``found`` (for the cache, once committed).
         Returns each lookup's key → value map for this try, and the records that can be
@@ -162,11 +180,9 @@ class LookupResolver:
             failures.extend((it, gone[id(it)]) for it in live if id(it) in gone)
             return memo.resolved, [it for it in live if id(it) not in gone]
         self._created = False
-        wanted = wanted_refs(live, self.lookups)
+        wanted = wanted_refs(rows, self.lookups)
         if wanted is None:
-            stray = next(
-                r.lookup for it in live for r in it.refs or () if r.lookup not in self.lookups
-            )
+            stray = next(r.lookup for _, r in _refs_of(rows) if r.lookup not in self.lookups)
             raise FatalDatabaseError(
                 f"the mapping referred to {stray!r}, which is not among the pipeline's lookups",
                 job=self.job,
@@ -190,23 +206,18 @@ class LookupResolver:
         kept: list[Item] = live
         failed: dict[int, Failure] = {}
         if missing:
-            kept = []
-            for item in live:
-                bad = None
-                for r in item.refs or ():
-                    if r.key not in resolved[r.lookup]:
-                        bad = r
-                        break
-                if bad is None:
-                    kept.append(item)
+            for item, bad in _refs_of(rows):
+                if bad.key in resolved[bad.lookup] or id(item) in failed:
                     continue
                 named = ", ".join(f"{c}={v!r}" for c, v in zip(bad.lookup.key, bad.key))
-                why = Failure("lookup", "LookupMissing", f"no {bad.lookup.table} row with {named}")
-                failed[id(item)] = why
-                failures.append((item, why))
+                failed[id(item)] = Failure(
+                    "lookup", "LookupMissing", f"no {bad.lookup.table} row with {named}"
+                )
+            kept = [it for it in live if id(it) not in failed]
+            failures.extend((it, failed[id(it)]) for it in live if id(it) in failed)
         if reuse and not self._created:
-            rows = {lookup: dict(values) for lookup, values in found.items()}
-            self._resolution = _Resolution({id(it) for it in live}, resolved, failed, rows)
+            copied = {lookup: dict(values) for lookup, values in found.items()}
+            self._resolution = _Resolution({id(it) for it in live}, resolved, failed, copied)
         return resolved, kept
 
     def _fetch(

@@ -1,4 +1,4 @@
-"""``Out``: what a mapping function writes through, and the per-record write list it fills.
+"""``Out``: what a mapping function writes through, into the chunk's row buffers.
 
 The mapping runs once per record. ``Out`` only records what it emits (cheaply, in memory);
 nothing touches the database until the chunk is flushed, so a record's writes can be
@@ -8,17 +8,14 @@ replayed against any sub-batch during isolation without running user code again.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
+from ._chunk import Chunk, Rows, ordered
 from ._errors import ConfigError
-from ._items import Item, Op
-from ._writes import Delete, Increment, Insert, Ref, Upsert, Write
+from ._items import Item
+from ._writes import Delete, Increment, Insert, Upsert, Write
 
-__all__ = ["Op", "Out", "WriteIndex"]
-
-
-_NUMBER = (int, float, Decimal)
+__all__ = ["Out", "WriteIndex"]
 
 
 class WriteIndex:
@@ -63,39 +60,35 @@ class WriteIndex:
 class Out:
     """Collects the writes records emit; handed to the mapping function.
 
-    One ``Out`` serves a whole run: the loop points it at each record's :class:`Item` in turn
-    (``out.item``), and each emitted row goes straight into that item as ``(write index,
-    columns, values)`` tuples, in the order the mapping gave its columns. A row is taken
-    apart once, here: the flush groups rows by their column tuple and sends the value tuples
-    as they are, never rebuilding a row from a dict.
+    One ``Out`` serves a whole run: the loop points it at each chunk (``out.chunk``) and each
+    record (``out.item``) in turn, and each emitted row goes straight into the chunk's buffer
+    for its write and column list (:class:`~batchline._chunk.Rows`) as a tuple of its values,
+    in the order the mapping gave its columns, beside the record that emitted it. A row is
+    taken apart once, here; the flush sends the buffers as they are.
 
-    This runs once per emitted row, so it is written for speed: exact type checks before the
-    general ones, and one pass over a row's values for both its size and its references.
+    This runs once per emitted row, so it does the least it can: the checks that need a
+    row's values (a key present, an increment a number) run a column at a time when the
+    chunk closes (``Chunk.seal``), and fail the record there, at stage ``map``, as if the
+    call had raised.
     """
 
-    __slots__ = ("_increments", "_index", "_inserts", "_keys", "_shapes", "item", "size")
+    __slots__ = ("_buffers", "_index", "_kinds", "_ordered", "_seq", "chunk", "item")
 
-    def __init__(self, index: WriteIndex, item: Item | None = None) -> None:
+    def __init__(self, index: WriteIndex, chunk: Chunk | None = None) -> None:
         self._index = index
-        self._inserts = index.per_kind[Insert.kind]
-        self._increments = index.per_kind[Increment.kind]
-        self._keys = index.keys
-        self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._kinds = index.per_kind
+        self._ordered = tuple(ordered(w) for w in index.writes)
+        self._seq = 0
+        #: The chunk being filled.
+        self.chunk: Chunk = chunk if chunk is not None else Chunk(index.writes)
+        self._buffers = self.chunk.groups
         #: The record whose writes are being collected.
-        self.item: Item = item if item is not None else Item(0, 0, None)
-        #: About how many bytes the emitted values take, summed over the records (characters
-        #: of text and bytes, 16 a value besides; the loop bounds a chunk by it).
-        self.size = 0
+        self.item: Item = Item(0, 0, None)
 
-    @property
-    def ops(self) -> list[Op]:
-        """The current record's emitted writes."""
-        return self.item.ops
-
-    @property
-    def refs(self) -> list[Ref] | None:
-        """The lookup references among the current record's values, if any."""
-        return self.item.refs
+    def start(self, chunk: Chunk) -> None:
+        """Collect into ``chunk`` from now on."""
+        self.chunk = chunk
+        self._buffers = chunk.groups
 
     def _add(self, idx: int, row: Mapping[str, Any]) -> None:
         if type(row) is dict:
@@ -106,64 +99,36 @@ class Out:
             values = tuple([row[c] for c in columns])
         else:
             raise TypeError(f"a row must be a mapping, got {type(row).__name__}")
-        # one tuple object per column shape, shared by every row of that shape
-        columns = self._shapes.setdefault(columns, columns)
-        for col in self._keys[idx]:
-            if row.get(col) is None:
-                write = self._index.writes[idx]
-                raise ValueError(f"{write.describe()}: key column {col!r} is missing or empty")
-        item = self.item
-        item.ops.append((idx, columns, values))
-        size = 16 * len(values)
-        for v in values:
-            t = type(v)
-            if t is str:
-                size += len(v)
-            elif t is Ref:
-                if item.refs is None:
-                    item.refs = [v]
-                else:
-                    item.refs.append(v)
-            elif t is bytes:
-                size += len(v)
-        self.size += size
+        rows = self._buffers[idx].get(columns)
+        if rows is None:
+            rows = self._buffers[idx][columns] = Rows(columns, self._ordered[idx])
+        rows.values.append(values)
+        rows.owners.append(self.item)
+        seq = rows.seq
+        if seq is not None:
+            self._seq += 1
+            seq.append(self._seq)
+
+    def _find(self, kind: str, table: str) -> int:
+        idx = self._kinds[kind].get(table)
+        return self._index.find(kind, table) if idx is None else idx
 
     def insert(self, table: str, row: Mapping[str, Any]) -> None:
         """Insert ``row`` into ``table`` (declared with :class:`~batchline.Insert`)."""
-        idx = self._inserts.get(table)
-        self._add(self._index.find(Insert.kind, table) if idx is None else idx, row)
+        self._add(self._find(Insert.kind, table), row)
 
     def upsert(self, table: str, row: Mapping[str, Any]) -> None:
         """Insert or update ``row`` (declared with :class:`~batchline.Upsert`)."""
-        self._add(self._index.find(Upsert.kind, table), row)
+        self._add(self._find(Upsert.kind, table), row)
 
     def increment(self, table: str, row: Mapping[str, Any]) -> None:
         """Add the row's increment columns to the row with its key (``Increment``)."""
-        idx = self._increments.get(table)
-        if idx is None:
-            idx = self._index.find(Increment.kind, table)
-        write = self._index.writes[idx]
-        assert isinstance(write, Increment)
-        for col in write.columns:
-            v = row.get(col)
-            t = type(v)
-            if t is int or t is float or t is Decimal:
-                continue
-            if v is None:
-                raise ValueError(f"increment {table}: column {col!r} is missing")
-            if isinstance(v, bool) or not isinstance(v, _NUMBER):
-                raise ValueError(f"increment {table}: column {col!r} is not a number: {v!r}")
-        self._add(idx, row)
+        self._add(self._find(Increment.kind, table), row)
 
     def delete(self, table: str, key: Mapping[str, Any]) -> None:
         """Delete the row of ``table`` whose key columns equal ``key`` (``Delete``)."""
-        self._add(self._index.find(Delete.kind, table), key)
+        self._add(self._find(Delete.kind, table), key)
 
     def write(self, table: str, row: Mapping[str, Any]) -> None:
         """Emit ``row`` to the only write declared for ``table``, whatever its kind."""
-        idx = self._index.find(None, table)
-        write = self._index.writes[idx]
-        if isinstance(write, Increment):
-            self.increment(table, row)
-        else:
-            self._add(idx, row)
+        self._add(self._index.find(None, table), row)

@@ -35,7 +35,7 @@ from itertools import chain
 from typing import Any
 
 from ._errors import ConfigError
-from ._items import Item
+from ._items import Item, Op
 from ._writes import Ref, Write
 
 __all__ = [
@@ -148,8 +148,9 @@ class PayloadPolicy:
         """The default: the record is stored as it is and the message as it came."""
         return self.mode == "full" and not self.redact
 
-    def letter(self, item: Item, message: str) -> tuple[str, Any]:
-        """The message and the payload (JSON-able) a dead letter of ``item`` stores."""
+    def letter(self, item: Item, message: str, ops: Sequence[Op] = ()) -> tuple[str, Any]:
+        """The message and the payload (JSON-able) a dead letter of ``item`` (whose rows
+        were ``ops``) stores."""
         record = item.record
         if self.keeps_all:
             return message, _plain(record)
@@ -159,7 +160,7 @@ class PayloadPolicy:
                 # Text that did not parse (stage read) cannot be redacted field by field.
                 return message, {MARKER: "none"}
             kept = self._redacted(record, found)
-            withheld = set(self._redacted_texts(item))
+            withheld = set(self._redacted_texts(item, ops))
             if not found:
                 return scrub(message, withheld), _plain(record)
             payload = {MARKER: "full", "record": kept, "redacted": found}
@@ -168,7 +169,7 @@ class PayloadPolicy:
         # says little and is everywhere in database messages ("CHECK (qty > 0)").
         everything = {
             t
-            for t in chain(_texts(record), *(_texts(values) for _, _, values in item.ops))
+            for t in chain(_texts(record), *(_texts(values) for _, _, values in ops))
             if len(t.strip()) >= _SHORTEST
         }
         if self.mode == "none":
@@ -177,7 +178,7 @@ class PayloadPolicy:
         if isinstance(record, dict):
             fields = {k: record[k] for k in self.keys if k in record}
         kept = self._redacted(fields, found)
-        allowed = set(_texts(kept)) - set(self._redacted_texts(item))
+        allowed = set(_texts(kept)) - set(self._redacted_texts(item, ops))
         payload = {MARKER: "keys", "fields": kept}
         if found:
             payload["redacted"] = found
@@ -202,12 +203,12 @@ class PayloadPolicy:
             return [self._redacted(v, found) for v in value]
         return value
 
-    def _redacted_texts(self, item: Item) -> Iterator[str]:
+    def _redacted_texts(self, item: Item, ops: Sequence[Op]) -> Iterator[str]:
         """The texts of the redacted fields' values: in the record and in its writes."""
         if not self.redact:
             return
         yield from _field_texts(item.record, self.redact)
-        for _, columns, values in item.ops:
+        for _, columns, values in ops:
             for column, value in zip(columns, values):
                 if column in self.redact:
                     yield from _texts(value)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._aggregate import Resolved, RowGroup, aggregate
+from ._chunk import Chunk
 from ._database import Session
 from ._dialects import Dialect, ErrorKind, TableInfo
 from ._items import Item
@@ -73,12 +74,13 @@ class Preparer:
         self.reader = reader
         self.reader_failures = 0
 
-    def prepare(self, items: Sequence[Item]) -> Prepared:
-        good = [it for it in items if it.failure is None]
+    def prepare(self, chunk: Chunk) -> Prepared:
+        good = chunk.good
+        rows = chunk.rows_for(good)
         known: Resolved = {}
         fetched: Resolved = {}
         complete = True
-        wanted = wanted_refs(good, self.lookups) if self.lookups else {}
+        wanted = wanted_refs(rows, self.lookups) if self.lookups else {}
         if wanted is None:  # the flush reports the stray lookup
             return Prepared(good, known, fetched, None)
         for lookup, refs_by_key in wanted.items():
@@ -90,7 +92,7 @@ class Preparer:
             known[lookup] = values
         groups = None
         if complete:
-            groups = [aggregate(w, i, good, known) for i, w in enumerate(self.writes)]
+            groups = [aggregate(w, rows[i], known) for i, w in enumerate(self.writes)]
         return Prepared(good, known, fetched, groups)
 
     def _read_ahead(self, lookup: Lookup, keys: list[tuple[Any, ...]]) -> dict[Any, Any]:

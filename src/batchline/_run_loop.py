@@ -1,8 +1,9 @@
 """The run loop: read → map → collect into chunks → hand each chunk to the flush thread.
 
-It runs on the caller's thread, in input order. A record becomes an :class:`Item` holding
-what its mapping emitted (or how it failed: unreadable, the map function raised, too large
-for one row). Chunks close on a record count (:class:`~batchline._chunking.ChunkSizer`) or on
+It runs on the caller's thread, in input order. A record becomes an :class:`Item` (or how it
+failed: unreadable, the map function raised), and what its mapping emits goes into the
+chunk's row buffers (:class:`~batchline._chunk.Chunk`), which check and measure it a column
+at a time. Chunks close on a record count (:class:`~batchline._chunking.ChunkSizer`) or on
 their bytes. While chunk N flushes on the worker thread, the loop maps chunk N+1 and reads
 its lookups ahead (``_prepare``), so at most two chunks are in memory at once. After each
 flush it checks the failure budget (``max_failures``).
@@ -18,12 +19,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ._chunk import Chunk
 from ._chunking import ChunkSizer
 from ._database import Session, StatementListener
 from ._dialects import Dialect
 from ._errors import ConfigError, TransientExhausted
 from ._flush import Flusher
-from ._items import Failure, Item
+from ._items import Failure, Item, Op
 from ._out import Out, WriteIndex
 from ._prepare import Prepared, Preparer
 from ._result import Result, Status
@@ -126,29 +128,36 @@ def _loop(
     result: Result,
 ) -> None:
     only_table = writes[0].table if map_fn is None else ""
-    chunk: list[Item] = []
-    out = Out(index)  # pointed at each record in turn
+    chunk = Chunk(writes)
+    items = chunk.items
+    out = Out(index, chunk)  # pointed at each chunk and record in turn
     in_flight: Future[None] | None = None
     chunk_size = sizer.size
     limit = flusher.row_limit
-    measure = measure_above(limit)
+    above = measure_above(limit)
+    check_at = 1  # the record count at which the chunk's bytes are next measured
 
-    def flush(items: list[Item], prepared: Prepared) -> None:
+    def too_large(item: Item, ops: list[Op]) -> Failure | None:
+        assert limit is not None
+        return oversized(ops, writes, dialect, limit)
+
+    def flush(closed: Chunk, prepared: Prepared) -> None:
         # on the flush thread: time the chunk, and tell whether it ran clean
         retries, isolating = result.retries, result.isolation_flushes
         began = time.perf_counter()
-        flusher.flush(items, items[-1].position, prepared)
+        flusher.flush(closed, closed.items[-1].position, prepared)
         clean = result.retries == retries and result.isolation_flushes == isolating
-        sizer.observe(len(items), time.perf_counter() - began, clean=clean)
+        sizer.observe(len(closed.items), time.perf_counter() - began, clean=clean)
 
-    def submit(items: list[Item]) -> Future[None]:
+    def submit(closed: Chunk) -> Future[None]:
         nonlocal in_flight, chunk_size
-        # While the previous chunk is still flushing: this chunk's lookups and rows.
-        prepared = preparer.prepare(items)
+        # While the previous chunk is still flushing: this chunk's checks, lookups and rows.
+        closed.seal(above, None if limit is None else too_large)
+        prepared = preparer.prepare(closed)
         if in_flight is not None:
             in_flight.result()
             budget.check(result)
-        fut = worker.submit(flush, items, prepared)
+        fut = worker.submit(flush, closed, prepared)
         if not pipelined:
             fut.result()
             budget.check(result)
@@ -175,7 +184,6 @@ def _loop(
                     if replayed is not None:
                         item.dead_letter_id = replayed
                         item.attempts = getattr(src, "attempts", 1) + 1
-                before = out.size
                 try:
                     if map_fn is None:
                         out.write(only_table, data)
@@ -189,16 +197,24 @@ def _loop(
                     item.failure = Failure(
                         "map", type(exc).__name__, f"{type(exc).__name__}: {exc}"
                     )
-                    item.ops, item.refs = [], None  # what it emitted before it raised
-                else:
-                    if out.size - before > measure and limit is not None:
-                        item.failure = oversized(item, writes, dialect, limit)
-            chunk.append(item)
-            if len(chunk) >= chunk_size or out.size >= chunk_bytes:
-                submit(chunk)
-                chunk = []
-                out.size = 0
-        if chunk:
+                    chunk.discard(item)  # what it emitted before it raised
+            items.append(item)
+            n = len(items)
+            if n < chunk_size:
+                if n < check_at:
+                    continue
+                # the chunk's bytes, measured every few records: often enough to stay near
+                # ``chunk_bytes`` whatever a record weighs (see _next_check)
+                size = chunk.measure(above)
+                if size < chunk_bytes:
+                    check_at = n + _next_check(size, n, chunk_bytes)
+                    continue
+            submit(chunk)
+            chunk = Chunk(writes)
+            items = chunk.items
+            out.start(chunk)
+            check_at = 1
+        if items:
             submit(chunk)
     except BaseException:
         if in_flight is not None:
@@ -210,6 +226,14 @@ def _loop(
     if in_flight is not None:
         in_flight.result()
     budget.check(result)
+
+
+def _next_check(size: int, n: int, limit: int) -> int:
+    """How many records to map before measuring the chunk again: half the records that
+    would fill what is left of ``limit`` at the average size so far (so a chunk of large
+    records is measured nearly every record, and stops close to its bound), at most 256."""
+    average = max(1, size // n)
+    return max(1, min(256, (limit - size) // (2 * average)))
 
 
 class _FailureBudget:

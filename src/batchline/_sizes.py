@@ -5,7 +5,7 @@ Each database caps what one statement or value can carry (``Dialect.row_limit``)
 ``SQLITE_LIMIT_LENGTH``. Sent anyway, a row over it costs more than its own record: MySQL
 drops the connection, which reads as a network failure and is retried in vain; PostgreSQL
 takes seconds to refuse it, or drops the connection too. So a record whose text is large
-(``Out`` counts it while mapping: ordinary records pay one comparison) has its rows measured,
+(the chunk counts it a column at a time, ``Chunk.measure``) has its rows measured,
 and one over the limit becomes a dead letter at stage ``write`` without a statement.
 
 Its dead letter must fit as well: a payload over the limit is stored cut, as a JSON object
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._dialects import Dialect, RowLimit, utf8_size
-from ._items import Failure, Item
+from ._items import Failure, Op
 from ._writes import Write
 
 __all__ = ["TRUNCATED", "fit_payload", "measure_above", "oversized"]
@@ -32,16 +32,17 @@ _HEAD = 64 * 1024
 
 
 def measure_above(limit: RowLimit | None) -> int:
-    """The ``Out.size`` (characters of text and bytes) above which a record's rows are
+    """The characters of text and bytes (``Chunk.measure``) above which a row is
     measured: a character takes at most 4 bytes as sent (an escaped ASCII one, 2)."""
     return sys.maxsize if limit is None else limit.size // 4
 
 
 def oversized(
-    item: Item, writes: Sequence[Write], dialect: Dialect, limit: RowLimit
+    ops: Sequence[Op], writes: Sequence[Write], dialect: Dialect, limit: RowLimit
 ) -> Failure | None:
-    """Why ``item`` cannot be written (a row of it over ``limit``), or ``None``."""
-    for index, _columns, values in item.ops:
+    """Why a record whose rows are ``ops`` cannot be written (a row over ``limit``), or
+    ``None``."""
+    for index, _columns, values in ops:
         # its text alone, unescaped, settles most cases without a pass over each value
         size, least = sum(map(_text_size, values)), "at least "
         if size <= limit.size:

@@ -15,6 +15,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -261,7 +262,7 @@ class Dialect:
         """Run ``build(values_sql)`` once per batch of rows that fits the parameter limit."""
         per = self._rows_per_statement(ex, len(columns))
         for batch in chunked(rows, per):
-            params = [v for row in self.adapt_rows(batch) for v in row]
+            params = list(chain.from_iterable(self.adapt_rows(batch)))
             ex.execute(build(self._values(len(columns), len(batch))), params)
 
     # -- plain multi-row statements for the state tables ---------------------------------------
