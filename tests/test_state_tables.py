@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
+
+from batchline._errors import ConfigError
+from batchline._state import SCHEMA_VERSION, StateTables
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 CREATE = (
@@ -36,3 +40,21 @@ def test_processes_creating_the_state_tables_together_all_succeed(
         errors = [p.communicate(timeout=120)[1] for p in procs]
         assert [p.returncode for p in procs] == [0] * 4, errors
     assert "batchline_runners" in sa.inspect(engine).get_table_names()
+
+
+def test_ready_says_whether_a_run_can_skip_creating_and_refuses_a_newer_layout(
+    db_url: str, engine: sa.Engine
+) -> None:
+    # A run's start checks the tables with one catalog query (``ready``) and creates only
+    # when something is missing.
+    tables = StateTables(prefix="ready_")
+    with engine.connect() as conn:
+        assert not tables.ready(conn)
+    tables.create(engine)
+    with engine.connect() as conn:
+        assert tables.ready(conn)
+        assert not conn.in_transaction()  # nothing left open (SQLite would keep its lock)
+    with engine.begin() as conn:
+        conn.execute(tables.meta.update().values(version=SCHEMA_VERSION + 1))
+    with engine.connect() as conn, pytest.raises(ConfigError, match="newer batchline"):
+        tables.ready(conn)

@@ -100,12 +100,12 @@ class Session(Executor):
             raw = self.engine.raw_connection()
             try:
                 self.dialect.on_acquire(raw.driver_connection)
-                if self.autocommit:
+                if self._driver_autocommit:
                     self._set_autocommit(raw, True)
             except BaseException:
                 # refused (e.g. MySQL without strict mode): back to the pool as it came
                 try:
-                    if self.autocommit:
+                    if self._driver_autocommit:
                         self._set_autocommit(raw, False)
                     raw.close()
                 except Exception:
@@ -120,6 +120,12 @@ class Session(Executor):
                     self.close()
                     raise
         return self._raw
+
+    @property
+    def _driver_autocommit(self) -> bool:
+        """Whether the driver runs in autocommit: for a reader, or where the dialect opens
+        transactions itself (``Dialect.explicit_begin``)."""
+        return self.autocommit or self.dialect.explicit_begin
 
     @property
     def connected(self) -> bool:
@@ -143,7 +149,7 @@ class Session(Executor):
         if raw is None:
             return
         try:
-            if self.autocommit:
+            if self._driver_autocommit:
                 self._set_autocommit(raw, False)
             self.dialect.on_release(raw.driver_connection)
             raw.close()
@@ -203,8 +209,8 @@ class Session(Executor):
 
     def begin(self) -> None:
         self._connection()
+        self._pipeline_on()  # first, so that an explicit BEGIN is pipelined too
         self.dialect.begin(self)
-        self._pipeline_on()
 
     def commit(self) -> None:
         self._notify("COMMIT", 1)

@@ -139,15 +139,18 @@ class JobRun:
     def _reflect(self, writes: Sequence[Write], lookups: Sequence[Lookup]) -> dict[str, TableInfo]:
         """Create the state tables and reflect the targets; a missing table is fatal."""
         engine, dialect, name = self.engine, self.dialect, self.name
+        names = {w.table for w in writes} | {lk.table for lk in lookups}
         try:
-            self.state_tables.create(engine)
-            tables: dict[str, TableInfo] = {}
+            # The common case on one connection: the state tables are there (one catalog
+            # query), then the targets. Creating any is done on the engine's own connections,
+            # with this one given back first (a one-connection pool has no other).
             with engine.connect() as conn:
-                for table in {w.table for w in writes} | {lk.table for lk in lookups}:
-                    try:
-                        tables[table] = dialect.reflect(conn, table)
-                    except sa.exc.NoSuchTableError:
-                        raise FatalDatabaseError(f"no such table: {table}", job=name) from None
+                ready = self.state_tables.ready(conn)
+                tables = self._reflect_on(conn, names) if ready else {}
+            if not ready:
+                self.state_tables.create(engine)
+                with engine.connect() as conn:
+                    tables = self._reflect_on(conn, names)
         except BatchlineError:
             raise
         except sa.exc.DBAPIError as exc:
@@ -161,12 +164,22 @@ class JobRun:
             raise FatalDatabaseError(f"cannot prepare {redact_url(engine)}: {exc}") from None
         return tables
 
+    def _reflect_on(self, conn: sa.Connection, names: set[str]) -> dict[str, TableInfo]:
+        tables: dict[str, TableInfo] = {}
+        for table in names:
+            try:
+                tables[table] = self.dialect.reflect(conn, table)
+            except sa.exc.NoSuchTableError:
+                raise FatalDatabaseError(f"no such table: {table}", job=self.name) from None
+        return tables
+
     def _start_job(
         self, state: StateStore, fingerprint: str | None, restart: bool, spec: str | None
     ) -> JobState | None:
         session, name, lock = self.session, self.name, self.lock
         session.begin()
         try:
+            self.dialect.relax_commit(session)  # bookkeeping only
             runner = this_runner()
             state.claim_runner(
                 session, lock.key, name, runner["host"], runner["pid"], runner["since"]
@@ -207,6 +220,7 @@ class JobRun:
                 with attempt:
                     try:
                         session.begin()
+                        self.dialect.relax_commit(session)  # bookkeeping only
                         flusher.state.finish_job(session, name, status)
                         flusher.state.release_runner(session, self.lock.key)
                         session.commit()
@@ -225,6 +239,7 @@ class JobRun:
             return  # the job is another runner's, or nobody's: leave its row alone
         state = StateStore(self.state_tables, self.dialect)
         session.begin()
+        self.dialect.relax_commit(session)  # bookkeeping only
         state.finish_job(session, self.name, "failed")
         state.release_runner(session, lock.key)
         session.commit()
@@ -237,6 +252,7 @@ class JobRun:
             if lock.by_connection:
                 session.rollback()  # nothing of a transaction rides on the unlock's commit
                 if session.connected:
+                    session.begin()  # pipelined where it can be: unlock and commit, one trip
                     lock.release(session, session.commit)
             else:
                 lock.release(None)

@@ -30,6 +30,7 @@ import math
 import os
 import socket
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -60,6 +61,10 @@ def _wait_seconds(wait: bool | float | None) -> float:
     if wait is True:
         return math.inf
     return max(0.0, float(wait))
+
+
+#: Per engine, where its connections put unqualified tables (``Dialect.lock_place``).
+_PLACES: weakref.WeakKeyDictionary[sa.Engine, str] = weakref.WeakKeyDictionary()
 
 
 class JobLock:
@@ -114,6 +119,16 @@ class JobLock:
             raise RuntimeError("the job lock has not been taken yet")
         return self.dialect.lock_digest(self._name).hex()
 
+    def _place(self, ex: Executor) -> str:
+        """Where unqualified state tables live: asked once per engine (a round trip each
+        run otherwise), and only when the state tables have no schema of their own."""
+        if self.tables.schema:
+            return self.tables.schema
+        place = _PLACES.get(self.engine)
+        if place is None:
+            place = _PLACES[self.engine] = self.dialect.lock_place(ex)
+        return place
+
     def _full_name(self, place: str) -> str:
         schema, prefix = self.tables.schema or place, self.tables.prefix
         return f"batchline-{self.kind}:{schema}:{prefix}:{self._held}"
@@ -133,7 +148,7 @@ class JobLock:
         this run lost it, and must stop.
         """
         if self._name is None:
-            self._name = self._full_name(self.dialect.lock_place(ex))
+            self._name = self._full_name(self._place(ex))
         name = self._name
         deadline = time.monotonic() + (0.0 if self._taken else self._wait)
         delay = 0.05
@@ -270,7 +285,7 @@ def is_held(engine: sa.Engine, dialect: Dialect, tables: StateTables, job: str) 
     session = Session(engine, dialect)
     try:
         probe = JobLock(engine, dialect, tables, job)
-        name = probe._full_name(dialect.lock_place(session))
+        name = probe._full_name(probe._place(session))
         free = dialect.try_lock(session, name)
         if free:
             dialect.unlock(session, name)

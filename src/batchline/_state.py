@@ -223,7 +223,15 @@ class StateTables:
         )
 
     def create(self, engine: sa.Engine) -> None:
-        """Create missing state tables and check the layout version (idempotent, race-safe)."""
+        """Create missing state tables and check the layout version (idempotent, race-safe).
+
+        The common case, every table there, costs one catalog query and one read
+        (:meth:`ready`): a run's start is a few round trips, not one per table. Anything
+        missing takes the careful way.
+        """
+        with engine.connect() as conn:
+            if self.ready(conn):
+                return
         with _create_lock:
             # Another process may create a table between the check and the CREATE; each such
             # collision means it got further, so there are at most as many as tables.
@@ -249,6 +257,29 @@ class StateTables:
                         "upgrade batchline"
                     )
                 self._widen_text(conn)
+
+    def ready(self, conn: sa.Connection) -> bool:
+        """Whether every state table exists with a layout this release knows (widening
+        MySQL's dead letters as :meth:`create` does); the transaction is ended either way."""
+        try:
+            names = set(sa.inspect(conn).get_table_names(schema=self.schema))
+            if not all(t.name in names for t in self.metadata.tables.values()):
+                return False
+            version = conn.execute(sa.select(self.meta.c.version)).scalar()
+            if version is None:
+                return False
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"the state tables ({self.prefix}*) were written by a newer batchline "
+                    f"(layout {version}, this release knows {SCHEMA_VERSION}); upgrade batchline"
+                )
+            self._widen_text(conn)
+            conn.commit()
+            return True
+        finally:
+            # (an open read would keep SQLite's lock from a CREATE on another connection)
+            if conn.in_transaction():
+                conn.rollback()
 
     def _widen_text(self, conn: sa.Connection) -> None:
         """On MySQL, make dead letters created as TEXT (before LONGTEXT) LONGTEXT.
@@ -412,16 +443,22 @@ class StateStore:
     def finish_job(self, ex: Executor, name: str, status: str) -> None:
         """Record the end of a run. A run that completed gets the status of the whole job
         (across resumes: one failure in an earlier run keeps it ``partial_success``)."""
-        q = self._q
+        q, p = self._q, self._p
         now = now_iso()
-        if status != "failed":
-            job = self.get_job(ex, name)
-            if job is not None and job.failed:
-                status = "partial_success" if job.processed or job.duplicates else "failed"
+        if status == "failed":
+            verdict, params = p, [status]
+        else:
+            # decided by the row's own counters, in the statement: no read first
+            verdict = (
+                f"CASE WHEN {q('failed')} = 0 THEN {p} "
+                f"WHEN {q('processed')} > 0 OR {q('duplicates')} > 0 THEN 'partial_success' "
+                "ELSE 'failed' END"
+            )
+            params = [status]
         ex.execute(
-            f"UPDATE {self.jobs} SET {q('status')} = {self._p}, {q('updated_at')} = {self._p}, "  # noqa: S608
-            f"{q('finished_at')} = {self._p} WHERE {q('name')} = {self._p}",
-            [status, now, now, name],
+            f"UPDATE {self.jobs} SET {q('status')} = {verdict}, {q('updated_at')} = {p}, "  # noqa: S608
+            f"{q('finished_at')} = {p} WHERE {q('name')} = {p}",
+            [*params, now, now, name],
         )
 
     # -- ledger -------------------------------------------------------------------------------

@@ -124,6 +124,11 @@ class Dialect:
     max_params = 30_000
     #: Whether the driver can send statements without waiting for each result.
     pipelines = False
+    #: Whether sessions run the driver in autocommit and open each transaction with an
+    #: explicit BEGIN (:meth:`begin`): then nothing waits for a BEGIN of the driver's own
+    #: (psycopg waits a round trip for its implicit one in pipeline mode), and a statement
+    #: outside a transaction (the job lock's) needs no COMMIT after it.
+    explicit_begin = False
     #: Whether a failed ``insert(..., locate=True)`` says which row failed (failed_row).
     locates_rows = False
     #: Whether :meth:`insert_skipping` exists: an insert that can leave out a failing row
@@ -173,6 +178,12 @@ class Dialect:
 
     def params_per_statement(self, ex: Executor) -> int:
         return self.max_params
+
+    def relax_commit(self, ex: Executor) -> None:
+        """Let the open transaction's COMMIT return before it is durable, where the database
+        allows it per transaction. For transactions that hold only a run's bookkeeping (the
+        job's start and end): losing one in a crash loses nothing, since the next durable
+        commit (a chunk's) makes every earlier one durable with it, in order."""
 
     # -- holding a job (see batchline._job_lock) ---------------------------------------------
     #: Whether a run holds its job with a session lock of the connection that commits its

@@ -92,6 +92,7 @@ class PostgresDialect(Dialect):
     name = "postgresql"
     placeholder = "%s"
     pipelines = True
+    explicit_begin = True  # BEGIN rides in the pipeline with the transaction's first statements
     locates_rows = True  # COPY names the line it failed on
     #: Inserts of this many rows or more use COPY; smaller ones an ``unnest`` INSERT, which
     #: rides in the pipeline. COPY costs about three round trips of its own but formats rows
@@ -114,12 +115,20 @@ class PostgresDialect(Dialect):
     def lock_place(self, ex: Executor) -> str:
         return str(ex.query("SELECT current_schema()")[0][0])
 
+    def begin(self, ex: Executor) -> None:
+        ex.execute("BEGIN")
+
+    def relax_commit(self, ex: Executor) -> None:
+        # the WAL is written in order: a later synchronous COMMIT flushes this one too
+        ex.execute("SET LOCAL synchronous_commit TO OFF")
+
     def try_lock(self, ex: Executor, name: str) -> bool:
         # An advisory lock of the session: the server drops it when the connection ends.
         return bool(ex.query("SELECT pg_try_advisory_lock(%s)", [self._lock_id(name)])[0][0])
 
     def unlock(self, ex: Executor, name: str) -> None:
-        ex.query("SELECT pg_advisory_unlock(%s)", [self._lock_id(name)])
+        # no result read: pipelined with the commit that follows it
+        ex.execute("SELECT pg_advisory_unlock(%s)", [self._lock_id(name)])
 
     def _lock_id(self, name: str) -> int:
         return int.from_bytes(self.lock_digest(name)[:8], "big", signed=True)
