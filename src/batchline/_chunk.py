@@ -37,11 +37,13 @@ class Rows:
 
     ``owners[i]`` is the record that emitted ``values[i]``; ``seq[i]`` its place among every
     row the run emitted (kept for writes whose result depends on the order across column
-    lists: upserts and increments). ``refs`` holds the column positions where a lookup
-    reference was seen (found by :meth:`Chunk.seal`).
+    lists: upserts and increments). ``types[c]`` holds the types seen in column ``c`` and
+    ``refs`` the column positions where a lookup reference was seen (both found by
+    :meth:`Chunk.measure`, so the checks at :meth:`Chunk.seal` look at a column's values
+    only when its types say one may be wrong).
     """
 
-    __slots__ = ("columns", "measured", "owners", "refs", "seq", "values")
+    __slots__ = ("columns", "measured", "owners", "refs", "seq", "types", "values")
 
     def __init__(self, columns: tuple[str, ...], ordered: bool) -> None:
         self.columns = columns
@@ -49,6 +51,7 @@ class Rows:
         self.owners: list[Item] = []
         self.seq: list[int] | None = [] if ordered else None
         self.refs: tuple[int, ...] = ()
+        self.types: list[set[type]] = [set() for _ in columns]
         self.measured = 0  # rows counted into the chunk's size so far
 
     def subset(self, keep: set[Item]) -> Rows:
@@ -60,6 +63,7 @@ class Rows:
         if self.seq is not None:
             out.seq = list(compress(self.seq, mask))
         out.refs = self.refs
+        out.types = self.types  # (a superset of the part's: its checks were done)
         out.measured = len(out.values)
         return out
 
@@ -80,11 +84,14 @@ class Chunk:
     to the flush, which only reads it from then on.
     """
 
-    __slots__ = ("_ops", "good", "groups", "items", "size", "suspects", "writes")
+    __slots__ = ("_ops", "failed", "good", "groups", "items", "size", "suspects", "writes")
 
     def __init__(self, writes: Sequence[Write]) -> None:
         self.writes = tuple(writes)
         self.items: list[Item] = []
+        #: How many of :attr:`items` failed before their rows were collected (the loop
+        #: counts them: unreadable, or the mapping raised).
+        self.failed = 0
         #: Per declared write, its buffers by column list.
         self.groups: list[dict[tuple[str, ...], Rows]] = [{} for _ in self.writes]
         #: The records that reach the flush (set by :meth:`seal`).
@@ -130,8 +137,11 @@ class Chunk:
                 self.size += 16 * ncols * (n - start)
                 lengths: list[list[int]] = []
                 refs = set(rows.refs)
-                for i, column in enumerate(zip(*new)):
+                seen = rows.types
+                for i in range(ncols):
+                    column = list(map(itemgetter(i), new))  # (faster than zip(*new))
                     types = set(map(type, column))
+                    seen[i] |= types
                     if Ref in types:
                         refs.add(i)
                     if not types & _SIZED:
@@ -178,7 +188,10 @@ class Chunk:
                 item.failure = why
             self._drop(set(failed))
         self._ops = None
-        self.good = [it for it in self.items if it.failure is None]
+        if failed or self.failed:
+            self.good = [it for it in self.items if it.failure is None]
+        else:
+            self.good = self.items
 
     def _drop(self, gone: set[Item]) -> None:
         keep = {it for it in self.items if it not in gone}
@@ -228,10 +241,10 @@ def _check_keys(
         if col not in rows.columns:
             bad: Sequence[Item] = rows.owners
         else:
-            column = rows.column(rows.columns.index(col))
-            if _NONE not in set(map(type, column)):  # (``None in`` would call Ref.__eq__)
+            at = rows.columns.index(col)
+            if _NONE not in rows.types[at]:
                 continue
-            bad = [o for o, v in zip(rows.owners, column) if v is None]
+            bad = [o for o, v in zip(rows.owners, rows.column(at)) if v is None]
         why = _map_failure(f"{write.describe()}: key column {col!r} is missing or empty")
         for owner in bad:
             failed.setdefault(owner, why)
@@ -247,10 +260,10 @@ def _check_numbers(
             for owner in rows.owners:
                 failed.setdefault(owner, why)
             continue
-        column = rows.column(rows.columns.index(col))
-        if set(map(type, column)) <= _NUMBERS:
+        at = rows.columns.index(col)
+        if rows.types[at] <= _NUMBERS:
             continue
-        for owner, v in zip(rows.owners, column):
+        for owner, v in zip(rows.owners, rows.column(at)):
             if type(v) in _NUMBERS:
                 continue
             if v is None:

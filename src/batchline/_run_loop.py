@@ -176,6 +176,7 @@ def _loop(
                 item = Item(
                     position, src.line, src.raw, failure=Failure("read", "ReadError", src.error)
                 )
+                chunk.failed += 1
             else:
                 data = src.data
                 out.item = item = Item(position, src.line, data)
@@ -198,6 +199,7 @@ def _loop(
                         "map", type(exc).__name__, f"{type(exc).__name__}: {exc}"
                     )
                     chunk.discard(item)  # what it emitted before it raised
+                    chunk.failed += 1
             items.append(item)
             n = len(items)
             if n < chunk_size:
