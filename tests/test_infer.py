@@ -71,8 +71,9 @@ def test_string_values_infer_the_narrowest_kind(values: list[str], kind: str) ->
         ([date(2026, 1, 1)], "date"),
         ([datetime(2026, 1, 1, 12)], "timestamp"),
         ([date(2026, 1, 1), datetime(2026, 1, 1, 12)], "timestamp"),
-        ([{"nested": 1}], "text"),
-        ([[1, 2]], "text"),
+        ([{"nested": 1}], "json"),
+        ([[1, 2]], "json"),
+        ([b"\x00\x01"], "binary"),
         ([1, "2"], "integer"),
     ],
 )
@@ -122,9 +123,9 @@ def test_timestamps_with_a_zone_make_a_zone_aware_column() -> None:
 
 
 def test_only_the_first_max_rows_are_sampled() -> None:
-    rows = [{"n": "1"}] * 5 + [{"n": "oops"}]
+    rows = [{"n": "1"}] * 5 + [{"n": "oops"}, {"n": "oops"}]
     assert infer_columns(rows, max_rows=5) == [ColumnSpec("n", "integer")]
-    assert infer_columns(rows, max_rows=6) == [ColumnSpec("n", "text")]
+    assert infer_columns(rows, max_rows=7) == [ColumnSpec("n", "text")]
 
 
 def test_inference_consumes_a_generator_lazily_up_to_max_rows() -> None:
@@ -162,8 +163,8 @@ def test_decimal_without_sizes_defaults_to_numeric_18_0() -> None:
 
 
 def test_column_spec_refuses_an_unknown_kind() -> None:
-    with pytest.raises(ValueError, match="unknown column kind 'json'"):
-        ColumnSpec("a", "json")
+    with pytest.raises(ValueError, match="unknown column kind 'jsonb'"):
+        ColumnSpec("a", "jsonb")
 
 
 def test_inferred_columns_create_a_table_and_take_coerced_rows() -> None:

@@ -1,0 +1,358 @@
+"""Exact types on the load path: what is read back equals what was loaded, on every database.
+
+Each test loads through ``batchline load`` (or ``bl.load``) into a private database on SQLite,
+PostgreSQL and MariaDB, then reads the table back with plain SQL: the instant to the
+microsecond, every decimal digit, the bytes. A value a database cannot hold is dead-lettered
+with the reason, never changed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+
+import batchline as bl
+from batchline.cli import cli
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql)]
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, *statements: str) -> None:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def letters(url: str) -> list[tuple[Any, ...]]:
+    return rows(url, "SELECT line, stage, message FROM batchline_dead_letters ORDER BY position")
+
+
+def backend(url: str) -> str:
+    return sa.make_url(url).get_backend_name()
+
+
+def instant(value: Any, url: str) -> datetime:
+    """A stored timestamp as an aware UTC datetime: MySQL's DATETIME(6) holds UTC, naive;
+    SQLite holds ISO text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+# -- timestamps -------------------------------------------------------------------------------
+
+
+def test_timestamps_keep_their_offset_and_microseconds(tmp_path: Path, db_url: str) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "id,at\n1,2024-01-01T12:00:00.5+02:00\n2,2024-06-30T23:59:59.123456-05:30\n"
+        "3,2024-01-01T00:00:00Z\n",
+        encoding="utf-8",
+    )
+    result = run("load", str(path), "--db", db_url, "--table", "t")
+    assert result.exit_code == 0, result.output
+    got = [instant(r[1], db_url) for r in rows(db_url, "SELECT id, at FROM t ORDER BY id")]
+    assert got == [
+        datetime(2024, 1, 1, 10, 0, 0, 500000, tzinfo=timezone.utc),
+        datetime(2024, 7, 1, 5, 29, 59, 123456, tzinfo=timezone.utc),
+        datetime(2024, 1, 1, tzinfo=timezone.utc),
+    ]
+
+
+def test_parquet_timestamps_keep_microseconds(tmp_path: Path, db_url: str) -> None:
+    values = [datetime(2024, 1, 1, 12, 0, 0, 1), datetime(2024, 2, 29, 23, 59, 59, 999999)]
+    table = pa.table({"id": [1, 2], "at": pa.array(values, pa.timestamp("us"))})
+    pq.write_table(table, tmp_path / "t.parquet")
+    result = run("load", str(tmp_path / "t.parquet"), "--db", db_url, "--table", "t")
+    assert result.exit_code == 0, result.output
+    got = [r[0] for r in rows(db_url, "SELECT at FROM t ORDER BY id")]
+    got = [datetime.fromisoformat(v) if isinstance(v, str) else v for v in got]
+    assert got == values
+
+
+# -- binary, decimals, declared types --------------------------------------------------------------
+
+
+def test_parquet_binary_is_stored_as_bytes(tmp_path: Path, db_url: str) -> None:
+    blobs = [b"\x00\x01\xff", b"", bytes(range(256))]
+    pq.write_table(pa.table({"id": [1, 2, 3], "b": pa.array(blobs, pa.binary())}), tmp_path / "b.pq")
+    result = run("load", str(tmp_path / "b.pq"), "--db", db_url, "--table", "blobs")
+    assert result.exit_code == 0, result.output
+    assert [bytes(r[0]) for r in rows(db_url, "SELECT b FROM blobs ORDER BY id")] == blobs
+
+
+def test_parquet_declared_types_are_used_as_declared(tmp_path: Path, db_url: str) -> None:
+    big = Decimal("1234567890123456789012345678901234.5678")  # 38 digits
+    n = 2500
+    table = pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "amount": pa.array([Decimal("0.0001")] * (n - 1) + [big], pa.decimal128(38, 4)),
+            # the first 2,000 values are null: still an integer column
+            "late": pa.array([None] * 2000 + list(range(n - 2000)), pa.int64()),
+        }
+    )
+    pq.write_table(table, tmp_path / "d.parquet", row_group_size=1000)
+    result = run("load", str(tmp_path / "d.parquet"), "--db", db_url, "--table", "d", "--json")
+    assert result.exit_code == 0, result.output
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    columns = {c["name"]: c["type"] for c in sa.inspect(engine).get_columns("d")}
+    engine.dispose()
+    assert isinstance(columns["late"], sa.Integer)
+    if backend(db_url) != "sqlite":
+        assert isinstance(columns["amount"], sa.Numeric)
+        assert (columns["amount"].precision, columns["amount"].scale) == (38, 4)
+    (last,) = rows(db_url, f"SELECT amount, late FROM d WHERE id = {n - 1}")
+    assert Decimal(str(last[0])) == big and str(last[0]) == str(big)
+    assert last[1] == n - 2001
+    assert rows(db_url, "SELECT COUNT(*) FROM d WHERE late IS NULL") == [(2000,)]
+
+
+def test_sqlite_keeps_every_decimal_digit_as_text(tmp_path: Path, sqlite_url: str) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("id,amount\n1,12345678901234567.89\n2,0.10\n", encoding="utf-8")
+    assert run("load", str(path), "--db", sqlite_url, "--table", "m").exit_code == 0
+    got = rows(sqlite_url, "SELECT amount, typeof(amount) FROM m ORDER BY id")
+    assert got == [("12345678901234567.89", "text"), ("0.10", "text")]
+
+
+def test_sqlite_refuses_to_add_decimals_inexactly(tmp_path: Path, sqlite_url: str) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("k,amount\na,0.10\na,0.20\n", encoding="utf-8")
+    args = ("load", str(path), "--db", sqlite_url, "--table", "m", "--increment", "--key", "k")
+    refused = run(*args, "--columns", "amount")
+    assert refused.exit_code == 2 and "SQLite cannot add decimals exactly" in refused.output
+    assert run(*args, "--columns", "amount", "--type", "amount=float").exit_code == 0
+
+
+# -- NaN and infinity -------------------------------------------------------------------------------
+
+
+def test_nan_and_infinity_are_kept_or_dead_lettered_with_the_reason(
+    tmp_path: Path, db_url: str
+) -> None:
+    values = [1.5, math.nan, math.inf, -math.inf]
+    pq.write_table(pa.table({"id": [1, 2, 3, 4], "x": values}), tmp_path / "f.parquet")
+    result = run("load", str(tmp_path / "f.parquet"), "--db", db_url, "--table", "f")
+    got = dict(rows(db_url, "SELECT id, x FROM f"))
+    dead = {line: message for line, _, message in letters(db_url)}
+    kind = backend(db_url)
+    if kind == "postgresql":  # double precision holds all of them
+        assert result.exit_code == 0, result.output
+        assert got[1] == 1.5 and math.isnan(got[2]) and got[3] == math.inf and got[4] == -math.inf
+    elif kind == "sqlite":  # REAL holds ±inf; NaN would become NULL
+        assert result.exit_code == 3
+        assert got == {1: 1.5, 3: math.inf, 4: -math.inf}
+        assert "is NaN" in dead[2]
+    else:  # DOUBLE holds neither
+        assert result.exit_code == 3
+        assert got == {1: 1.5}
+        assert "is NaN" in dead[2] and "is infinite" in dead[3] and "is infinite" in dead[4]
+
+
+# -- inference by what most values say ------------------------------------------------------------------
+
+
+def test_one_outlier_in_the_sample_is_dead_lettered_not_the_column(
+    tmp_path: Path, db_url: str
+) -> None:
+    path = tmp_path / "inf.csv"
+    path.write_text("sku,qty\nA,1\nB,x2\nA,3\nC,4\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        cli,
+        ["load", str(path), "--db", db_url, "--table", "stock", "--increment", "--key", "sku",
+         "--columns", "qty"],
+    )  # fmt: skip
+    assert result.exit_code == 3, result.output
+    assert rows(db_url, "SELECT sku, qty FROM stock ORDER BY sku") == [("A", 4), ("C", 4)]
+    ((line, stage, message),) = letters(db_url)
+    assert (line, stage) == (3, "map") and "'x2' is not an integer" in message
+    outliers = [ln for ln in result.stderr.splitlines() if ln.startswith("column 'qty'")]
+    assert len(outliers) == 1 and "1 value did not fit" in outliers[0]
+
+
+def test_mariadb_text_key_is_a_varchar_sized_from_the_data(tmp_path: Path, mysql_url: str) -> None:
+    path = tmp_path / "k.csv"
+    path.write_text("sku,qty\n" + "".join(f"{'S' * 300}{i},1\n" for i in range(3)), "utf-8")
+    args = ("--table", "k", "--upsert", "--key", "sku")
+    assert run("load", str(path), "--db", mysql_url, *args).exit_code == 0
+    ((kind,),) = rows(
+        mysql_url,
+        "SELECT COLUMN_TYPE FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'k' AND COLUMN_NAME = 'sku'",
+    )
+    assert kind == "varchar(602)"  # twice the longest (301)
+    assert rows(mysql_url, "SELECT COUNT(*) FROM k") == [(3,)]
+
+
+# -- empty fields -----------------------------------------------------------------------------------------
+
+
+def test_an_empty_field_is_null_except_in_text_unless_asked(tmp_path: Path, db_url: str) -> None:
+    path = tmp_path / "e.csv"
+    path.write_text("id,n,day,name\n1,,,\n2,5,2024-01-01,x\n", encoding="utf-8")
+    assert run("load", str(path), "--db", db_url, "--table", "e1").exit_code == 0
+    assert rows(db_url, "SELECT n, day, name FROM e1 WHERE id = 1") == [(None, None, "")]
+    args = ("--table", "e2", "--empty-text", "null")
+    assert run("load", str(path), "--db", db_url, *args).exit_code == 0
+    assert rows(db_url, "SELECT n, day, name FROM e2 WHERE id = 1") == [(None, None, None)]
+
+
+# -- schema.table -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def other_schema(db_url: str) -> Iterator[str]:
+    """A second schema (PostgreSQL) or database (MySQL) beside the test's own, dropped after."""
+    if backend(db_url) == "sqlite":
+        pytest.skip("SQLite has no schemas to create tables in (only attached databases)")
+    name = f"bt_other_{secrets.token_hex(4)}"
+    quoted = f'"{name}"' if backend(db_url) == "postgresql" else f"`{name}`"
+    drop = f"DROP SCHEMA {quoted} CASCADE" if backend(db_url) == "postgresql" else (
+        f"DROP DATABASE {quoted}"
+    )
+    execute(db_url, f"CREATE SCHEMA {quoted}" if backend(db_url) == "postgresql" else (
+        f"CREATE DATABASE {quoted}"
+    ))  # fmt: skip
+    try:
+        yield name
+    finally:
+        execute(db_url, drop)
+
+
+def test_schema_dot_table_creates_the_table_in_that_schema(
+    tmp_path: Path, db_url: str, other_schema: str
+) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("id,name\n1,a\n2,b\n", encoding="utf-8")
+    q = '"' if backend(db_url) == "postgresql" else "`"
+    dotted = run("load", str(path), "--db", db_url, "--table", f"{other_schema}.t1")
+    assert dotted.exit_code == 0, dotted.output
+    flag = run("load", str(path), "--db", db_url, "--schema", other_schema, "--table", "t2")
+    assert flag.exit_code == 0, flag.output
+    for table in ("t1", "t2"):
+        got = rows(db_url, f"SELECT id, name FROM {q}{other_schema}{q}.{table} ORDER BY id")
+        assert got == [(1, "a"), (2, "b")]
+
+
+# -- reading CSV ----------------------------------------------------------------------------------------
+
+
+def test_semicolons_latin1_and_sniffing(tmp_path: Path, sqlite_url: str) -> None:
+    path = tmp_path / "l.csv"
+    path.write_bytes("id;name\n1;caf\xe9\n2;na\xefve\n".encode("latin-1"))
+    args = ("--db", sqlite_url, "--encoding", "latin-1")
+    assert run("load", str(path), *args, "--table", "a", "--delimiter", ";").exit_code == 0
+    assert run("load", str(path), *args, "--table", "b", "--sniff").exit_code == 0
+    for table in ("a", "b"):
+        assert rows(sqlite_url, f"SELECT id, name FROM {table}") == [(1, "café"), (2, "naïve")]
+
+
+def test_a_custom_quote_and_a_200000_character_field(tmp_path: Path, sqlite_url: str) -> None:
+    big = "x" * 200_000
+    path = tmp_path / "q.csv"
+    path.write_text(f"id,v\n1,'a,b'\n2,{big}\n", encoding="utf-8")
+    result = run("load", str(path), "--db", sqlite_url, "--table", "q", "--quote", "'")
+    assert result.exit_code == 0, result.output
+    assert rows(sqlite_url, "SELECT v FROM q ORDER BY id") == [("a,b",), (big,)]
+
+
+def test_a_tpch_tbl_file(tmp_path: Path, sqlite_url: str) -> None:
+    path = tmp_path / "region.tbl"
+    path.write_text("0|AFRICA|lar deposits|\n1|AMERICA|hs use ironic|\n", encoding="utf-8")
+    names = "r_regionkey,r_name,r_comment"
+    result = run("load", str(path), "--db", sqlite_url, "--table", "region", "--names", names)
+    assert result.exit_code == 0, result.output
+    assert rows(sqlite_url, "SELECT * FROM region ORDER BY r_regionkey") == [
+        (0, "AFRICA", "lar deposits"),
+        (1, "AMERICA", "hs use ironic"),
+    ]
+
+
+def test_type_overrides_the_inferred_kind(tmp_path: Path, db_url: str) -> None:
+    path = tmp_path / "o.csv"
+    path.write_text("id,code,amount\n1,12,3.5\n", encoding="utf-8")
+    args = ("--table", "o", "--type", "code=text", "--type", "amount=decimal(12,4)")
+    assert run("load", str(path), "--db", db_url, *args).exit_code == 0
+    ((code, amount),) = rows(db_url, "SELECT code, amount FROM o")
+    assert code == "12" and Decimal(str(amount)) == Decimal("3.5")
+
+
+# -- in-process data ------------------------------------------------------------------------------------------
+
+
+def test_a_dataframe_loads_like_the_same_file(tmp_path: Path, db_url: str) -> None:
+    frame = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "name": ["a", None, "c"],
+            "amount": [Decimal("1.10"), Decimal("2.25"), None],
+            "at": pd.to_datetime(["2024-01-01 12:00:00.000001", None, "2024-03-01"], utc=True, format="ISO8601"),
+            "tags": [[1, 2], [], None],
+        }
+    )
+    frame["amount"] = frame["amount"].astype(object)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "same.parquet")
+    from_file = bl.load(tmp_path / "same.parquet", db_url, table="from_file")
+    from_frame = bl.load(frame, db_url, table="from_frame")
+    assert from_file.status == from_frame.status == "success"
+    sql = "SELECT id, name, amount, at, tags FROM {} ORDER BY id"
+    file_rows = rows(db_url, sql.format("from_file"))
+    assert file_rows == rows(db_url, sql.format("from_frame"))
+    first = file_rows[0]
+    assert instant(first[3], db_url) == datetime(2024, 1, 1, 12, 0, 0, 1, tzinfo=timezone.utc)
+    tags = first[4] if isinstance(first[4], list) else json.loads(first[4])
+    assert tags == [1, 2]
+
+
+def test_pipeline_run_takes_a_dataframe_and_arrow_data(db_url: str) -> None:
+    execute(db_url, "CREATE TABLE p (id INTEGER PRIMARY KEY, v VARCHAR(10))")
+    pipeline = bl.Pipeline(db_url, writes=[bl.Insert("p")])
+    with pipeline:
+        first = pipeline.run(pd.DataFrame({"id": [1, 2], "v": ["a", "b"]}))
+        second = pipeline.run(pa.table({"id": [3], "v": ["c"]}))
+        third = pipeline.run(pa.record_batch({"id": [4], "v": ["d"]}))
+    assert first.items_processed + second.items_processed + third.items_processed == 4
+    assert rows(db_url, "SELECT id, v FROM p ORDER BY id") == [
+        (1, "a"), (2, "b"), (3, "c"), (4, "d")
+    ]  # fmt: skip
+
+
+def test_nanoseconds_are_refused_not_truncated(sqlite_url: str) -> None:
+    stamps = pa.array([1_000, 1_001], pa.timestamp("ns"))  # the second has a nanosecond part
+    result = bl.load(pa.table({"id": [1, 2], "at": stamps}), sqlite_url, table="ns")
+    assert result.status == "partial_success"
+    ((_, stage, message),) = letters(sqlite_url)
+    assert stage == "map" and "nanoseconds" in message
+    (value,) = rows(sqlite_url, "SELECT at FROM ns")[0]
+    assert datetime.fromisoformat(value) == datetime(1970, 1, 1) + timedelta(microseconds=1)
