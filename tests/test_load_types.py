@@ -100,12 +100,13 @@ def test_parquet_timestamps_keep_microseconds(tmp_path: Path, db_url: str) -> No
     assert got == values
 
 
-# -- binary, decimals, declared types --------------------------------------------------------------
+# -- binary, decimals, declared types ---------------------------------------------------------
 
 
 def test_parquet_binary_is_stored_as_bytes(tmp_path: Path, db_url: str) -> None:
     blobs = [b"\x00\x01\xff", b"", bytes(range(256))]
-    pq.write_table(pa.table({"id": [1, 2, 3], "b": pa.array(blobs, pa.binary())}), tmp_path / "b.pq")
+    table = pa.table({"id": [1, 2, 3], "b": pa.array(blobs, pa.binary())})
+    pq.write_table(table, tmp_path / "b.pq")
     result = run("load", str(tmp_path / "b.pq"), "--db", db_url, "--table", "blobs")
     assert result.exit_code == 0, result.output
     assert [bytes(r[0]) for r in rows(db_url, "SELECT b FROM blobs ORDER BY id")] == blobs
@@ -155,7 +156,7 @@ def test_sqlite_refuses_to_add_decimals_inexactly(tmp_path: Path, sqlite_url: st
     assert run(*args, "--columns", "amount", "--type", "amount=float").exit_code == 0
 
 
-# -- NaN and infinity -------------------------------------------------------------------------------
+# -- NaN and infinity -------------------------------------------------------------------------
 
 
 def test_nan_and_infinity_are_kept_or_dead_lettered_with_the_reason(
@@ -180,7 +181,7 @@ def test_nan_and_infinity_are_kept_or_dead_lettered_with_the_reason(
         assert "is NaN" in dead[2] and "is infinite" in dead[3] and "is infinite" in dead[4]
 
 
-# -- inference by what most values say ------------------------------------------------------------------
+# -- inference by what most values say --------------------------------------------------------
 
 
 def test_one_outlier_in_the_sample_is_dead_lettered_not_the_column(
@@ -215,7 +216,7 @@ def test_mariadb_text_key_is_a_varchar_sized_from_the_data(tmp_path: Path, mysql
     assert rows(mysql_url, "SELECT COUNT(*) FROM k") == [(3,)]
 
 
-# -- empty fields -----------------------------------------------------------------------------------------
+# -- empty fields -----------------------------------------------------------------------------
 
 
 def test_an_empty_field_is_null_except_in_text_unless_asked(tmp_path: Path, db_url: str) -> None:
@@ -228,7 +229,7 @@ def test_an_empty_field_is_null_except_in_text_unless_asked(tmp_path: Path, db_u
     assert rows(db_url, "SELECT n, day, name FROM e2 WHERE id = 1") == [(None, None, None)]
 
 
-# -- schema.table -------------------------------------------------------------------------------------------
+# -- schema.table -----------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -238,8 +239,10 @@ def other_schema(db_url: str) -> Iterator[str]:
         pytest.skip("SQLite has no schemas to create tables in (only attached databases)")
     name = f"bt_other_{secrets.token_hex(4)}"
     quoted = f'"{name}"' if backend(db_url) == "postgresql" else f"`{name}`"
-    drop = f"DROP SCHEMA {quoted} CASCADE" if backend(db_url) == "postgresql" else (
-        f"DROP DATABASE {quoted}"
+    drop = (
+        f"DROP SCHEMA {quoted} CASCADE"
+        if backend(db_url) == "postgresql"
+        else (f"DROP DATABASE {quoted}")
     )
     execute(db_url, f"CREATE SCHEMA {quoted}" if backend(db_url) == "postgresql" else (
         f"CREATE DATABASE {quoted}"
@@ -265,7 +268,7 @@ def test_schema_dot_table_creates_the_table_in_that_schema(
         assert got == [(1, "a"), (2, "b")]
 
 
-# -- reading CSV ----------------------------------------------------------------------------------------
+# -- reading CSV ------------------------------------------------------------------------------
 
 
 def test_semicolons_latin1_and_sniffing(tmp_path: Path, sqlite_url: str) -> None:
@@ -308,7 +311,7 @@ def test_type_overrides_the_inferred_kind(tmp_path: Path, db_url: str) -> None:
     assert code == "12" and Decimal(str(amount)) == Decimal("3.5")
 
 
-# -- in-process data ------------------------------------------------------------------------------------------
+# -- in-process data --------------------------------------------------------------------------
 
 
 def test_a_dataframe_loads_like_the_same_file(tmp_path: Path, db_url: str) -> None:
@@ -317,7 +320,9 @@ def test_a_dataframe_loads_like_the_same_file(tmp_path: Path, db_url: str) -> No
             "id": [1, 2, 3],
             "name": ["a", None, "c"],
             "amount": [Decimal("1.10"), Decimal("2.25"), None],
-            "at": pd.to_datetime(["2024-01-01 12:00:00.000001", None, "2024-03-01"], utc=True, format="ISO8601"),
+            "at": pd.to_datetime(
+                ["2024-01-01 12:00:00.000001", None, "2024-03-01"], utc=True, format="ISO8601"
+            ),
             "tags": [[1, 2], [], None],
         }
     )
