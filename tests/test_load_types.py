@@ -100,6 +100,22 @@ def test_parquet_timestamps_keep_microseconds(tmp_path: Path, db_url: str) -> No
     assert got == values
 
 
+def test_an_existing_coarser_timestamp_column_refuses_finer_values(
+    tmp_path: Path, db_url: str
+) -> None:
+    if backend(db_url) == "sqlite":
+        pytest.skip("SQLite stores timestamps as text: every digit is kept")
+    column = "DATETIME" if backend(db_url) == "mysql" else "TIMESTAMP(0)"
+    execute(db_url, f"CREATE TABLE c (id INTEGER, at {column})")
+    path = tmp_path / "c.csv"
+    path.write_text("id,at\n1,2024-01-01 12:00:00\n2,2024-01-01 12:00:00.5\n", "utf-8")
+    result = run("load", str(path), "--db", db_url, "--table", "c")
+    assert result.exit_code == 3, result.output
+    assert rows(db_url, "SELECT id FROM c") == [(1,)]
+    ((line, stage, message),) = letters(db_url)
+    assert (line, stage) == (3, "map") and "finer than the column keeps (0 digits)" in message
+
+
 # -- binary, decimals, declared types ---------------------------------------------------------
 
 
@@ -288,6 +304,22 @@ def test_a_custom_quote_and_a_200000_character_field(tmp_path: Path, sqlite_url:
     result = run("load", str(path), "--db", sqlite_url, "--table", "q", "--quote", "'")
     assert result.exit_code == 0, result.output
     assert rows(sqlite_url, "SELECT v FROM q ORDER BY id") == [("a,b",), (big,)]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_40_mb_field_loads(tmp_path: Path, sqlite_url: str, fmt: str) -> None:
+    big = "y" * (40 * 1024 * 1024)
+    path = tmp_path / f"big.{fmt}"
+    if fmt == "csv":
+        path.write_text(f"id,v\n1,{big}\n2,small\n", encoding="utf-8")
+    else:
+        path.write_text(f'{{"id": 1, "v": "{big}"}}\n{{"id": 2, "v": "small"}}\n', "utf-8")
+    result = run("load", str(path), "--db", sqlite_url, "--table", "big")
+    assert result.exit_code == 0, result.output
+    assert rows(sqlite_url, "SELECT id, length(v) FROM big ORDER BY id") == [
+        (1, len(big)),
+        (2, 5),
+    ]
 
 
 def test_a_tpch_tbl_file(tmp_path: Path, sqlite_url: str) -> None:

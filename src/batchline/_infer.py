@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, localcontext
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
@@ -106,6 +106,9 @@ class ColumnSpec:
         nan: whether the database's column can hold NaN (SQLite's and MySQL's cannot:
             SQLite would store NULL, so such a value is dead-lettered instead).
         inf: whether it can hold ±infinity (MySQL's cannot).
+        fraction: the fractional-second digits a ``timestamp`` column keeps, when fewer than
+            six (an existing MySQL ``DATETIME`` keeps none): a finer value is refused, not
+            rounded or cut. None: microseconds.
     """
 
     name: str
@@ -116,6 +119,7 @@ class ColumnSpec:
     length: int | None = None
     nan: bool = True
     inf: bool = True
+    fraction: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -608,13 +612,23 @@ def _to_date(column: ColumnSpec, value: Any) -> date:
     raise TypeError
 
 
+def _check_fraction(column: ColumnSpec, value: datetime) -> None:
+    digits = column.fraction
+    if digits is not None and digits < 6 and value.microsecond % 10 ** (6 - digits):
+        raise _Misfit(
+            f"has fractions of a second finer than the column keeps ({digits} digits); "
+            "the database would change the value"
+        )
+
+
 def _to_timestamp(column: ColumnSpec, value: Any) -> datetime:
     if isinstance(value, datetime):
         if type(value) is not datetime:  # pandas.Timestamp: keeps nanoseconds SQL cannot
             if getattr(value, "nanosecond", 0):
                 raise _Misfit("has nanoseconds; SQL timestamps keep microseconds")
-            return datetime.combine(value.date(), value.timetz())
-        return value
+            value = datetime.combine(value.date(), value.timetz())
+        _check_fraction(column, value)
+        return cast(datetime, value)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day)
     if isinstance(value, str):
@@ -623,6 +637,7 @@ def _to_timestamp(column: ColumnSpec, value: Any) -> datetime:
             day = _parse_date(value)
             parsed = None if day is None else datetime(day.year, day.month, day.day)
         if parsed is not None:
+            _check_fraction(column, parsed)
             return parsed
     raise TypeError
 

@@ -187,6 +187,7 @@ def columns_from_spec(spec: Mapping[str, Any]) -> list[ColumnSpec]:
             length=c.get("length"),
             nan=bool(c.get("nan", True)),
             inf=bool(c.get("inf", True)),
+            fraction=c.get("fraction"),
         )
         for c in spec.get("schema") or ()
     ]
@@ -203,6 +204,7 @@ def _schema_of(columns: Sequence[ColumnSpec]) -> list[dict[str, Any]]:
             "length": c.length,
             "nan": c.nan,
             "inf": c.inf,
+            "fraction": c.fraction,
         }
         for c in columns
     ]
@@ -349,7 +351,15 @@ def _kind_of(column: Any) -> ColumnSpec:
         precision = typ.precision or 38
         return ColumnSpec(name, "decimal", precision=precision, scale=typ.scale or 0)
     if isinstance(typ, sa.DateTime):
-        return ColumnSpec(name, "timestamp", timezone=bool(getattr(typ, "timezone", False)))
+        # MySQL's DATETIME keeps fsp digits (none unless declared), PostgreSQL's timestamp(p)
+        # keeps p (six unless declared): a finer value would be rounded or cut silently
+        fraction = (typ.fsp or 0) if hasattr(typ, "fsp") else getattr(typ, "precision", None)
+        return ColumnSpec(
+            name,
+            "timestamp",
+            timezone=bool(getattr(typ, "timezone", False)),
+            fraction=fraction if isinstance(fraction, int) and fraction < 6 else None,
+        )
     if isinstance(typ, sa.Date):
         return ColumnSpec(name, "date")
     if isinstance(typ, sa.types._Binary):  # BLOB, BYTEA, LONGBLOB, VARBINARY
