@@ -11,6 +11,10 @@ from __future__ import annotations
 import json
 import math
 import secrets
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -393,3 +397,52 @@ def test_nanoseconds_are_refused_not_truncated(sqlite_url: str) -> None:
     assert stage == "map" and "nanoseconds" in message
     (value,) = rows(sqlite_url, "SELECT at FROM ns")[0]
     assert datetime.fromisoformat(value) == datetime(1970, 1, 1) + timedelta(microseconds=1)
+
+
+def test_a_killed_parquet_load_resumes_to_exactly_a_clean_load(tmp_path: Path, db_url: str) -> None:
+    n = 20_000
+    base = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    table = pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "amount": pa.array([Decimal(i) / 10_000 for i in range(n)], pa.decimal128(38, 4)),
+            "payload": pa.array([i.to_bytes(4, "big") for i in range(n)], pa.binary()),
+            "at": pa.array(
+                [base + timedelta(microseconds=7 * i) for i in range(n)], pa.timestamp("us", "UTC")
+            ),
+        }
+    )
+    path = tmp_path / "k.parquet"
+    pq.write_table(table, path, row_group_size=2_000)
+    command = [
+        sys.executable, "-m", "batchline.cli", "load", str(path), "--db", db_url,
+        "--table", "k", "--job", "k", "--chunk-size", "100", "--quiet",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    position = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            found = rows(db_url, "SELECT position FROM batchline_jobs WHERE name = 'k'")
+        except sa.exc.DBAPIError:
+            found = []  # not created yet, or locked for a moment
+        position = found[0][0] if found else 0
+        if position > 0:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    if position == 0 or position >= n:
+        pytest.skip("the load finished before it could be killed mid-way")
+
+    resumed = run("load", str(path), "--db", db_url, "--table", "k", "--job", "k", "--json")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["resumed_from"] > 0
+    clean = run("load", str(path), "--db", db_url, "--table", "clean", "--json")
+    assert clean.exit_code == 0, clean.output
+    sql = "SELECT id, amount, payload, at FROM {} ORDER BY id"
+    resumed_rows, clean_rows = rows(db_url, sql.format("k")), rows(db_url, sql.format("clean"))
+    assert len(resumed_rows) == n and resumed_rows == clean_rows
+    last = resumed_rows[-1]
+    assert str(last[1]) == "1.9999" and bytes(last[2]) == (n - 1).to_bytes(4, "big")
+    assert instant(last[3], db_url) == base + timedelta(microseconds=7 * (n - 1))
