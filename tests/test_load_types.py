@@ -446,3 +446,27 @@ def test_a_killed_parquet_load_resumes_to_exactly_a_clean_load(tmp_path: Path, d
     last = resumed_rows[-1]
     assert str(last[1]) == "1.9999" and bytes(last[2]) == (n - 1).to_bytes(4, "big")
     assert instant(last[3], db_url) == base + timedelta(microseconds=7 * (n - 1))
+
+
+def test_a_replay_on_sqlite_still_checks_decimals_stored_as_text(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("id,price\n1,1.25\n2,1.234\n", encoding="utf-8")
+    args = ("--db", sqlite_url, "--table", "p", "--type", "price=decimal(10,2)", "--job", "p")
+    assert run("load", str(path), *args).exit_code == 3
+    replay = run("dlq", "replay", "--db", sqlite_url, "--job", "p")
+    assert replay.exit_code == 1, replay.output  # its only record failed again
+    assert rows(sqlite_url, "SELECT id, price FROM p") == [(1, "1.25")]
+    ((_, stage, message),) = letters(sqlite_url)
+    assert stage == "map" and "has more than 2 decimal places" in message
+
+
+def test_csv_read_options_are_refused_with_dask_for_now(tmp_path: Path, sqlite_url: str) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("id\n1\n", encoding="utf-8")
+    result = run("load", str(path), "--db", sqlite_url, "--table", "a", "--workers", "1",
+                 "--delimiter", ";")  # fmt: skip
+    assert result.exit_code == 2 and "--delimiter cannot be used with --dask/--workers" in (
+        result.output
+    )

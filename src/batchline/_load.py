@@ -515,17 +515,24 @@ def refresh_schema(engine: sa.Engine, spec: dict[str, Any]) -> None:
 
     A replay runs after the cause was fixed, and the fix may be a new column type (a text
     column where a number did not fit): the records are converted to what the table holds
-    now. A boolean stays boolean where the database stores it as a small integer (MySQL).
+    now. A boolean stays boolean where the database stores it as a small integer (MySQL), and
+    a decimal stays decimal where SQLite stores it as exact text.
     """
     inspector = sa.inspect(engine)
     schema, name = split_table(spec["table"])
     if not inspector.has_table(name, schema=schema):
         return
     now = {c["name"]: _kind_of(c) for c in inspector.get_columns(name, schema=schema)}
+    sqlite = engine.dialect.name == "sqlite"
     columns = []
     for column in columns_from_spec(spec):
         current = now.get(column.name)
-        if current is None or (column.kind == "boolean" and current.kind == "integer"):
+        if (
+            current is None
+            or (column.kind == "boolean" and current.kind == "integer")
+            # SQLite's DECIMAL_TEXT reflects as text: still checked as the decimal it holds
+            or (sqlite and column.kind == "decimal" and current.kind == "text")
+        ):
             columns.append(column)
         else:
             columns.append(current)

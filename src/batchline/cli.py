@@ -325,6 +325,16 @@ def load(
     )
     url = database_url(db)
     if scheduler is not None or workers is not None:
+        read_options = {
+            "--delimiter": delimiter,
+            "--quote": quote,
+            "--sniff": sniff or None,
+            "--names": names,
+            "--encoding": None if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else 1,
+        }
+        given = [name for name, value in read_options.items() if value is not None]
+        if given:  # the partitions read each file by its format alone, for now
+            raise click.UsageError(f"{', '.join(given)} cannot be used with --dask/--workers yet")
         check_database(url)
         _load_distributed(
             file, url, spec, scheduler, workers, job=job, restart=restart, max_failures=limit,
