@@ -470,3 +470,20 @@ def test_csv_read_options_are_refused_with_dask_for_now(tmp_path: Path, sqlite_u
     assert result.exit_code == 2 and "--delimiter cannot be used with --dask/--workers" in (
         result.output
     )
+
+
+def test_a_dataframe_column_arrow_cannot_type_is_one_clear_error(sqlite_url: str) -> None:
+    with pytest.raises(bl.SourceError, match="column a"):
+        bl.load(pd.DataFrame({"a": [1, "x"]}), sqlite_url, table="mixed")
+    assert rows(sqlite_url, "SELECT name FROM sqlite_master WHERE name = 'mixed'") == []
+
+
+def test_a_polars_dataframe_loads_like_pandas(sqlite_url: str) -> None:
+    pl = pytest.importorskip("polars")
+    frame = {"id": [1, 2], "v": [1.5, None], "at": [datetime(2024, 1, 1, 0, 0, 0, 7), None]}
+    assert bl.load(pl.DataFrame(frame), sqlite_url, table="from_polars").status == "success"
+    assert bl.load(pd.DataFrame(frame), sqlite_url, table="from_pandas").status == "success"
+    sql = "SELECT id, v, at FROM {} ORDER BY id"
+    assert rows(sqlite_url, sql.format("from_polars")) == rows(
+        sqlite_url, sql.format("from_pandas")
+    )

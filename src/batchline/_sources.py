@@ -743,10 +743,14 @@ def _arrow_batches(data: Any) -> tuple[Iterable[Any], Any]:
     import pyarrow as pa
 
     module = type(data).__module__.split(".")[0]
-    if module == "pandas":
-        data = pa.Table.from_pandas(data, preserve_index=False)
-    elif module == "polars":
-        data = data.to_arrow()
+    try:
+        if module == "pandas":
+            data = pa.Table.from_pandas(data, preserve_index=False)
+        elif module == "polars":
+            data = data.to_arrow()
+    except pa.ArrowException as exc:
+        # a column of mixed Python objects has no Arrow type: say which, before any table
+        raise SourceError(f"cannot read the {module} DataFrame as Arrow data: {exc}") from exc
     if isinstance(data, pa.Table):
         return data.to_batches(max_chunksize=_PARQUET_BATCH), data.schema
     if isinstance(data, pa.RecordBatch):
