@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as time_of_day
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -487,3 +488,56 @@ def test_a_polars_dataframe_loads_like_pandas(sqlite_url: str) -> None:
     assert rows(sqlite_url, sql.format("from_polars")) == rows(
         sqlite_url, sql.format("from_pandas")
     )
+
+
+def test_every_arrow_type_of_the_readme_table_round_trips(tmp_path: Path, db_url: str) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    wide = Decimal("1234567890" * 6 + "12345.67891")  # 70 digits: beyond DECIMAL(65)
+    table = pa.table(
+        {
+            "id": pa.array([1], pa.int64()),
+            "tiny": pa.array([-128], pa.int8()),
+            "huge": pa.array([2**64 - 1], pa.uint64()),
+            "f32": pa.array([1.5], pa.float32()),
+            "money": pa.array([Decimal("-1234567.891")], pa.decimal128(10, 3)),
+            "wide": pa.array([wide], pa.decimal256(70, 5)),
+            "flag": pa.array([True]),
+            "day": pa.array([date(2024, 2, 29)], pa.date32()),
+            "naive": pa.array([datetime(2024, 1, 1, 1, 2, 3, 456789)], pa.timestamp("us")),
+            "aware": pa.array(
+                [datetime(2024, 1, 1, 1, 2, 3, 456789, tzinfo=plus2)], pa.timestamp("us", "+02:00")
+            ),
+            "name": pa.array(["zoë"], pa.large_string()),
+            "raw": pa.array([b"\x00\xff\x10"], pa.binary(3)),
+            "items": pa.array([[1, 2, 3]], pa.list_(pa.int64())),
+            "point": pa.array([{"x": 1, "label": "a"}]),
+            "clock": pa.array([time_of_day(12, 34, 56, 789012)], pa.time64("us")),
+        }
+    )
+    pq.write_table(table, tmp_path / "all.parquet")
+    result = run("load", str(tmp_path / "all.parquet"), "--db", db_url, "--table", "alltypes")
+    assert result.exit_code == 0, result.output
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            got = conn.exec_driver_sql("SELECT * FROM alltypes").mappings().one()
+    finally:
+        engine.dispose()
+    assert got["tiny"] == -128
+    assert Decimal(str(got["huge"])) == 2**64 - 1
+    assert got["f32"] == 1.5
+    assert str(got["money"]) == "-1234567.891"
+    assert got["wide"] == str(wide)
+    assert bool(got["flag"]) is True
+    assert str(got["day"]) == "2024-02-29"
+    naive = got["naive"]
+    assert (datetime.fromisoformat(naive) if isinstance(naive, str) else naive) == datetime(
+        2024, 1, 1, 1, 2, 3, 456789
+    )
+    assert instant(got["aware"], db_url) == datetime(2023, 12, 31, 23, 2, 3, 456789, timezone.utc)
+    assert got["name"] == "zoë"
+    assert bytes(got["raw"]) == b"\x00\xff\x10"
+    items, point = got["items"], got["point"]
+    assert (items if isinstance(items, list) else json.loads(items)) == [1, 2, 3]
+    assert (point if isinstance(point, dict) else json.loads(point)) == {"x": 1, "label": "a"}
+    assert got["clock"] == "12:34:56.789012"
