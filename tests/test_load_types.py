@@ -541,3 +541,18 @@ def test_every_arrow_type_of_the_readme_table_round_trips(tmp_path: Path, db_url
     assert (items if isinstance(items, list) else json.loads(items)) == [1, 2, 3]
     assert (point if isinstance(point, dict) else json.loads(point)) == {"x": 1, "label": "a"}
     assert got["clock"] == "12:34:56.789012"
+
+
+@pytest.mark.parametrize("write", ["insert", "upsert"])
+def test_a_nan_from_a_hand_written_pipeline_is_refused_on_sqlite(
+    sqlite_url: str, write: str
+) -> None:
+    execute(sqlite_url, "CREATE TABLE n (id INTEGER PRIMARY KEY, x REAL)")
+    target = bl.Insert("n") if write == "insert" else bl.Upsert("n", key="id")
+    records = [{"id": 1, "x": 1.0}, {"id": 2, "x": math.nan}, {"id": 3, "x": None}]
+    with bl.Pipeline(sqlite_url, writes=[target]) as pipeline:
+        result = pipeline.run(records)
+    assert (result.items_processed, result.items_failed) == (2, 1)
+    assert rows(sqlite_url, "SELECT id, x FROM n ORDER BY id") == [(1, 1.0), (3, None)]
+    ((line, stage, message),) = letters(sqlite_url)
+    assert (line, stage) == (2, "write") and "NaN" in message and "NULL" in message
