@@ -556,3 +556,19 @@ def test_a_nan_from_a_hand_written_pipeline_is_refused_on_sqlite(
     assert rows(sqlite_url, "SELECT id, x FROM n ORDER BY id") == [(1, 1.0), (3, None)]
     ((line, stage, message),) = letters(sqlite_url)
     assert (line, stage) == (2, "write") and "NaN" in message and "NULL" in message
+
+
+def test_mariadb_composite_text_key_fits_the_index(tmp_path: Path, mysql_url: str) -> None:
+    path = tmp_path / "c.csv"
+    long = "L" * 200  # twice that is past a third of the 768 characters a key may take
+    path.write_text(f"a,b,c,qty\n{long},x,y,1\n{long},x,y,2\nz,x,y,5\n", encoding="utf-8")
+    args = ("--table", "ck", "--increment", "--key", "a,b,c", "--columns", "qty")
+    result = run("load", str(path), "--db", mysql_url, *args)
+    assert result.exit_code == 0, result.output
+    assert rows(mysql_url, "SELECT LENGTH(a), qty FROM ck ORDER BY qty") == [(200, 3), (1, 5)]
+    types = rows(
+        mysql_url,
+        "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+        "DATABASE() AND TABLE_NAME = 'ck' AND COLUMN_NAME IN ('a','b','c') ORDER BY 1",
+    )
+    assert types == [("a", "varchar(256)"), ("b", "varchar(255)"), ("c", "varchar(255)")]

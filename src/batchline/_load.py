@@ -385,10 +385,12 @@ def _fit_to(engine: sa.Engine, columns: list[ColumnSpec]) -> list[ColumnSpec]:
     return [dataclasses.replace(c, nan=False, inf=inf) if c.kind == "float" else c for c in columns]
 
 
-def _key_length(sample: Sequence[Mapping[str, Any]], column: str) -> int:
-    """A MySQL text key's VARCHAR length: room for the sample's longest value, twice over."""
+def _key_length(sample: Sequence[Mapping[str, Any]], column: str, share: int = 1) -> int:
+    """A MySQL text key's VARCHAR length: room for the sample's longest value, twice over,
+    within its ``share`` (how many text columns the key has) of InnoDB's 3072-byte key."""
     longest = max((len(str(r.get(column) or "")) for r in sample), default=0)
-    return min(_KEY_LENGTH_MAX, max(_KEY_LENGTH_MIN, 2 * longest))
+    most = _KEY_LENGTH_MAX // max(1, share)
+    return min(most, max(_KEY_LENGTH_MIN, 2 * longest))
 
 
 def _creation_columns(
@@ -419,9 +421,10 @@ def _creation_columns(
     keys = set(spec["key"]) if spec["mode"] in ("upsert", "increment") else set()
     dialect = engine.dialect.name
     if dialect in ("mysql", "mariadb"):
+        text_keys = [c.name for c in columns if c.name in keys and c.kind == "text"]
         columns = [
-            dataclasses.replace(c, length=_key_length(sample, c.name))
-            if c.name in keys and c.kind == "text" and c.length is None
+            dataclasses.replace(c, length=_key_length(sample, c.name, len(text_keys)))
+            if c.name in text_keys and c.length is None
             else c
             for c in columns
         ]
