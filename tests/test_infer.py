@@ -7,10 +7,17 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from batchline._infer import ColumnSpec, coerce_record, infer_columns
+from batchline._infer import (
+    ColumnSpec,
+    coerce_record,
+    columns_from_arrow,
+    infer_columns,
+    parse_type,
+)
 
 
 def kinds(rows: list[dict[str, Any]]) -> dict[str, str]:
@@ -71,8 +78,9 @@ def test_string_values_infer_the_narrowest_kind(values: list[str], kind: str) ->
         ([date(2026, 1, 1)], "date"),
         ([datetime(2026, 1, 1, 12)], "timestamp"),
         ([date(2026, 1, 1), datetime(2026, 1, 1, 12)], "timestamp"),
-        ([{"nested": 1}], "text"),
-        ([[1, 2]], "text"),
+        ([{"nested": 1}], "json"),
+        ([[1, 2]], "json"),
+        ([b"\x00\x01"], "binary"),
         ([1, "2"], "integer"),
     ],
 )
@@ -122,9 +130,9 @@ def test_timestamps_with_a_zone_make_a_zone_aware_column() -> None:
 
 
 def test_only_the_first_max_rows_are_sampled() -> None:
-    rows = [{"n": "1"}] * 5 + [{"n": "oops"}]
+    rows = [{"n": "1"}] * 5 + [{"n": "oops"}, {"n": "oops"}]
     assert infer_columns(rows, max_rows=5) == [ColumnSpec("n", "integer")]
-    assert infer_columns(rows, max_rows=6) == [ColumnSpec("n", "text")]
+    assert infer_columns(rows, max_rows=7) == [ColumnSpec("n", "text")]
 
 
 def test_inference_consumes_a_generator_lazily_up_to_max_rows() -> None:
@@ -162,8 +170,8 @@ def test_decimal_without_sizes_defaults_to_numeric_18_0() -> None:
 
 
 def test_column_spec_refuses_an_unknown_kind() -> None:
-    with pytest.raises(ValueError, match="unknown column kind 'json'"):
-        ColumnSpec("a", "json")
+    with pytest.raises(ValueError, match="unknown column kind 'jsonb'"):
+        ColumnSpec("a", "jsonb")
 
 
 def test_inferred_columns_create_a_table_and_take_coerced_rows() -> None:
@@ -298,3 +306,81 @@ def test_coerce_accepts_leading_zeros_once_the_column_is_numeric() -> None:
 
 def test_coerce_timestamp_column_takes_a_bare_date_as_midnight() -> None:
     assert coerce_record({"at": "2026-11-28"}, COLUMNS)["at"] == datetime(2026, 11, 28)
+
+
+# -- what most values say ---------------------------------------------------------------------
+
+
+def test_a_column_takes_the_kind_99_percent_of_a_large_sample_say() -> None:
+    ten_bad = [{"n": str(i)} for i in range(990)] + [{"n": "x"}] * 10
+    eleven_bad = [{"n": str(i)} for i in range(989)] + [{"n": "x"}] * 11
+    assert kinds(ten_bad) == {"n": "integer"}
+    assert kinds(eleven_bad) == {"n": "text"}
+
+
+def test_a_small_sample_allows_one_outlier_among_two_thirds() -> None:
+    assert kind_of("1", "x2", "3", "4") == "integer"
+    assert kind_of("1", "x", "3") == "integer"
+    assert kind_of("1", "x") == "text"
+    assert kind_of("1", "x", "y", "4") == "text"
+
+
+def test_wider_numbers_are_not_outliers_the_widest_wins() -> None:
+    assert kind_of(*([str(i) for i in range(500)] + ["2.5"])) == "decimal"
+    assert kind_of(*([str(i) for i in range(500)] + ["1e3"])) == "float"
+    assert kind_of(*(["2026-01-01"] * 500 + ["2026-01-01T10:00:00"])) == "timestamp"
+
+
+def test_a_number_a_numeric_column_would_change_keeps_the_column_text() -> None:
+    assert kind_of(*([str(i) for i in range(1, 500)] + ["007"])) == "text"
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("int", ColumnSpec("c", "integer")),
+        ("BIGINT", ColumnSpec("c", "integer")),
+        ("double", ColumnSpec("c", "float")),
+        ("numeric(12, 4)", ColumnSpec("c", "decimal", precision=12, scale=4)),
+        ("decimal", ColumnSpec("c", "decimal", precision=18, scale=0)),
+        ("timestamptz", ColumnSpec("c", "timestamp", timezone=True)),
+        ("datetime", ColumnSpec("c", "timestamp")),
+        ("text", ColumnSpec("c", "text")),
+        ("text(40)", ColumnSpec("c", "text", length=40)),
+        ("blob", ColumnSpec("c", "binary")),
+        ("json", ColumnSpec("c", "json")),
+    ],
+)
+def test_parse_type_reads_a_type_override(text: str, spec: ColumnSpec) -> None:
+    assert parse_type("c", text) == spec
+
+
+@pytest.mark.parametrize("text", ["varchar2", "decimal(2,5)", "integer(3)", "decimal(70,2)"])
+def test_parse_type_refuses_what_it_cannot_create(text: str) -> None:
+    with pytest.raises(ValueError, match="column 'c'"):
+        parse_type("c", text)
+
+
+def test_columns_from_arrow_use_the_declared_types() -> None:
+    schema = pa.schema(
+        [
+            ("i", pa.int32()),
+            ("u", pa.uint64()),
+            ("d", pa.decimal128(38, 4)),
+            ("t", pa.timestamp("ns", "Europe/Paris")),
+            ("b", pa.large_binary()),
+            ("l", pa.list_(pa.string())),
+            ("s", pa.dictionary(pa.int8(), pa.string())),
+            ("n", pa.null()),
+        ]
+    )
+    assert columns_from_arrow(schema) == [
+        ColumnSpec("i", "integer"),
+        ColumnSpec("u", "decimal", precision=20, scale=0),
+        ColumnSpec("d", "decimal", precision=38, scale=4),
+        ColumnSpec("t", "timestamp", timezone=True),
+        ColumnSpec("b", "binary"),
+        ColumnSpec("l", "json"),
+        ColumnSpec("s", "text"),
+        ColumnSpec("n", "text"),
+    ]

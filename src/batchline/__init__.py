@@ -21,6 +21,7 @@ from ._errors import (
     SourceError,
     TransientExhausted,
 )
+from ._load import load
 from ._out import Out
 from ._pipeline import Pipeline
 from ._result import FailedItem, Result
@@ -67,5 +68,6 @@ __all__ = [
     "Upsert",
     "Write",
     "__version__",
+    "load",
     "read",
 ]

@@ -22,7 +22,6 @@ from ._cli_common import (
     stored_database_url,
     wait_option,
 )
-from ._cli_load import idempotency_for_spec, map_for_spec, pipeline_for_spec, refresh_schema
 from ._cli_render import (
     job_to_dict,
     render_dead_letter,
@@ -30,6 +29,7 @@ from ._cli_render import (
     render_jobs,
     stdout_console,
 )
+from ._load import idempotency_for_spec, map_for_spec, pipeline_for_spec, refresh_schema
 
 __all__ = ["dlq", "jobs"]
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -47,7 +47,7 @@ from ._payload import PayloadPolicy
 from ._result import Result
 from ._retry import RetryPolicy
 from ._run_loop import run_loop
-from ._sources import FileSource, iter_records
+from ._sources import ArrowSource, FileSource, arrow_source, iter_records
 from ._state import StateTables
 from ._writes import Lookup, Write
 from .typing import ChunkCallback
@@ -208,7 +208,7 @@ class Pipeline:
     # -- running ----------------------------------------------------------------------------------
     def run(
         self,
-        records: Iterable[Mapping[str, Any]] | FileSource,
+        records: Iterable[Mapping[str, Any]] | FileSource | ArrowSource | Any,
         map: MapFunction | None = None,
         *,
         job: str | None = None,
@@ -222,7 +222,9 @@ class Pipeline:
         """Load ``records`` and return a :class:`Result`.
 
         Args:
-            records: any iterable of mappings (consumed lazily), or ``batchline.read(path)``.
+            records: any iterable of mappings (consumed lazily), ``batchline.read(path)``, or
+                in-process data: a pandas or Polars DataFrame, an Arrow table, record batch
+                or batch reader (read batch by batch; pandas' NaN/None/NaT are nulls).
             map: ``map(record, out)`` emits the record's writes; without it each record is a
                 row of the pipeline's only write.
             job: a name to checkpoint under; a later run with the same name resumes after
@@ -247,12 +249,16 @@ class Pipeline:
             ConfigError: the pipeline or mapping is wrongly set up.
             JobLocked: another runner holds the job (and ``wait`` ran out).
         """
+        arrow = records if isinstance(records, ArrowSource) else arrow_source(records)
         if isinstance(records, FileSource):
             fingerprint = source_id or records.fingerprint()
             source: Iterable[Any] = records
+        elif arrow is not None:
+            fingerprint = source_id
+            source = arrow
         else:
             fingerprint = source_id
-            source = iter_records(records)
+            source = iter_records(cast("Iterable[Mapping[str, Any]]", records))
         return self._run_source(
             source,
             map,

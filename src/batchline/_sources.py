@@ -16,10 +16,11 @@ import codecs
 import csv
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -27,21 +28,24 @@ from batchline._errors import SourceError
 
 __all__ = [
     "FORMATS",
+    "ArrowSource",
     "FileSource",
     "ReadFailure",
     "SourceItem",
     "SourceRecord",
+    "arrow_source",
     "iter_records",
     "read_file",
 ]
 
-FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
+FORMATS = ("csv", "tsv", "tbl", "jsonl", "json", "parquet")
 """The file formats :func:`read_file` understands."""
 
 _EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "tsv",
     ".tab": "tsv",
+    ".tbl": "tbl",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "json",
@@ -54,6 +58,10 @@ _RAW_LIMIT = 64 * 1024  # raw text kept on a failure
 _BLOCK = 64 * 1024  # read size for streamed JSON arrays and fingerprints
 _MAX_JSON_ELEMENT = 64 * 1024 * 1024  # one array element larger than this is refused
 _PARQUET_BATCH = 8192
+_SNIFF_BYTES = 64 * 1024
+# Python's csv module refuses fields over 131,072 characters by default; a valid field of
+# any size must load (a larger one than the database takes is dead-lettered at write).
+_FIELD_LIMIT = 2**31 - 1
 
 
 @dataclass(slots=True)
@@ -109,31 +117,49 @@ def read_file(
     *,
     encoding: str = "utf-8",
     delimiter: str | None = None,
+    quote: str | None = None,
+    sniff: bool = False,
+    names: Sequence[str] | None = None,
 ) -> FileSource:
     """Open a file as a record source; problems with the path itself are raised here, at once.
 
     Args:
         path: the file, or ``"-"`` for standard input (``format`` defaults to CSV there).
         format: one of :data:`FORMATS`; detected from the extension when omitted. A ``.gz``
-            suffix is decompressed on the fly (not for Parquet).
+            suffix is decompressed on the fly (not for Parquet). ``tbl`` is TPC-H's dbgen
+            output: ``|``-delimited, each line ending in a ``|``, no header.
         encoding: text encoding of CSV/TSV/JSON files; must be ASCII-compatible.
         delimiter: CSV/TSV field delimiter, overriding the format's default.
+        quote: CSV quote character (default ``"``); ``""`` reads quotes as plain text.
+        sniff: guess the CSV delimiter and quote from the file's first 64 KiB (not stdin).
+        names: the column names of a CSV file without a header line (then its first line
+            is data); a ``tbl`` file without them has columns ``c1``, ``c2``...
 
     Raises:
-        SourceError: the file is missing or a directory, or the format is unknown.
+        SourceError: the file is missing or a directory, the format is unknown, or the
+            delimiter cannot be sniffed.
     """
     name = os.fspath(path)
     try:
         codecs.lookup(encoding)
     except LookupError as exc:
         raise SourceError(f"unknown encoding {encoding!r}") from exc
-    if delimiter is not None and len(delimiter) != 1:
-        raise SourceError(f"delimiter must be one character, got {delimiter!r}")
+    if delimiter is not None:
+        delimiter = _unescape(delimiter)
+        if len(delimiter) != 1:
+            raise SourceError(f"delimiter must be one character, got {delimiter!r}")
+    if quote is not None and len(quote) > 1:
+        raise SourceError(f"quote must be one character (or empty for none), got {quote!r}")
+    options: dict[str, Any] = {"quote": quote, "names": list(names) if names else None}
     if name == "-":
         fmt = _normalize_format(format) if format is not None else "csv"
         if fmt == "parquet":
             raise SourceError("Parquet cannot be read from standard input; pass a file path")
-        return FileSource(name, fmt, encoding=encoding, delimiter=delimiter, compressed=False)
+        if sniff:
+            raise SourceError("--sniff needs a file (standard input cannot be read twice)")
+        return FileSource(
+            name, fmt, encoding=encoding, delimiter=delimiter, compressed=False, **options
+        )
     if not os.path.exists(name):
         raise SourceError(f"no such file: {name}")
     if os.path.isdir(name):
@@ -152,7 +178,33 @@ def read_file(
         fmt = _EXTENSIONS[ext]
     if compressed and fmt == "parquet":
         raise SourceError(f"gzip-compressed Parquet is not supported: {name}")
-    return FileSource(name, fmt, encoding=encoding, delimiter=delimiter, compressed=compressed)
+    if sniff and fmt in ("csv", "tsv", "tbl") and delimiter is None:
+        delimiter, sniffed_quote = _sniff(name, encoding, compressed)
+        if quote is None:
+            options["quote"] = sniffed_quote
+    return FileSource(
+        name, fmt, encoding=encoding, delimiter=delimiter, compressed=compressed, **options
+    )
+
+
+def _unescape(text: str) -> str:
+    """``\\t`` as a tab: a delimiter given on a command line."""
+    return {"\\t": "\t", "tab": "\t"}.get(text, text)
+
+
+def _sniff(path: str, encoding: str, compressed: bool) -> tuple[str, str]:
+    """The delimiter and quote character of a CSV file, from its first 64 KiB."""
+    opener = gzip.open if compressed else open
+    with opener(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    text = head.decode(encoding, errors="replace")
+    if len(head) == _SNIFF_BYTES and "\n" in text:
+        text = text[: text.rindex("\n")]  # whole lines only
+    try:
+        dialect = csv.Sniffer().sniff(text, delimiters=",;\t|:")
+    except csv.Error as exc:
+        raise SourceError(f"cannot tell the delimiter of {path} ({exc}); pass --delimiter") from exc
+    return dialect.delimiter, dialect.quotechar or '"'
 
 
 def _normalize_format(format: str) -> str:
@@ -197,12 +249,16 @@ class FileSource:
         encoding: str = "utf-8",
         delimiter: str | None = None,
         compressed: bool = False,
+        quote: str | None = None,
+        names: Sequence[str] | None = None,
     ) -> None:
         self.path = path
         self.format = format
         self.encoding = encoding
         self.delimiter = delimiter
         self.compressed = compressed
+        self.quote = quote
+        self.names = list(names) if names else None
         self._counter: _CountingReader | None = None
         self._parquet_read = 0
 
@@ -226,6 +282,19 @@ class FileSource:
                 fh.seek(max(_BLOCK, st.st_size - _BLOCK))
                 digest.update(fh.read(_BLOCK))
         return f"{st.st_size}:{st.st_mtime_ns}:{digest.hexdigest()}"
+
+    def arrow_schema(self) -> Any:
+        """The Arrow schema a Parquet file declares (its types are used as declared); None
+        for text formats, whose types are inferred."""
+        if self.format != "parquet":
+            return None
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_schema(self.path)
+        except (pa.ArrowException, OSError) as exc:
+            raise SourceError(f"cannot read {self.path} as Parquet: {exc}") from exc
 
     @property
     def size_bytes(self) -> int | None:
@@ -261,7 +330,7 @@ class FileSource:
                 stream = gzip.GzipFile(fileobj=counter, mode="rb")
             readline: Callable[[], bytes] = stream.readline
             read: Callable[[int], bytes] = stream.read
-            if self.format in ("csv", "tsv"):
+            if self.format in ("csv", "tsv", "tbl"):
                 yield from self._iter_csv(readline)
             elif self.format == "jsonl":
                 yield from self._iter_jsonl(readline)
@@ -287,7 +356,9 @@ class FileSource:
             yield line
 
     def _iter_csv(self, readline: Callable[[], bytes]) -> Iterator[SourceItem]:
-        delimiter = self.delimiter or ("\t" if self.format == "tsv" else ",")
+        default = {"tsv": "\t", "tbl": "|"}.get(self.format, ",")
+        delimiter = self.delimiter or default
+        tbl = self.format == "tbl"
         encoding = self.encoding
         # What csv.reader pulled for the record in progress: its text, and any decode error.
         pending: list[str] = []
@@ -313,7 +384,13 @@ class FileSource:
                     pending_size += len(text)
                 yield text
 
-        reader = csv.reader(feed(), delimiter=delimiter, strict=True)
+        if csv.field_size_limit() < _FIELD_LIMIT:
+            csv.field_size_limit(_FIELD_LIMIT)
+        quote = '"' if self.quote is None else self.quote
+        if quote:
+            reader = csv.reader(feed(), delimiter=delimiter, quotechar=quote, strict=True)
+        else:
+            reader = csv.reader(feed(), delimiter=delimiter, quoting=csv.QUOTE_NONE, strict=True)
 
         def take() -> tuple[list[str], str | None]:
             """Hand over the record's lines and decode error, and start the next record."""
@@ -326,7 +403,10 @@ class FileSource:
             return lines, error
 
         # The header: a file that has none is empty; one we cannot read makes the file unreadable.
-        header: list[str] = []
+        header: list[str] = list(self.names or ())
+        if not header and tbl:  # dbgen's files have no header: c1, c2... from the first row
+            header = [f"c{i + 1}" for i in range(self._first_width(delimiter, quote))]
+        names_given = bool(header)
         while not header:  # blank lines before the header are skipped
             try:
                 header = next(reader)
@@ -345,7 +425,7 @@ class FileSource:
         width = len(header)
 
         position = 0
-        last_line = reader.line_num
+        last_line = 0 if names_given else reader.line_num
         while True:
             start = last_line + 1
             failure: str | None = None
@@ -361,6 +441,8 @@ class FileSource:
             if failure is None and not row:
                 continue  # a blank line
             position += 1
+            if tbl and len(row) == width + 1 and row[-1] == "":
+                row.pop()  # the "|" that ends each dbgen line
             if error is not None:  # a decode error or NUL explains a csv.Error too
                 failure = error
             if failure is None and len(row) != width:
@@ -369,6 +451,21 @@ class FileSource:
                 yield ReadFailure(position, start, failure, "".join(lines)[:_RAW_LIMIT])
             else:
                 yield SourceRecord(position, start, dict(zip(header, row)))
+
+    def _first_width(self, delimiter: str, quote: str) -> int:
+        """How many fields a ``tbl`` file's first line has, less the trailing delimiter."""
+        if self.path == "-":
+            raise SourceError("a tbl file on standard input needs its column names (--names)")
+        opener = gzip.open if self.compressed else open
+        with opener(self.path, "rb") as fh:
+            line = fh.readline().decode(self.encoding, errors="replace")
+        if quote:
+            fields = next(csv.reader([line], delimiter=delimiter, quotechar=quote), [])
+        else:
+            fields = next(csv.reader([line], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
+        if fields and fields[-1] == "":
+            fields.pop()
+        return len(fields)
 
     def _iter_jsonl(self, readline: Callable[[], bytes]) -> Iterator[SourceItem]:
         position = 0
@@ -584,6 +681,92 @@ class FileSource:
                 self._parquet_read += group_bytes
         finally:
             fh.close()
+
+
+class ArrowSource:
+    """In-process data (an Arrow table, batch or stream; a pandas or Polars DataFrame) as an
+    iterable of records, batch by batch, with its schema as declared.
+
+    pandas' missing values (NaN, None, NaT) are nulls here, as ``pyarrow.Table.from_pandas``
+    reads them; the index is left out.
+    """
+
+    def __init__(self, data: Any) -> None:
+        self.batches, self.schema = _arrow_batches(data)
+        self._head: list[SourceItem] = []
+        self._stream: Iterator[SourceItem] | None = None
+
+    def sample(self, size: int) -> list[dict[str, Any]]:
+        """Read the first ``size`` records ahead (iterating still yields them first)."""
+        if self._stream is None:
+            self._stream = self._items()
+            self._head = list(itertools.islice(self._stream, size))
+        return [item.data for item in self._head if isinstance(item, SourceRecord)]
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        if self._stream is None:
+            self._stream = self._items()
+        head, self._head = self._head, []
+        return itertools.chain(head, self._stream)
+
+    def _items(self) -> Iterator[SourceItem]:
+        position = 0
+        for batch in self.batches:
+            for row in _microseconds(batch).to_pylist():
+                position += 1
+                yield SourceRecord(position, position, row)
+
+
+def _microseconds(batch: Any) -> Any:
+    """``batch`` with nanosecond timestamps (pandas' unit) cast to microseconds, SQL's unit,
+    where no value has a nanosecond part; otherwise as it is (such a value is refused when
+    coerced, never truncated)."""
+    import pyarrow as pa
+    import pyarrow.types as pt
+
+    columns = list(batch.columns)
+    changed = False
+    for i, column in enumerate(columns):
+        t = column.type
+        if pt.is_timestamp(t) and t.unit == "ns":
+            try:
+                columns[i] = column.cast(pa.timestamp("us", t.tz))
+                changed = True
+            except pa.ArrowInvalid:
+                pass
+    if not changed:
+        return batch
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
+def _arrow_batches(data: Any) -> tuple[Iterable[Any], Any]:
+    import pyarrow as pa
+
+    module = type(data).__module__.split(".")[0]
+    try:
+        if module == "pandas":
+            data = pa.Table.from_pandas(data, preserve_index=False)
+        elif module == "polars":
+            data = data.to_arrow()
+    except pa.ArrowException as exc:
+        # a column of mixed Python objects has no Arrow type: say which, before any table
+        raise SourceError(f"cannot read the {module} DataFrame as Arrow data: {exc}") from exc
+    if isinstance(data, pa.Table):
+        return data.to_batches(max_chunksize=_PARQUET_BATCH), data.schema
+    if isinstance(data, pa.RecordBatch):
+        return [data], data.schema
+    if isinstance(data, pa.RecordBatchReader):
+        return data, data.schema
+    raise SourceError(f"cannot read a {type(data).__name__} as Arrow data")
+
+
+def arrow_source(data: Any) -> ArrowSource | None:
+    """``data`` as an :class:`ArrowSource` when it is a DataFrame or Arrow data, else None
+    (a plain iterable of mappings is read as it is)."""
+    module = type(data).__module__.split(".")[0]
+    if module in ("pandas", "polars", "pyarrow") and not isinstance(data, (list, dict)):
+        return ArrowSource(data)
+    return None
 
 
 def _is_utf8(encoding: str) -> bool:

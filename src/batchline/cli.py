@@ -33,21 +33,10 @@ from ._cli_common import (
     wait_option,
 )
 from ._cli_dlq import dlq, jobs
-from ._cli_load import (
-    ensure_table,
-    idempotency_for_spec,
-    make_spec,
-    map_for_spec,
-    pipeline_for_spec,
-    resume_spec,
-    sample_records,
-    sample_source,
-)
 from ._cli_render import LoadProgress, stderr_console, stdout_console
-from ._database import make_engine
-from ._dead_letters import DeadLetters
+from ._load import idempotency_for_spec, make_spec, open_source, prepare_load
 from ._out import Out
-from ._sources import FORMATS, read_file
+from ._sources import FORMATS, FileSource
 
 __all__ = ["EXIT_CODES", "cli", "main"]
 
@@ -161,6 +150,43 @@ def _max_failures(value: str | None) -> int | float | None:
     metavar="FORMAT",
     help=f"One of {', '.join(FORMATS)} (default: from the file extension; csv for stdin).",
 )
+@click.option(
+    "--schema",
+    metavar="SCHEMA",
+    help="Create/load the table in this PostgreSQL schema or MySQL database (it must "
+    "exist); --table schema.table says the same.",
+)
+@click.option(
+    "--type",
+    "types",
+    metavar="COL=TYPE",
+    multiple=True,
+    help="The column's type when the table is created: integer, float, decimal(p,s), "
+    "boolean, date, timestamp, timestamptz, text, binary, json (repeatable).",
+)
+@click.option(
+    "--empty-text",
+    type=click.Choice(["empty", "null"]),
+    default="empty",
+    show_default=True,
+    help="What an empty CSV field of a text column stores ('' or NULL); in other columns "
+    "an empty field is always NULL.",
+)
+@click.option(
+    "--delimiter",
+    metavar="CHAR",
+    help="CSV field delimiter (default: , for csv, tab for tsv, | for tbl; \\t for tab).",
+)
+@click.option("--quote", metavar="CHAR", help='CSV quote character (default "; "" for none).')
+@click.option("--sniff", is_flag=True, help="Guess the CSV delimiter and quote from the file.")
+@click.option(
+    "--encoding", default="utf-8", show_default=True, help="Text encoding of CSV/JSON files."
+)
+@click.option(
+    "--names",
+    metavar="COL[,COL]",
+    help="Column names of a CSV/tbl file that has no header line (its first line is data).",
+)
 @click.option("--upsert", is_flag=True, help="Insert or update rows by --key.")
 @click.option("--increment", is_flag=True, help="Add --columns to the row with --key.")
 @click.option("--key", "-k", metavar="COL[,COL]", help="Key column(s) for --upsert/--increment.")
@@ -228,6 +254,14 @@ def load(
     db: str | None,
     table: str,
     fmt: str | None,
+    schema: str | None,
+    types: tuple[str, ...],
+    empty_text: str,
+    delimiter: str | None,
+    quote: str | None,
+    sniff: bool,
+    encoding: str,
+    names: str | None,
     upsert: bool,
     increment: bool,
     key: str | None,
@@ -267,10 +301,16 @@ def load(
         raise click.UsageError("--restart needs --job (a load without --job always starts anew)")
     mode = "upsert" if upsert else "increment" if increment else "insert"
     limit = _max_failures(max_failures)
+    overrides: dict[str, str] = {}
+    for item in types:
+        name, sep, kind = item.partition("=")
+        if not sep or not name.strip() or not kind.strip():
+            raise click.UsageError(f"--type takes COL=TYPE, got {item!r}")
+        overrides[name.strip()] = kind.strip()
     spec = make_spec(
         file=file,
         format=fmt,
-        table=table,
+        table=f"{schema}.{table}" if schema else table,
         mode=mode,
         key=_split(key),
         columns=_split(columns),
@@ -280,9 +320,21 @@ def load(
         dead_letter_payload=dead_letter_payload,
         redact=[c for value in redact for c in _split(value)],
         dead_letter_keys=_split(dead_letter_keys),
+        types=overrides,
+        empty_text=empty_text,
     )
     url = database_url(db)
     if scheduler is not None or workers is not None:
+        read_options = {
+            "--delimiter": delimiter,
+            "--quote": quote,
+            "--sniff": sniff or None,
+            "--names": names,
+            "--encoding": None if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else 1,
+        }
+        given = [name for name, value in read_options.items() if value is not None]
+        if given:  # the partitions read each file by its format alone, for now
+            raise click.UsageError(f"{', '.join(given)} cannot be used with --dask/--workers yet")
         check_database(url)
         _load_distributed(
             file, url, spec, scheduler, workers, job=job, restart=restart, max_failures=limit,
@@ -290,19 +342,19 @@ def load(
         )  # fmt: skip
     if glob.has_magic(file) and not os.path.exists(file):
         fail(f"{file} is a pattern; loading several files needs --dask or --workers")
-    source = read_file(file, fmt)
+    source = open_source(
+        file,
+        format=fmt,
+        encoding=encoding,
+        delimiter=delimiter,
+        quote=quote,
+        sniff=sniff,
+        names=_split(names) or None,
+    )
+    assert isinstance(source, FileSource)
     check_database(url)
-    tracked = sample_source(source)
-    engine, _ = make_engine(url)
-    try:
-        if job is not None and not restart:
-            with DeadLetters(url) as letters:
-                resume_spec(letters.job(job), spec)
-        ensure_table(engine, spec, sample_records(tracked))
-    finally:
-        engine.dispose()
-    pipeline = pipeline_for_spec(url, spec, max_failures=limit)
-    map_record = map_for_spec(spec)
+    prepared = prepare_load(source, url, spec, job=job, restart=restart, max_failures=limit)
+    pipeline, map_record, tracked = prepared.pipeline, prepared.map, prepared.source
     console = stderr_console()
     show_progress = console.is_terminal and not quiet and not as_json
     with pipeline:
@@ -338,6 +390,9 @@ def load(
                     on_chunk=progress.on_chunk,
                     wait=wait,
                 )
+    if not quiet:
+        for line in map_record.outlier_lines():
+            click.echo(line, err=True)
     emit_result(result, as_json=as_json, quiet=quiet, title="load", url=url)
 
 

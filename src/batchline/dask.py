@@ -53,6 +53,8 @@ from ._state import JobState, StateStore
 if TYPE_CHECKING:
     from distributed import Client, Future
 
+    from ._infer import ColumnSpec
+
 __all__ = ["DistributedResult", "load_files", "run_partitions"]
 
 log = logging.getLogger("batchline")
@@ -637,7 +639,7 @@ def load_files(
 
     This is ``batchline load 'data/*.csv' --table T --dask ADDRESS | --workers N``. The load
     is the one the single-process command does (the same spec, pipeline, coercion and
-    idempotency key, from ``batchline._cli_load``): the table is created on the client first
+    idempotency key, from ``batchline._load``): the table is created on the client first
     if missing, from the column kinds inferred over the first 1000 records of the first file,
     and those kinds are stored in the spec every partition coerces with.
 
@@ -645,7 +647,7 @@ def load_files(
         pattern: a glob (``data/*.csv``, ``data/**/*.jsonl``), a directory, or a list of files.
         db: the database URL.
         table: the target table.
-        spec: the load spec as ``batchline load`` makes it (``_cli_load.make_spec``: ``format``,
+        spec: the load spec as ``batchline load`` makes it (``_load.make_spec``: ``format``,
             ``mode``, ``key``, ``columns``, ``chunk_size``, ``idempotency_key``, ``fallback``,
             and ``schema`` once known); default: a plain insert.
         scheduler, workers, client, retries, timeout: as for :func:`run_partitions`.
@@ -662,7 +664,8 @@ def load_files(
         JobSpecMismatch: ``job`` was started with another table, mode, key or columns
             (checked before the table is made).
     """
-    from ._cli_load import (
+    from ._dead_letters import DeadLetters
+    from ._load import (
         idempotency_for_spec,
         make_spec,
         map_for_spec,
@@ -671,7 +674,6 @@ def load_files(
         sample_records,
         sample_source,
     )
-    from ._dead_letters import DeadLetters
 
     files = _expand(pattern) if isinstance(pattern, str) else [os.fspath(p) for p in pattern]
     if not files:
@@ -699,8 +701,13 @@ def load_files(
             resume_spec(first, load)
         except JobSpecMismatch as exc:
             raise JobSpecMismatch(job, exc.differences) from None
-    sample = sample_records(sample_source(read_file(files[0], fmt)))
-    _ensure_table(db, load, sample)  # fills load["schema"], the kinds every worker coerces to
+    from ._infer import columns_from_arrow
+
+    first_file = read_file(files[0], fmt)
+    sample = sample_records(sample_source(first_file))
+    schema = first_file.arrow_schema()  # Parquet declares its types; they are used as declared
+    declared = columns_from_arrow(schema) if schema is not None else None
+    _ensure_table(db, load, sample, declared)  # fills load["schema"], the kinds coerced to
     pipeline = pipeline_for_spec(db, load, max_failures=max_failures)
     return run_partitions(
         pipeline,
@@ -719,11 +726,16 @@ def load_files(
     )
 
 
-def _ensure_table(db: str, spec: dict[str, Any], sample: Sequence[Mapping[str, Any]]) -> None:
-    from ._cli_load import ensure_table
+def _ensure_table(
+    db: str,
+    spec: dict[str, Any],
+    sample: Sequence[Mapping[str, Any]],
+    declared: Sequence[ColumnSpec] | None = None,
+) -> None:
+    from ._load import ensure_table
 
     engine, _ = make_engine(db)
     try:
-        ensure_table(engine, spec, sample)
+        ensure_table(engine, spec, sample, declared=declared)
     finally:
         engine.dispose()

@@ -61,6 +61,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from pymysql.converters import escape_datetime
 
 from .._errors import ConfigError
 from ._base import (
@@ -215,6 +216,20 @@ def _literal_size(value: Any) -> int:
     return 4 * len(str(value)) + 4
 
 
+def _escape_datetime_utc(value: dt.datetime, mapping: Any = None) -> str:
+    """PyMySQL's datetime literal, with a zone-aware value moved to UTC first.
+
+    MySQL's DATETIME has no zone and PyMySQL writes the wall time, dropping the offset: a
+    ``12:00+02:00`` would be stored as ``12:00``, another instant. Stored in UTC it stays the
+    same instant (read back as naive UTC). Microseconds are sent; a ``DATETIME(6)`` keeps them.
+    """
+    if value.tzinfo is not None:
+        offset = value.utcoffset()
+        if offset is not None:
+            value = (value - offset).replace(tzinfo=None)
+    return str(escape_datetime(value, mapping))
+
+
 def _exact_literal_size(value: Any) -> int:
     """The bytes ``value`` takes in the statement, as the driver escapes it (UTF-8)."""
     if type(value) is str:
@@ -279,6 +294,9 @@ class MySQLDialect(Dialect):
 
     # -- connections ----------------------------------------------------------------------------
     def on_acquire(self, dbapi_conn: Any) -> None:
+        encoders = getattr(dbapi_conn, "encoders", None)
+        if isinstance(encoders, dict):  # PyMySQL: zone-aware datetimes go as their UTC time
+            encoders[dt.datetime] = _escape_datetime_utc
         cur = dbapi_conn.cursor()
         try:
             cur.execute("SELECT @@SESSION.sql_mode, @@max_allowed_packet, VERSION()")

@@ -9,6 +9,7 @@ front, and "database is locked" surfaces at BEGIN, where it is cleanly retried.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -40,19 +41,55 @@ _NATIVE = (int, float, str, bytes, type(None))
 _NATIVE_SET = frozenset(_NATIVE)
 
 
-def _adapted_rows(rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
-    """``rows`` with every value sqlite3 cannot bind converted (see :func:`_adapt_value`).
+class _NaN:
+    """Stands in a row for a float NaN, which SQLite would store as NULL without a word.
 
-    Checked a column at a time, by C loops (``zip``, ``map``, ``issuperset``): most columns
-    hold only types sqlite3 binds, and are left as they are; only a column with another type
-    (a Decimal, a date) is converted value by value."""
+    Binding it raises (the adapter below), so the row fails as a data error, at bind time:
+    row by row (``executemany``) that names the very row, and its record is dead-lettered
+    with the reason while the others land."""
+
+    __slots__ = ()
+
+
+def _refuse_nan(value: _NaN) -> Any:
+    raise ValueError("a float NaN: SQLite would store it as NULL, so it is refused, not changed")
+
+
+sqlite3.register_adapter(_NaN, _refuse_nan)
+_NAN = _NaN()
+
+
+def _has_nan(column: Sequence[Any]) -> bool:
+    """Whether a column holding floats has a NaN: summed in C first (NaN is truthy, and
+    makes the sum NaN), value by value only when that cannot tell."""
+    try:
+        total = sum(filter(None, column), 0.0)
+    except (TypeError, OverflowError):  # text, Decimals or huge ints beside the floats
+        total = math.nan
+    return total != total and any(type(v) is float and v != v for v in column)
+
+
+def _cell(v: Any) -> Any:
+    if type(v) in _NATIVE_SET:
+        return _NAN if type(v) is float and v != v else v
+    return _adapt_value(v)
+
+
+def _adapted_rows(rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+    """``rows`` with every value sqlite3 cannot bind converted (see :func:`_adapt_value`),
+    and every float NaN replaced by one that fails its row (:class:`_NaN`).
+
+    Checked a column at a time, by C loops (``zip``, ``map``, ``set``, ``sum``): most columns
+    hold only types sqlite3 binds, and no NaN, and are left as they are; only a column with
+    another type (a Decimal, a date) or a NaN is converted value by value."""
     if not rows:
         return rows
     columns = list(zip(*rows))
     changed = False
     for i, column in enumerate(columns):
-        if not _NATIVE_SET.issuperset(map(type, column)):
-            columns[i] = tuple([v if type(v) in _NATIVE_SET else _adapt_value(v) for v in column])
+        kinds = set(map(type, column))
+        if not _NATIVE_SET.issuperset(kinds) or (float in kinds and _has_nan(column)):
+            columns[i] = tuple([_cell(v) for v in column])
             changed = True
     return list(zip(*columns)) if changed else rows
 
