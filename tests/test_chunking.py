@@ -15,16 +15,18 @@ def test_a_pinned_size_never_changes() -> None:
     assert sizer.size == 250
 
 
-def test_a_timed_size_moves_toward_the_target_at_most_twice_or_half_a_step() -> None:
+def test_a_timed_size_moves_toward_the_target_at_most_four_times_up_or_half_down() -> None:
     sizer = ChunkSizer(target=0.2, start=500)
-    sizer.observe(500, 0.01, clean=True)  # 20x too fast: doubles, no more
-    assert sizer.size == 1000
-    sizer.observe(1000, 0.1, clean=True)  # 2x too fast
+    sizer.observe(500, 0.01, clean=True)  # 20x too fast: four times, no more
+    assert sizer.size == 2000
+    sizer.observe(2000, 0.2, clean=True)  # on target
     assert sizer.size == 2000
     sizer.observe(2000, 0.25, clean=True)  # a bit slow: 1,600
     assert sizer.size == 1600
-    sizer.observe(1600, 30.0, clean=True)  # far too slow: halves, no more
-    assert sizer.size == 800
+    sizer.observe(1600, 0.1, clean=True)  # 2x too fast
+    assert sizer.size == 3200
+    sizer.observe(3200, 30.0, clean=True)  # far too slow: halves, no more
+    assert sizer.size == 1600
 
 
 def test_a_timed_size_stays_between_floor_and_ceiling() -> None:
@@ -69,7 +71,7 @@ def test_by_default_chunks_grow_while_their_flush_is_quicker_than_the_target(
     sqlite_url: str,
 ) -> None:
     sizes = _sizes(sqlite_url, 8000, chunk_seconds=60.0)  # a target no flush comes near
-    assert sizes[:4] == [500, 500, 1000, 2000]
+    assert sizes[:4] == [500, 500, 2000, 5000]  # up to fourfold a step, to the ceiling
 
 
 def test_by_default_chunks_shrink_while_their_flush_is_slower_than_the_target(

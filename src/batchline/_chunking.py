@@ -5,8 +5,10 @@ time out or hold locks for long. A fixed count serves that badly both ways: over
 500 small records are a few milliseconds of work, so the per-chunk costs (round trips, the
 COMMIT's fsync, the checkpoint) dominate; and 500 wide records can take seconds. So by
 default a chunk grows or shrinks until its flush takes about ``target`` seconds, starting at
-``start`` records and never changing by more than a factor of two from one chunk to the
-next, and never above ``ceiling`` records (a mapped record holds about a kilobyte of Python
+``start`` records, growing at most fourfold and shrinking at most by half from one chunk
+to the next (a chunk well under its target is good evidence, so a short run reaches full
+size in two steps; one too slow is cut back more carefully), and never above ``ceiling``
+records (a mapped record holds about a kilobyte of Python
 objects until its chunk commits, and two chunks are in memory at once: 5,000 keeps a run
 under 80 MiB, and past a few thousand rows a chunk the per-commit cost is already amortised).
 Only clean chunks are measured: a chunk that retried or isolated bad records took
@@ -61,5 +63,5 @@ class ChunkSizer:
             return  # a few records (the input's tail) say more about round trips than rows
         per_record = max(seconds, 1e-6) / records
         ideal = int(self.target / per_record)
-        low, high = self._size // 2, self._size * 2
+        low, high = self._size // 2, self._size * 4
         self._size = max(self.floor, min(self.ceiling, high, max(low, ideal)))

@@ -72,11 +72,24 @@ class Out:
     call had raised.
     """
 
-    __slots__ = ("_buffers", "_index", "_kinds", "_ordered", "_seq", "chunk", "item")
+    __slots__ = (
+        "_buffers",
+        "_increments",
+        "_index",
+        "_inserts",
+        "_kinds",
+        "_ordered",
+        "_seq",
+        "chunk",
+        "item",
+    )
 
     def __init__(self, index: WriteIndex, chunk: Chunk | None = None) -> None:
         self._index = index
         self._kinds = index.per_kind
+        # the two kinds a hot loop emits, looked up without a call to ``_find``
+        self._inserts = index.per_kind[Insert.kind]
+        self._increments = index.per_kind[Increment.kind]
         self._ordered = tuple(ordered(w) for w in index.writes)
         self._seq = 0
         #: The chunk being filled.
@@ -115,7 +128,8 @@ class Out:
 
     def insert(self, table: str, row: Mapping[str, Any]) -> None:
         """Insert ``row`` into ``table`` (declared with :class:`~batchline.Insert`)."""
-        self._add(self._find(Insert.kind, table), row)
+        idx = self._inserts.get(table)
+        self._add(self._find(Insert.kind, table) if idx is None else idx, row)
 
     def upsert(self, table: str, row: Mapping[str, Any]) -> None:
         """Insert or update ``row`` (declared with :class:`~batchline.Upsert`)."""
@@ -123,7 +137,8 @@ class Out:
 
     def increment(self, table: str, row: Mapping[str, Any]) -> None:
         """Add the row's increment columns to the row with its key (``Increment``)."""
-        self._add(self._find(Increment.kind, table), row)
+        idx = self._increments.get(table)
+        self._add(self._find(Increment.kind, table) if idx is None else idx, row)
 
     def delete(self, table: str, key: Mapping[str, Any]) -> None:
         """Delete the row of ``table`` whose key columns equal ``key`` (``Delete``)."""
