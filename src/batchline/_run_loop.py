@@ -127,7 +127,7 @@ def _loop(
     worker: ThreadPoolExecutor,
     result: Result,
 ) -> None:
-    only_table = writes[0].table if map_fn is None else ""
+    only = index.find(None, writes[0].table) if map_fn is None else 0  # no map: the one write
     chunk = Chunk(writes)
     items = chunk.items
     out = Out(index, chunk)  # pointed at each chunk and record in turn
@@ -187,7 +187,7 @@ def _loop(
                         item.attempts = getattr(src, "attempts", 1) + 1
                 try:
                     if map_fn is None:
-                        out.write(only_table, data)
+                        out._add(only, data)  # the one write, found once
                     else:
                         map_fn(data, out)
                     if key_fn is not None:
