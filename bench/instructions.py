@@ -29,6 +29,7 @@ run in the measured process. On a shared server, give the run a schema of its ow
     python bench/instructions.py                        # SQLite file in /tmp, 2,000 and 4,000
     python bench/instructions.py --db postgresql://postgres@127.0.0.1/test
     python bench/instructions.py --strategies batchline,batchline-tuned,hand-written,floor
+    python bench/instructions.py --strategies batchline,batchline-values,hand-written
     python bench/instructions.py --keep-out /tmp/ir     # callgrind files, for callgrind_annotate
 """
 
@@ -86,9 +87,9 @@ def child(args: argparse.Namespace) -> None:
     engine, _ = make_engine(args.db)
     work, catalog = _workload(args.prefix, args.records, args.generate)
     work.tables.create(engine, catalog)
-    if args.strategy == "batchline":
+    if args.strategy in ("batchline", "batchline-values"):
         # pinned: sized by time, chunks would be sized by callgrind's slowdown (~50x)
-        _batchline(engine, work, args.chunk_size)
+        _batchline(engine, work, args.chunk_size, values=args.strategy == "batchline-values")
     else:
         strategy_named(args.strategy).run(engine, work)
     engine.dispose()

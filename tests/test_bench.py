@@ -47,7 +47,11 @@ def test_every_strategy_leaves_the_expected_state_on_sqlite(sqlite_url: str) -> 
     assert rows["batchline"]["vs_hand_written"] > 0
     assert any("first 20 lines" in n for n in report["notes"])
     summary = peer_summary(report["runs"][0])
-    assert [line.split(":")[0] for line in summary] == ["batchline", "batchline-tuned"]
+    assert [line.split(":")[0] for line in summary] == [
+        "batchline",
+        "batchline-tuned",
+        "batchline-values",
+    ]
     assert all("x hand-written, " in line and line.endswith("x floor") for line in summary)
 
 

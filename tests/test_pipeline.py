@@ -109,6 +109,49 @@ def test_design_sample_loads_lookups_inserts_and_aggregates(db_url: str, shop: s
     assert d["failed_items"][0]["line"] == 17
 
 
+TX_COLUMNS = ("invoice_id", "line_no", "item_id", "quantity", "unit_cost")
+
+
+def test_rows_given_as_tuples_with_columns_load_as_the_same_rows_as_dicts(
+    db_url: str, shop: sa.Engine
+) -> None:
+    # The hot loop's form: a tuple of values in ``columns=`` order, no dict per row. The
+    # same lines as the design sample, with the same two bad ones, land the same.
+    catalog = bl.Lookup("catalog", key="sku", returns="id", create=True)
+    pipeline = bl.Pipeline(
+        db_url,
+        writes=[
+            bl.Insert("transactions"),
+            bl.Increment("inventory", key="item_id", columns=["quantity"]),
+        ],
+        lookups=[catalog],
+        chunk_size=100,
+    )
+
+    def map_line(r: dict[str, Any], out: bl.Out) -> None:
+        item_id = catalog.ref(sku=r["sku"], name=r["description"])
+        values = (r["invoice_id"], r["line_no"], item_id, r["quantity"], r["unit_price"])
+        out.insert("transactions", values, columns=TX_COLUMNS)
+        out.increment("inventory", [item_id, r["quantity"]], columns=("item_id", "quantity"))
+        if r["line_no"] == 3 and r["invoice_id"] % 50 == 7:
+            out.insert("transactions", (1, 2), columns=TX_COLUMNS)  # too few: a map failure
+
+    with pipeline:
+        result = pipeline.run(invoice_lines(1000, bad={17, 500}), map_line)
+    short = [p for p in range(1, 1001) if (p - 1) % 4 + 1 == 3 and (1000 + (p - 1) // 4) % 50 == 7]
+    assert sorted(f.position for f in result.failed_items or []) == sorted([17, 500, *short])
+    assert {f.stage for f in result.failed_items or [] if f.position in short} == {"map"}
+    assert "a row of 2 values for the 5 columns" in next(
+        f.error for f in result.failed_items or [] if f.position in short
+    )
+    lines = [r for r in invoice_lines(1000, bad={17, 500})]
+    kept = [r for p, r in enumerate(lines, start=1) if p not in {17, 500, *short}]
+    assert scalar(shop, "SELECT COUNT(*) FROM transactions") == len(kept)
+    assert int(scalar(shop, "SELECT SUM(quantity) FROM inventory")) == sum(
+        r["quantity"] for r in kept
+    )
+
+
 def test_one_line_upsert_form(db_url: str, engine: sa.Engine) -> None:
     md = sa.MetaData()
     sa.Table(
