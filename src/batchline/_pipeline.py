@@ -46,7 +46,7 @@ from ._out import Out, WriteIndex
 from ._payload import PayloadPolicy
 from ._result import Result
 from ._retry import RetryPolicy
-from ._run_loop import run_loop
+from ._run_loop import AfterCommit, run_loop
 from ._sources import FileSource, iter_records
 from ._state import StateTables
 from ._writes import Lookup, Write
@@ -279,11 +279,17 @@ class Pipeline:
         on_chunk: ChunkCallback | None = None,
         wait: bool | float = False,
         lock_kind: str = "job",
+        after_commit: AfterCommit | None = None,
+        continuing: bool = False,
     ) -> Result:
         """Run over source items (``SourceRecord``/``ReadFailure`` or replayed letters).
 
         The run holds a lock (``lock_kind`` "job": its job's; "replay": the database's one
-        dead-letter replay) from before it reads the checkpoint until its end."""
+        dead-letter replay) from before it reads the checkpoint until its end.
+
+        Core hook (streams, issue 14): ``after_commit(end)`` is called on the flush thread
+        after each chunk commits; ``continuing`` runs a job whose last run finished (a broker
+        consumer's job never ends: a clean stop is followed by the next start)."""
         if map is None and len(self.writes) != 1:
             raise ConfigError("without a map function the pipeline must have exactly one write")
         started = time.perf_counter()
@@ -326,7 +332,12 @@ class Pipeline:
                 spec=spec,
             ).result()
             flusher.on_chunk = on_chunk
-            if job_state is not None and job_state.status in FINISHED and not restart:
+            if (
+                job_state is not None
+                and job_state.status in FINISHED
+                and not restart
+                and not continuing  # core hook: streams
+            ):
                 result.status = job_state.status  # type: ignore[assignment]
                 result.message = (
                     f"job {name!r} already finished ({job_state.status}, {job_state.processed} "
@@ -356,6 +367,7 @@ class Pipeline:
                 flusher=flusher,
                 worker=worker,
                 result=result,
+                after_commit=after_commit,  # core hook: streams
             )
             result.status = status
             try:

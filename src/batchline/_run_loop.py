@@ -33,7 +33,18 @@ from ._state import key_hash
 from ._writes import Lookup, Write
 from .typing import MapFunction
 
-__all__ = ["run_loop"]
+__all__ = ["FLUSH_NOW", "run_loop"]
+
+# -- core hook: streams (issue 14) ---------------------------------------------------------------
+#: Yielded by a source between records to close the chunk being collected now, and hand it to
+#: the flush thread, however few records it holds: a broker consumer yields it when the oldest
+#: message of the chunk has waited its ``linger``, so an idle stream's messages do not wait for
+#: a full chunk. Ignored when the chunk is empty.
+FLUSH_NOW: Any = object()
+#: ``after_commit(end)``: called on the flush thread once the chunk whose last record has
+#: position ``end`` has committed (a broker consumer acknowledges its messages up to ``end``).
+AfterCommit = Callable[[int], None]
+# -- end core hook -------------------------------------------------------------------------------
 
 
 def run_loop(
@@ -56,6 +67,7 @@ def run_loop(
     flusher: Flusher,
     worker: ThreadPoolExecutor,
     result: Result,
+    after_commit: AfterCommit | None = None,  # core hook: streams
 ) -> Status:
     """Load the records after position ``resume``; return the run's status.
 
@@ -98,6 +110,7 @@ def run_loop(
             preparer=preparer,
             worker=worker,
             result=result,
+            after_commit=after_commit,  # core hook: streams
         )
         return _final_status(result)
     except (TransientExhausted, _StopRun) as exc:
@@ -124,6 +137,7 @@ def _loop(
     preparer: Preparer,
     worker: ThreadPoolExecutor,
     result: Result,
+    after_commit: AfterCommit | None = None,  # core hook: streams
 ) -> None:
     only_table = writes[0].table if map_fn is None else ""
     chunk: list[Item] = []
@@ -140,6 +154,8 @@ def _loop(
         flusher.flush(items, items[-1].position, prepared)
         clean = result.retries == retries and result.isolation_flushes == isolating
         sizer.observe(len(items), time.perf_counter() - began, clean=clean)
+        if after_commit is not None:  # core hook: streams
+            after_commit(items[-1].position)
 
     def submit(items: list[Item]) -> Future[None]:
         nonlocal in_flight, chunk_size
@@ -160,6 +176,12 @@ def _loop(
 
     try:
         for src in source:
+            if src is FLUSH_NOW:  # core hook: streams (a linger expired)
+                if chunk:
+                    submit(chunk)
+                    chunk = []
+                    out.size = 0
+                continue
             position = src.position
             if position <= resume:
                 continue
