@@ -1,0 +1,20 @@
+"""Event streams (issue 14): batchline as a long-running broker consumer.
+
+``_core`` holds what every broker shares (the consumer, linger, ack-after-commit); each
+broker has a module of its own whose client library is imported only when it is used (the
+``streams`` extra).
+"""
+
+from __future__ import annotations
+
+from ._core import BrokerSource, Consumer, Message
+from ._redis import RedisStreamSource, stream_id, stream_position
+
+__all__ = [
+    "BrokerSource",
+    "Consumer",
+    "Message",
+    "RedisStreamSource",
+    "stream_id",
+    "stream_position",
+]

@@ -1,0 +1,260 @@
+"""Consuming a Redis stream: exactly once over redelivery and SIGKILL, poison messages
+dead-lettered with their stream ID and acknowledged, linger, SIGTERM (real Redis, SQLite and
+PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+import batchline as bl
+from batchline._streams import Consumer, RedisStreamSource, stream_id
+from tests._brokers import create_orders, map_order, message, order_ids, redis_url, unique
+
+REPO = Path(__file__).resolve().parent.parent
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+def stream() -> Iterator[tuple[str, redis.Redis, str]]:
+    url = redis_url()
+    client = redis.Redis.from_url(url)
+    name = unique("bl-test")
+    yield url, client, name
+    client.delete(name)
+    client.close()
+
+
+@pytest.fixture
+def db(request: pytest.FixtureRequest) -> str:
+    url = str(request.getfixturevalue(f"{request.param}_url"))
+    create_orders(url)
+    return url
+
+
+def publish(client: redis.Redis, name: str, first: int, last: int) -> dict[int, tuple[str, str]]:
+    """XADD messages first..last-1; {i: (entry id, kind)}."""
+    pipe = client.pipeline(transaction=False)
+    kinds = []
+    for i in range(first, last):
+        body, kind = message(i, time.time())
+        pipe.xadd(name, {"data": body})
+        kinds.append((i, kind))
+    ids = pipe.execute()
+    return {i: (entry.decode(), kind) for (i, kind), entry in zip(kinds, ids)}
+
+
+def letters_by_id(url: str, job: str) -> dict[str, str]:
+    """{stream ID: stage} of the job's dead letters; a letter twice fails the test."""
+    with bl.DeadLetters(url) as dlq:
+        letters = dlq.list(job=job)
+    found = {stream_id(letter.position): letter.stage for letter in letters}
+    assert len(found) == len(letters), "a message was dead-lettered twice"
+    return found
+
+
+def check_exactly_once(url: str, job: str, sent: dict[int, tuple[str, str]]) -> None:
+    good = sorted(i for i, (_, kind) in sent.items() if kind == "good")
+    assert order_ids(url) == good  # each good message once, none lost, none doubled
+    poison = {entry: kind for entry, kind in sent.values() if kind != "good"}
+    assert letters_by_id(url, job) == poison  # each with its stream ID and stage
+
+
+def start(consumer: Consumer) -> threading.Thread:
+    thread = threading.Thread(target=consumer.run, name="consumer")
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("db", BACKENDS, indirect=True)
+def test_redis_poison_is_dead_lettered_with_its_id_and_good_messages_land_once(
+    stream: tuple[str, redis.Redis, str], db: str
+) -> None:
+    url, client, name = stream
+    sent = publish(client, name, 0, 3000)
+    pipeline = bl.Pipeline(db, writes=[bl.Insert("orders")])
+    consumer = Consumer(pipeline, RedisStreamSource(url, name, "loaders"), map_order, job="j")
+    thread = start(consumer)
+    try:
+        assert consumer.wait_acked(len(sent), timeout=60)
+    finally:
+        consumer.stop()
+        thread.join(60)
+    assert consumer.result is not None
+    assert consumer.result.status == "partial_success"
+    assert consumer.result.items_failed == 30
+    check_exactly_once(db, "j", sent)
+    stages = set(letters_by_id(db, "j").values())
+    assert stages == {"read", "map", "write"}
+    assert client.xpending(name, "loaders")["pending"] == 0  # the poison was acknowledged too
+
+
+def test_redis_redelivered_messages_are_not_applied_again(
+    stream: tuple[str, redis.Redis, str], sqlite_url: str
+) -> None:
+    """The group delivers the whole stream again (as after a crash between commit and
+    XACK): the checkpoint, committed with the chunks, holds the last stream ID, so every
+    message is acknowledged and none is applied twice. New messages after it still land."""
+    url, client, name = stream
+    create_orders(sqlite_url)
+    sent = publish(client, name, 0, 600)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+
+    def consume(expected: int) -> bl.Result:
+        consumer = Consumer(pipeline, RedisStreamSource(url, name, "g"), map_order, job="again")
+        thread = start(consumer)
+        try:
+            assert consumer.wait_acked(expected, timeout=60)
+        finally:
+            consumer.stop()
+            thread.join(60)
+        assert consumer.result is not None
+        return consumer.result
+
+    consume(len(sent))
+    client.xgroup_setid(name, "g", "0")  # deliver everything again
+    sent.update(publish(client, name, 600, 700))
+    again = consume(len(sent))
+    assert again.items_processed == 100 - 1  # only the new ones (one of them is poison)
+    check_exactly_once(sqlite_url, "again", sent)
+
+
+def test_redis_pending_entries_of_a_dead_consumer_are_claimed(
+    stream: tuple[str, redis.Redis, str], sqlite_url: str
+) -> None:
+    """Entries delivered to a consumer that never acknowledged them (it died) are claimed
+    (XAUTOCLAIM) and loaded once, before new entries."""
+    url, client, name = stream
+    create_orders(sqlite_url)
+    sent = publish(client, name, 0, 200)
+    client.xgroup_create(name, "g", id="0")
+    client.xreadgroup("g", "old-pod", {name: ">"}, count=150)  # delivered, never acked
+    assert client.xpending(name, "g")["pending"] == 150
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+    consumer = Consumer(pipeline, RedisStreamSource(url, name, "g"), map_order, job="claim")
+    thread = start(consumer)
+    try:
+        assert consumer.wait_acked(200, timeout=60)
+    finally:
+        consumer.stop()
+        thread.join(60)
+    check_exactly_once(sqlite_url, "claim", sent)
+    assert client.xpending(name, "g")["pending"] == 0
+
+
+def test_redis_linger_flushes_a_trickle_within_linger_plus_one_flush(
+    stream: tuple[str, redis.Redis, str], sqlite_url: str
+) -> None:
+    """One message every 50 ms: each is committed within linger (0.2 s) plus one flush of
+    it, not when a 500-record chunk would be full."""
+    url, client, name = stream
+    create_orders(sqlite_url)
+    linger = 0.2
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+    consumer = Consumer(
+        pipeline, RedisStreamSource(url, name, "g"), map_order, job="trickle", linger=linger
+    )
+    thread = start(consumer)
+    try:
+        assert consumer.ready.wait(30)
+        count = 40
+        for i in range(count):
+            body, _ = message(i * 300 + 1, time.time())  # all good
+            client.xadd(name, {"data": body})
+            time.sleep(0.05)  # the trickle itself: one message every 50 ms
+        assert consumer.wait_acked(count, timeout=30)
+    finally:
+        consumer.stop()
+        thread.join(30)
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        waits = [float(r[0]) for r in conn.exec_driver_sql("SELECT landed - sent FROM orders")]
+    engine.dispose()
+    assert len(waits) == count
+    assert consumer.result is not None
+    # one flush on SQLite takes milliseconds; 0.1 s covers it on a busy 2-core machine
+    assert max(waits) < linger + 0.1, sorted(waits)[-5:]
+    assert consumer.result.chunks_committed >= 5  # cut by linger, not by size or the stop
+
+
+# -- SIGKILL at random instants, with a producer publishing all along ---------------------------
+
+
+def consume_command(broker: str, db: str, name: str) -> list[str]:
+    return [sys.executable, "-m", "batchline.cli", "consume", broker, "--db", db,
+            "--table", "orders", "--stream", name, "--group", "loaders", "--job", "kill",
+            "--linger-ms", "100", "--quiet"]  # fmt: skip
+
+
+def spawn(command: list[str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, env=env
+    )
+
+
+def counted(url: str) -> int:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT COUNT(*) FROM orders").scalar_one()
+            try:
+                letters = conn.exec_driver_sql(
+                    "SELECT COUNT(*) FROM batchline_dead_letters"
+                ).scalar_one()
+            except sa.exc.DBAPIError:
+                letters = 0
+    finally:
+        engine.dispose()
+    return int(rows) + int(letters)
+
+
+@pytest.mark.parametrize("db", BACKENDS, indirect=True)
+def test_redis_sigkill_at_random_instants_loses_and_doubles_nothing(
+    stream: tuple[str, redis.Redis, str], db: str
+) -> None:
+    url, client, name = stream
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    total = 4000
+    sent: dict[int, tuple[str, str]] = {}
+    producing = threading.Thread(
+        target=lambda: [
+            (sent.update(publish(client, name, i, i + 100)), time.sleep(0.05))
+            for i in range(0, total, 100)
+        ]
+    )
+    producing.start()  # 4,000 messages over about 2 s, while consumers come and go
+    kills = 0
+    try:
+        for _ in range(4):
+            proc = spawn(consume_command(url, db, name))
+            time.sleep(rng.uniform(0.3, 1.5))  # a random instant of its life
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=10)
+            kills += 1
+    finally:
+        producing.join()
+    proc = spawn(consume_command(url, db, name))
+    assert proc.stderr is not None
+    assert b"consuming" in proc.stderr.readline()  # SIGTERM now stops it cleanly
+    deadline = time.monotonic() + 60
+    while counted(db) < total and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)  # waiting on another process: poll with a deadline
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, (seed, err.decode())
+    assert kills == 4
+    check_exactly_once(db, "kill", sent)
+    assert client.xpending(name, "loaders")["pending"] == 0, seed
