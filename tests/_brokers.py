@@ -13,13 +13,25 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import socket
+import subprocess
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from functools import cache
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+
+import batchline as bl
+
+REPO = Path(__file__).resolve().parent.parent
 
 REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
 NATS_DEFAULT = "nats://127.0.0.1:4222"
@@ -113,3 +125,85 @@ def map_order(record: dict[str, object], out: object) -> None:
     if not isinstance(qty, int):
         raise ValueError(f"qty {qty!r} is not a number")
     out.insert("orders", record)  # type: ignore[attr-defined]
+
+
+def letters_by_id(url: str, job: str, id_of: Callable[[int], str] = str) -> dict[str, str]:
+    """{broker id: stage} of the job's dead letters; a letter twice fails the test."""
+    with bl.DeadLetters(url) as dlq:
+        letters = dlq.list(job=job)
+    found = {id_of(letter.position): letter.stage for letter in letters}
+    assert len(found) == len(letters), "a message was dead-lettered twice"
+    return found
+
+
+def check_exactly_once(
+    url: str, job: str, sent: dict[int, tuple[str, str]], id_of: Callable[[int], str] = str
+) -> None:
+    """Each good message's row once (none lost, none doubled), and each poison message
+    dead-lettered once with its broker id and the stage it failed at.
+
+    ``sent``: {i: (broker id, kind)}; ``id_of``: a dead letter's position to a broker id."""
+    good = sorted(i for i, (_, kind) in sent.items() if kind == "good")
+    assert order_ids(url) == good
+    poison = {entry: kind for entry, kind in sent.values() if kind != "good"}
+    assert letters_by_id(url, job, id_of) == poison
+
+
+def start(consumer: Any) -> threading.Thread:
+    thread = threading.Thread(target=consumer.run, name="consumer")
+    thread.start()
+    return thread
+
+
+def spawn(command: list[str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, env=env
+    )
+
+
+def counted(url: str) -> int:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT COUNT(*) FROM orders").scalar_one()
+            try:
+                letters = conn.exec_driver_sql(
+                    "SELECT COUNT(*) FROM batchline_dead_letters"
+                ).scalar_one()
+            except sa.exc.DBAPIError:
+                letters = 0
+    finally:
+        engine.dispose()
+    return int(rows) + int(letters)
+
+
+def kill_chain(
+    command: list[str], db: str, total: int, produce: Callable[[], None], kills: int = 4
+) -> tuple[int, str, int]:
+    """SIGKILL the consumer ``command`` at random instants of its life ``kills`` times,
+    starting it again each time, while ``produce`` publishes ``total`` messages; then run it
+    until every message is a row or a dead letter and stop it with SIGTERM.
+
+    Returns (the last run's exit code, its stderr, the random seed)."""
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    producing = threading.Thread(target=produce)
+    producing.start()
+    try:
+        for _ in range(kills):
+            proc = spawn(command)
+            time.sleep(rng.uniform(0.3, 1.5))  # a random instant of its life
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=10)
+    finally:
+        producing.join()
+    proc = spawn(command)
+    assert proc.stderr is not None
+    assert b"consuming" in proc.stderr.readline()  # SIGTERM now stops it cleanly
+    deadline = time.monotonic() + 60
+    while counted(db) < total and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)  # waiting on another process: poll with a deadline
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err.decode(errors="replace"), seed

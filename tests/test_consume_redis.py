@@ -4,12 +4,7 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
-import os
-import random
-import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +15,17 @@ import sqlalchemy as sa
 
 import batchline as bl
 from batchline._streams import Consumer, RedisStreamSource, stream_id
-from tests._brokers import create_orders, map_order, message, order_ids, redis_url, unique
+from tests._brokers import (
+    check_exactly_once,
+    create_orders,
+    kill_chain,
+    letters_by_id,
+    map_order,
+    message,
+    redis_url,
+    start,
+    unique,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -55,28 +60,6 @@ def publish(client: redis.Redis, name: str, first: int, last: int) -> dict[int, 
     return {i: (entry.decode(), kind) for (i, kind), entry in zip(kinds, ids)}
 
 
-def letters_by_id(url: str, job: str) -> dict[str, str]:
-    """{stream ID: stage} of the job's dead letters; a letter twice fails the test."""
-    with bl.DeadLetters(url) as dlq:
-        letters = dlq.list(job=job)
-    found = {stream_id(letter.position): letter.stage for letter in letters}
-    assert len(found) == len(letters), "a message was dead-lettered twice"
-    return found
-
-
-def check_exactly_once(url: str, job: str, sent: dict[int, tuple[str, str]]) -> None:
-    good = sorted(i for i, (_, kind) in sent.items() if kind == "good")
-    assert order_ids(url) == good  # each good message once, none lost, none doubled
-    poison = {entry: kind for entry, kind in sent.values() if kind != "good"}
-    assert letters_by_id(url, job) == poison  # each with its stream ID and stage
-
-
-def start(consumer: Consumer) -> threading.Thread:
-    thread = threading.Thread(target=consumer.run, name="consumer")
-    thread.start()
-    return thread
-
-
 @pytest.mark.parametrize("db", BACKENDS, indirect=True)
 def test_redis_poison_is_dead_lettered_with_its_id_and_good_messages_land_once(
     stream: tuple[str, redis.Redis, str], db: str
@@ -94,8 +77,8 @@ def test_redis_poison_is_dead_lettered_with_its_id_and_good_messages_land_once(
     assert consumer.result is not None
     assert consumer.result.status == "partial_success"
     assert consumer.result.items_failed == 30
-    check_exactly_once(db, "j", sent)
-    stages = set(letters_by_id(db, "j").values())
+    check_exactly_once(db, "j", sent, stream_id)
+    stages = set(letters_by_id(db, "j", stream_id).values())
     assert stages == {"read", "map", "write"}
     assert client.xpending(name, "loaders")["pending"] == 0  # the poison was acknowledged too
 
@@ -127,7 +110,7 @@ def test_redis_redelivered_messages_are_not_applied_again(
     sent.update(publish(client, name, 600, 700))
     again = consume(len(sent))
     assert again.items_processed == 100 - 1  # only the new ones (one of them is poison)
-    check_exactly_once(sqlite_url, "again", sent)
+    check_exactly_once(sqlite_url, "again", sent, stream_id)
 
 
 def test_redis_pending_entries_of_a_dead_consumer_are_claimed(
@@ -149,7 +132,7 @@ def test_redis_pending_entries_of_a_dead_consumer_are_claimed(
     finally:
         consumer.stop()
         thread.join(60)
-    check_exactly_once(sqlite_url, "claim", sent)
+    check_exactly_once(sqlite_url, "claim", sent, stream_id)
     assert client.xpending(name, "g")["pending"] == 0
 
 
@@ -197,64 +180,20 @@ def consume_command(broker: str, db: str, name: str) -> list[str]:
             "--linger-ms", "100", "--quiet"]  # fmt: skip
 
 
-def spawn(command: list[str]) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, env=env
-    )
-
-
-def counted(url: str) -> int:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            rows = conn.exec_driver_sql("SELECT COUNT(*) FROM orders").scalar_one()
-            try:
-                letters = conn.exec_driver_sql(
-                    "SELECT COUNT(*) FROM batchline_dead_letters"
-                ).scalar_one()
-            except sa.exc.DBAPIError:
-                letters = 0
-    finally:
-        engine.dispose()
-    return int(rows) + int(letters)
-
-
 @pytest.mark.parametrize("db", BACKENDS, indirect=True)
 def test_redis_sigkill_at_random_instants_loses_and_doubles_nothing(
     stream: tuple[str, redis.Redis, str], db: str
 ) -> None:
     url, client, name = stream
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
     total = 4000
     sent: dict[int, tuple[str, str]] = {}
-    producing = threading.Thread(
-        target=lambda: [
-            (sent.update(publish(client, name, i, i + 100)), time.sleep(0.05))
-            for i in range(0, total, 100)
-        ]
-    )
-    producing.start()  # 4,000 messages over about 2 s, while consumers come and go
-    kills = 0
-    try:
-        for _ in range(4):
-            proc = spawn(consume_command(url, db, name))
-            time.sleep(rng.uniform(0.3, 1.5))  # a random instant of its life
-            proc.send_signal(signal.SIGKILL)
-            proc.communicate(timeout=10)
-            kills += 1
-    finally:
-        producing.join()
-    proc = spawn(consume_command(url, db, name))
-    assert proc.stderr is not None
-    assert b"consuming" in proc.stderr.readline()  # SIGTERM now stops it cleanly
-    deadline = time.monotonic() + 60
-    while counted(db) < total and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)  # waiting on another process: poll with a deadline
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, (seed, err.decode())
-    assert kills == 4
-    check_exactly_once(db, "kill", sent)
+
+    def produce() -> None:  # 4,000 messages over about 2 s, while consumers come and go
+        for i in range(0, total, 100):
+            sent.update(publish(client, name, i, i + 100))
+            time.sleep(0.05)
+
+    code, err, seed = kill_chain(consume_command(url, db, name), db, total, produce)
+    assert code == 0, (seed, err)
+    check_exactly_once(db, "kill", sent, stream_id)
     assert client.xpending(name, "loaders")["pending"] == 0, seed

@@ -79,7 +79,9 @@ def source_for(
     if kind == "nats":
         if not stream or not group:
             fail("a JetStream stream needs --stream and --group (the durable consumer's name)")
-        fail("NATS JetStream: not built yet")
+        from ._streams import JetStreamSource
+
+        return JetStreamSource(url, stream, group, subject=subject)
     if not queue:
         fail("RabbitMQ needs --queue")
     fail("RabbitMQ: not built yet")

@@ -8,11 +8,13 @@ broker has a module of its own whose client library is imported only when it is 
 from __future__ import annotations
 
 from ._core import BrokerSource, Consumer, Message
+from ._nats import JetStreamSource
 from ._redis import RedisStreamSource, stream_id, stream_position
 
 __all__ = [
     "BrokerSource",
     "Consumer",
+    "JetStreamSource",
     "Message",
     "RedisStreamSource",
     "stream_id",
