@@ -179,11 +179,16 @@ def counted(url: str) -> int:
 
 
 def kill_chain(
-    command: list[str], db: str, total: int, produce: Callable[[], None], kills: int = 4
+    command: list[str],
+    db: str,
+    total: int,
+    produce: Callable[[], None],
+    kills: int = 4,
+    done: Callable[[], bool] | None = None,
 ) -> tuple[int, str, int]:
     """SIGKILL the consumer ``command`` at random instants of its life ``kills`` times,
     starting it again each time, while ``produce`` publishes ``total`` messages; then run it
-    until every message is a row or a dead letter and stop it with SIGTERM.
+    until every message is a row or a dead letter (or ``done()``) and stop it with SIGTERM.
 
     Returns (the last run's exit code, its stderr, the random seed)."""
     seed = random.randrange(1 << 30)
@@ -202,7 +207,8 @@ def kill_chain(
     assert proc.stderr is not None
     assert b"consuming" in proc.stderr.readline()  # SIGTERM now stops it cleanly
     deadline = time.monotonic() + 60
-    while counted(db) < total and time.monotonic() < deadline and proc.poll() is None:
+    finished = done or (lambda: counted(db) >= total)
+    while not finished() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)  # waiting on another process: poll with a deadline
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)

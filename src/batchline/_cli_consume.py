@@ -84,7 +84,9 @@ def source_for(
         return JetStreamSource(url, stream, group, subject=subject)
     if not queue:
         fail("RabbitMQ needs --queue")
-    fail("RabbitMQ: not built yet")
+    from ._streams import RabbitSource
+
+    return RabbitSource(url, queue)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ broker has a module of its own whose client library is imported only when it is 
 
 from __future__ import annotations
 
+from ._amqp import RabbitSource
 from ._core import BrokerSource, Consumer, Message
 from ._nats import JetStreamSource
 from ._redis import RedisStreamSource, stream_id, stream_position
@@ -16,6 +17,7 @@ __all__ = [
     "Consumer",
     "JetStreamSource",
     "Message",
+    "RabbitSource",
     "RedisStreamSource",
     "stream_id",
     "stream_position",
