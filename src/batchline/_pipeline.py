@@ -21,10 +21,10 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -51,6 +51,10 @@ from ._sources import FileSource, iter_records
 from ._state import StateTables
 from ._writes import Lookup, Write
 from .typing import ChunkCallback
+
+if TYPE_CHECKING:
+    from ._async import AsyncConsumer
+    from ._streams import BrokerSource
 
 __all__ = ["MapFunction", "Pipeline"]
 
@@ -263,6 +267,77 @@ class Pipeline:
             spec=spec,
             on_chunk=on_chunk,
             wait=wait,
+        )
+
+    async def arun(
+        self,
+        records: AsyncIterable[Mapping[str, Any]] | Iterable[Mapping[str, Any]],
+        map: Any = None,
+        *,
+        job: str | None = None,
+        idempotency_key: Callable[[dict[str, Any]], Any] | None = None,
+        linger: float | None = None,
+        restart: bool = False,
+        source_id: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        on_chunk: ChunkCallback | None = None,
+        wait: bool | float = False,
+    ) -> Result:
+        """:meth:`run` for asyncio: the engine runs on threads of its own, so the event loop
+        never waits on the database (see ``batchline._async``).
+
+        Args:
+            records: an async iterable (or a plain iterable) of mappings, taken one at a time
+                as the engine asks for them.
+            map: ``map(record, out)`` or ``async def map(record, out)``: an async map runs
+                on this loop (it may await), one record at a time, in order.
+            linger: flush a chunk once its oldest record waited this many seconds (for an
+                iterable that trickles); None waits for full chunks.
+            job, idempotency_key, restart, source_id, spec, on_chunk, wait: as for :meth:`run`.
+        """
+        from ._async import arun
+
+        return await arun(
+            self,
+            records,
+            map,
+            linger=linger,
+            job=job,
+            idempotency_key=idempotency_key,
+            source_id=source_id,
+            restart=restart,
+            spec=spec,
+            on_chunk=on_chunk,
+            wait=wait,
+        )
+
+    def consumer(
+        self,
+        source: BrokerSource,
+        map: Any = None,
+        *,
+        job: str,
+        linger: float = 0.2,
+        fetch_size: int = 500,
+        idempotency_key: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> AsyncConsumer:
+        """A broker consumer for an asyncio application: ``async with pipeline.consumer(
+        bl.RedisStreamSource(url, "orders", "loaders"), job="orders") as c: ...``.
+
+        It runs on a thread of its own from the block's start to its end (which commits and
+        acknowledges the chunk in hand); ``map`` may be sync or async (run on the loop).
+        See :class:`batchline.Consumer` for the arguments.
+        """
+        from ._async import consumer
+
+        return consumer(
+            self,
+            source,
+            map,
+            job=job,
+            linger=linger,
+            fetch_size=fetch_size,
+            idempotency_key=idempotency_key,
         )
 
     def _run_source(
