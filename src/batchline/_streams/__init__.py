@@ -8,7 +8,7 @@ broker has a module of its own whose client library is imported only when it is 
 from __future__ import annotations
 
 from ._amqp import RabbitSource
-from ._core import BrokerSource, Consumer, Message
+from ._core import BrokerSource, Consumer, Message, broker_position
 from ._nats import JetStreamSource
 from ._redis import RedisStreamSource, stream_id, stream_position
 
@@ -19,6 +19,7 @@ __all__ = [
     "Message",
     "RabbitSource",
     "RedisStreamSource",
+    "broker_position",
     "stream_id",
     "stream_position",
 ]

@@ -40,7 +40,7 @@ from .._result import Result
 from .._run_loop import FLUSH_NOW
 from .._sources import ReadFailure, SourceRecord
 
-__all__ = ["BrokerSource", "Consumer", "Message", "decode_json"]
+__all__ = ["BrokerSource", "Consumer", "Message", "broker_position", "decode_json"]
 
 log = logging.getLogger("batchline")
 
@@ -89,6 +89,21 @@ def raw_text(body: bytes | str | None) -> str | None:
     if isinstance(body, bytes):
         body = body[:_RAW_LIMIT].decode("utf-8", errors="replace")
     return body[:_RAW_LIMIT]
+
+
+def broker_position(spec: Any, position: int) -> str | None:
+    """A consumer job's checkpoint as its broker names it (``batchline jobs``): the last
+    committed Redis stream ID or JetStream sequence; None for other jobs, and for RabbitMQ,
+    whose queue has no position (the ledger holds the message ids there)."""
+    if not isinstance(spec, dict) or spec.get("command") != "consume":
+        return None
+    if spec.get("broker") == "redis":
+        from ._redis import stream_id
+
+        return stream_id(position) if position else "-"
+    if spec.get("broker") == "nats":
+        return f"seq {position}" if position else "-"
+    return None
 
 
 class BrokerSource(ABC):
