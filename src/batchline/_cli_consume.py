@@ -159,6 +159,12 @@ def _stop_on_signals(stop: Any) -> Iterator[None]:
     metavar="NAME",
     help="Job name (checkpoint, dead letters); default consume:<stream or queue>:<group>.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    help="Serve Prometheus metrics (records, failures, chunk size, commit latency, retries, "
+    "lag) on 127.0.0.1:PORT; needs batchline[metrics].",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No summary at the end.")
 @json_option
 @wait_option
@@ -183,6 +189,7 @@ def consume(
     chunk_size: int | None,
     fetch_size: int,
     job: str | None,
+    metrics_port: int | None,
     quiet: bool,
     as_json: bool,
     wait: float,
@@ -240,6 +247,16 @@ def consume(
     finally:
         engine.dispose()
     pipeline = pipeline_for_spec(url, spec)
+    metrics = None
+    if metrics_port is not None:
+        try:
+            from ._metrics import PrometheusMetrics
+
+            metrics = PrometheusMetrics(metrics_port, job=name, broker=source.kind)
+        except ImportError:
+            fail("--metrics-port needs prometheus-client: pip install 'batchline[metrics]'")
+        except OSError as exc:
+            fail(f"--metrics-port {metrics_port}: {exc.strerror or exc}")
     runner = Consumer(
         pipeline,
         source,
@@ -249,8 +266,11 @@ def consume(
         fetch_size=fetch_size,
         spec=spec,
         wait=wait,
+        metrics=metrics,
     )
-    with pipeline, _stop_on_signals(runner.stop):
+    with pipeline, _stop_on_signals(runner.stop), contextlib.ExitStack() as scope:
+        if metrics is not None:
+            scope.callback(metrics.close)
         # said once the signals stop it cleanly (a supervisor or test may wait for it)
         click.echo(
             f"batchline: consuming {source.describe()} into {table} as job {name!r} "

@@ -25,18 +25,20 @@ fetched and memory holds at most two chunks and one fetch.
 from __future__ import annotations
 
 import bisect
+import collections
 import json
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ConfigError
+from .._metrics import ConsumerMetrics
 from .._pipeline import MapFunction, Pipeline
-from .._result import Result
+from .._result import FailedItem, Result
 from .._run_loop import FLUSH_NOW
 from .._sources import ReadFailure, SourceRecord
 
@@ -141,6 +143,11 @@ class BrokerSource(ABC):
         """A position as the broker writes it (for ``batchline jobs`` and dead letters)."""
         return str(position)
 
+    def lag(self) -> int | None:
+        """Messages in the broker not yet delivered to this consumer, when the broker says
+        so cheaply and from any thread; None otherwise (read by metrics only)."""
+        return None
+
 
 class _Acks:
     """Messages waiting for the commit of their chunk, in position order.
@@ -219,6 +226,9 @@ class Consumer:
         fetch_size: messages asked of the broker at once.
         idempotency_key: for unordered brokers only: ``fn(record)`` replacing the message
             id as the ledger key.
+        spec, wait, on_chunk: as for :meth:`Pipeline.run`.
+        metrics: a :class:`~batchline._metrics.ConsumerMetrics` (Prometheus,
+            OpenTelemetry) told of each committed chunk; None (the default) costs nothing.
     """
 
     def __init__(
@@ -234,6 +244,7 @@ class Consumer:
         spec: dict[str, Any] | None = None,
         wait: bool | float = False,
         on_chunk: Any = None,
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
         if not linger > 0:
             raise ConfigError(f"linger must be above 0, got {linger}")
@@ -261,6 +272,14 @@ class Consumer:
         self.ready = threading.Event()
         self.result: Result | None = None
         self._ended = False
+        self.metrics = metrics
+        #: with metrics: (position, arrival) of each message not yet committed
+        self._arrivals: collections.deque[tuple[int, float]] | None = None
+        self._chunk_counts: tuple[int, Sequence[FailedItem], int, int] | None = None
+        self._seen = (0, 0, 0)  # records_seen, duplicates, retries at the last chunk
+        if metrics is not None:
+            metrics.lag = source.lag
+            self._arrivals = collections.deque()
 
     # -- control ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -298,6 +317,7 @@ class Consumer:
     def run(self) -> Result:
         """Consume until stopped; return the run's Result (its status covers this run)."""
         key_fn = None if self.source.ordered else self._message_key
+        on_chunk = self.on_chunk if self.metrics is None else self._count_chunk
         try:
             result = self.pipeline._run_source(
                 self._records(),
@@ -306,7 +326,7 @@ class Consumer:
                 idempotency_key=key_fn,
                 fingerprint=self.source.describe(),
                 spec=self.spec,
-                on_chunk=self.on_chunk,
+                on_chunk=on_chunk,
                 wait=self.wait,
                 after_commit=self._after_commit,
                 continuing=True,
@@ -321,8 +341,36 @@ class Consumer:
         return result
 
     def _after_commit(self, end: int) -> None:
+        # metrics first, then acks: whoever waits for the acks finds the chunk counted
+        if self.metrics is not None and self._chunk_counts is not None:
+            arrivals, oldest = self._arrivals, None
+            while arrivals and arrivals[0][0] <= end:
+                arrived = arrivals.popleft()[1]
+                oldest = arrived if oldest is None else oldest
+            records, failed, duplicates, retries = self._chunk_counts
+            self._chunk_counts = None
+            self.metrics.chunk(
+                records=records,
+                failed=failed,
+                duplicates=duplicates,
+                retries=retries,
+                latency=None if oldest is None else time.monotonic() - oldest,
+            )
         if self._acks is not None:
             self._acks.commit(end)
+
+    def _count_chunk(self, result: Result, failed: Sequence[FailedItem]) -> None:
+        # on the flush thread, just before _after_commit of the same chunk
+        seen, duplicates, retries = self._seen
+        self._seen = (result.records_seen, result.duplicates_skipped, result.retries)
+        self._chunk_counts = (
+            result.records_seen - seen,
+            list(failed),
+            result.duplicates_skipped - duplicates,
+            result.retries - retries,
+        )
+        if self.on_chunk is not None:
+            self.on_chunk(result, failed)
 
     def _message_key(self, record: dict[str, Any]) -> Any:
         # Called by the run loop right after mapping the record the generator yielded last.
@@ -355,6 +403,7 @@ class Consumer:
         idle = min(linger, 0.25)  # how long a fetch waits while no chunk is open
         oldest: float | None = None  # when the first message after the last cut arrived
         monotonic = time.monotonic
+        arrivals = self._arrivals
         while not self._stop.is_set():
             if oldest is None:
                 timeout = idle
@@ -377,6 +426,8 @@ class Consumer:
                     last += 1
                     m.position = last
                 acks.add(m.position, m.token)
+                if arrivals is not None:
+                    arrivals.append((m.position, monotonic()))
                 if oldest is None:
                     oldest = monotonic()
                 if m.record is None:

@@ -161,6 +161,12 @@ class JetStreamSource(BrokerSource):
             return []
         return msgs
 
+    def lag(self) -> int | None:
+        if self._nc is None or self._loop is None:
+            return None
+        info = self._call(self._nc.jetstream().consumer_info(self.stream, self.durable), 5)
+        return int(info.num_pending)
+
     def ack(self, tokens: list[Any]) -> None:
         # AckPolicy.ALL: the last (highest) one acknowledges all before it
         self._call(self._ack(tokens[-1]))

@@ -208,6 +208,16 @@ class RedisStreamSource(BrokerSource):
             self._client.xack(self.stream, self.group, *gone)
         return out
 
+    def lag(self) -> int | None:
+        client = self._client
+        if client is None:
+            return None
+        for group in client.xinfo_groups(self.stream):
+            if group.get("name") in (self.group, self.group.encode()):
+                lag = group.get("lag")  # Redis 7; None when Redis cannot tell
+                return None if lag is None else int(lag)
+        return None
+
     def ack(self, tokens: list[Any]) -> None:
         # redis-py's client is thread-safe (a pool): the flush thread acknowledges on a
         # connection of its own while this consumer's read blocks on another.
