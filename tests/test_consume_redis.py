@@ -14,7 +14,7 @@ import redis
 import sqlalchemy as sa
 
 import batchline as bl
-from batchline._streams import Consumer, RedisStreamSource, stream_id
+from batchline._streams import Consumer, RedisStreamSource, stream_id, stream_position
 from tests._brokers import (
     check_exactly_once,
     create_orders,
@@ -22,6 +22,7 @@ from tests._brokers import (
     letters_by_id,
     map_order,
     message,
+    order_ids,
     redis_url,
     start,
     unique,
@@ -197,3 +198,62 @@ def test_redis_sigkill_at_random_instants_loses_and_doubles_nothing(
     assert code == 0, (seed, err)
     check_exactly_once(db, "kill", sent, stream_id)
     assert client.xpending(name, "loaders")["pending"] == 0, seed
+
+
+@pytest.mark.postgres
+def test_redis_database_outage_mid_run_acknowledges_only_what_committed(
+    stream: tuple[str, redis.Redis, str], postgres_url: str
+) -> None:
+    """The database goes away mid-run (every connection cut, new ones refused): the run's
+    retries run out and it fails; every acknowledged message is committed, every committed
+    one is acknowledged or still pending, and a new run loads the rest exactly once."""
+    from batchline._bench._proxy import LatencyProxy, proxied_url
+
+    url, client, name = stream
+    create_orders(postgres_url)
+    sent = publish(client, name, 0, 20_000)
+    target = sa.make_url(postgres_url)
+    proxy = LatencyProxy(target.host or "127.0.0.1", target.port or 5432, 0.2)
+    proxy.start()
+    quick = bl.RetryPolicy(attempts=3, initial=0.05, maximum=0.2)
+    pipeline = bl.Pipeline(
+        proxied_url(target, proxy.port), writes=[bl.Insert("orders")], retry=quick, chunk_size=500
+    )
+    consumer = Consumer(pipeline, RedisStreamSource(url, name, "g"), map_order, job="outage")
+    thread = start(consumer)
+    try:
+        assert consumer.wait_acked(2000, timeout=60)
+        proxy.stop()  # the database is gone
+        thread.join(60)
+    finally:
+        consumer.stop()
+        thread.join(60)
+        proxy.stop()
+    assert consumer.result is not None and consumer.result.status == "failed"
+    acked = consumer.acked
+    pending = client.xpending(name, "g")["pending"]
+    assert acked < len(sent)
+    landed = set(order_ids(postgres_url))
+    with bl.DeadLetters(postgres_url) as dlq:
+        lettered = {stream_id(d.position) for d in dlq.list(job="outage")}
+    by_id = {entry: i for i, (entry, _) in sent.items()}
+    committed = {e for e in by_id if by_id[e] in landed} | lettered
+    # acknowledged = the committed ones (in stream order, the first `acked`), nothing more
+    entries = [e for e, _ in sorted(sent.values(), key=lambda v: stream_position(v[0]))]
+    assert set(entries[:acked]) <= committed
+    assert committed <= set(entries[: acked + pending])  # the rest: delivered, unacked
+    assert pending > 0
+    again = Consumer(
+        bl.Pipeline(postgres_url, writes=[bl.Insert("orders")]),
+        RedisStreamSource(url, name, "g"),
+        map_order,
+        job="outage",
+    )
+    thread = start(again)
+    try:
+        assert again.wait_acked(len(sent) - acked, timeout=60)
+    finally:
+        again.stop()
+        thread.join(60)
+    check_exactly_once(postgres_url, "outage", sent, stream_id)
+    assert client.xpending(name, "g")["pending"] == 0
