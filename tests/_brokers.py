@@ -187,8 +187,10 @@ def kill_chain(
     done: Callable[[], bool] | None = None,
 ) -> tuple[int, str, int]:
     """SIGKILL the consumer ``command`` at random instants of its life ``kills`` times,
-    starting it again each time, while ``produce`` publishes ``total`` messages; then run it
-    until every message is a row or a dead letter (or ``done()``) and stop it with SIGTERM.
+    starting it again each time (with ``--wait``: a killed runner's database session, and
+    so its job lock, may outlive it by a moment on a server), while ``produce`` publishes
+    ``total`` messages; then run it until every message is a row or a dead letter (or
+    ``done()``) and stop it with SIGTERM.
 
     Returns (the last run's exit code, its stderr, the random seed)."""
     seed = random.randrange(1 << 30)

@@ -191,7 +191,7 @@ def test_amqp_sigkill_at_random_instants_loses_and_doubles_nothing(
 
     command = [sys.executable, "-m", "batchline.cli", "consume", url, "--db", db,
                "--table", "orders", "--queue", pub.queue, "--job", "kill",
-               "--linger-ms", "100", "--quiet"]  # fmt: skip
+               "--linger-ms", "100", "--quiet", "--wait", "30"]  # fmt: skip
 
     def done() -> bool:  # a poison message may be dead-lettered twice: count the rows
         return len(order_ids(db)) >= total - total // 100

@@ -174,7 +174,7 @@ def test_nats_sigkill_at_random_instants_loses_and_doubles_nothing(
 
     command = [sys.executable, "-m", "batchline.cli", "consume", url, "--db", db,
                "--table", "orders", "--stream", pub.stream, "--group", "loaders",
-               "--job", "kill", "--linger-ms", "100", "--quiet"]  # fmt: skip
+               "--job", "kill", "--linger-ms", "100", "--quiet", "--wait", "30"]  # fmt: skip
     code, err, seed = kill_chain(command, db, total, produce)
     assert code == 0, (seed, err)
     check_exactly_once(db, "kill", sent)

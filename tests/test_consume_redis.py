@@ -178,7 +178,7 @@ def test_redis_linger_flushes_a_trickle_within_linger_plus_one_flush(
 def consume_command(broker: str, db: str, name: str) -> list[str]:
     return [sys.executable, "-m", "batchline.cli", "consume", broker, "--db", db,
             "--table", "orders", "--stream", name, "--group", "loaders", "--job", "kill",
-            "--linger-ms", "100", "--quiet"]  # fmt: skip
+            "--linger-ms", "100", "--quiet", "--wait", "30"]  # fmt: skip
 
 
 @pytest.mark.parametrize("db", BACKENDS, indirect=True)

@@ -183,6 +183,15 @@ class _Acks:
         if now:
             self._ack([token])
 
+    def extend(self, messages: list[Message]) -> None:
+        """Messages the run loop will see, in increasing position, each above the last
+        one added (one lock for a whole fetch)."""
+        if not messages:
+            return
+        with self._lock:
+            self._positions.extend([m.position for m in messages])
+            self._tokens.extend([m.token for m in messages])
+
     def commit(self, end: int) -> None:
         with self._lock:
             self.committed = max(self.committed, end)
@@ -414,6 +423,9 @@ class Consumer:
                     yield FLUSH_NOW
                     continue
             messages = source.fetch(self.fetch_size, timeout)
+            if not messages:
+                continue
+            fresh: list[Message] = []
             for m in messages:
                 if ordered:
                     if m.position <= last:
@@ -425,11 +437,15 @@ class Consumer:
                 else:
                     last += 1
                     m.position = last
-                acks.add(m.position, m.token)
-                if arrivals is not None:
-                    arrivals.append((m.position, monotonic()))
-                if oldest is None:
-                    oldest = monotonic()
+                fresh.append(m)
+            # registered before the run loop sees any of them: their chunk may commit soon
+            acks.extend(fresh)
+            now = monotonic()
+            if oldest is None and fresh:
+                oldest = now
+            if arrivals is not None:
+                arrivals.extend((m.position, now) for m in fresh)
+            for m in fresh:
                 if m.record is None:
                     yield ReadFailure(m.position, m.position, m.error or "undecodable", m.raw)
                 else:
