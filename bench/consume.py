@@ -80,7 +80,7 @@ class Redis:
         done = 0
         while done < n:
             reply = c.xreadgroup("naive", "naive", {self.stream: ">"}, count=1, block=1000)
-            for entry_id, fields in reply[0][1]:
+            for entry_id, fields in reply[0][1] if reply else []:
                 insert(json.loads(fields[b"data"]))
                 c.xack(self.stream, "naive", entry_id)
                 done += 1

@@ -144,7 +144,13 @@ def check_exactly_once(
 
     ``sent``: {i: (broker id, kind)}; ``id_of``: a dead letter's position to a broker id."""
     good = sorted(i for i, (_, kind) in sent.items() if kind == "good")
-    assert order_ids(url) == good
+    ids = order_ids(url)
+    if ids != good:
+        doubled = sorted({i for i in ids if ids.count(i) > 1})
+        lost = sorted(set(good) - set(ids))
+        raise AssertionError(
+            f"lost {len(lost)}: {lost[:10]}; doubled {len(doubled)}: {doubled[:10]}"
+        )
     poison = {entry: kind for entry, kind in sent.values() if kind != "good"}
     assert letters_by_id(url, job, id_of) == poison
 

@@ -153,8 +153,10 @@ class _Acks:
     """Messages waiting for the commit of their chunk, in position order.
 
     ``commit(end)`` runs on the flush thread after the chunk ending at ``end`` committed: it
-    acknowledges every message at or below ``end``. A failed acknowledgement is logged and
-    left: the message is redelivered later and recognised as committed.
+    acknowledges every message at or below ``end``. An acknowledgement that fails (the
+    broker's connection dropped) is sent again with the next chunk's, and once more when the
+    consumer stops; should it never get through, the message is redelivered to the next run
+    and recognised as committed. ``acked`` counts each message once.
     """
 
     def __init__(self, source: BrokerSource, committed: int) -> None:
@@ -163,25 +165,19 @@ class _Acks:
         self._lock = threading.Lock()
         self._positions: list[int] = []
         self._tokens: list[Any] = []
+        self._retry: list[Any] = []  # committed; their acknowledgement failed
         self.acked = 0
         self.changed = threading.Condition(self._lock)
 
-    def add(self, position: int, token: Any) -> None:
-        """A message the run loop will see: acknowledged once its chunk commits."""
+    def redelivered(self, position: int, token: Any) -> None:
+        """A message delivered again, at or below the last one handed to the run loop. At
+        or below the checkpoint it is committed: acknowledged (again) now. Above, its first
+        delivery is in a chunk on its way, whose acknowledgement covers it (the same
+        stream entry; JetStream's ``AckPolicy.ALL``)."""
         with self._lock:
-            if position <= self.committed:
-                now = True
-            else:
-                now = False
-                if not self._positions or position >= self._positions[-1]:
-                    self._positions.append(position)
-                    self._tokens.append(token)
-                else:  # a redelivery of a message in a chunk not yet committed
-                    i = bisect.bisect_right(self._positions, position)
-                    self._positions.insert(i, position)
-                    self._tokens.insert(i, token)
-        if now:
-            self._ack([token])
+            committed = position <= self.committed
+        if committed:
+            self._send([token], fresh=False)
 
     def extend(self, messages: list[Message]) -> None:
         """Messages the run loop will see, in increasing position, each above the last
@@ -196,30 +192,32 @@ class _Acks:
         with self._lock:
             self.committed = max(self.committed, end)
             n = bisect.bisect_right(self._positions, end)
-            tokens = self._tokens[:n]
+            tokens = self._retry + self._tokens[:n]
+            self._retry = []
             del self._positions[:n], self._tokens[:n]
         if tokens:
-            self._ack(tokens)
+            self._send(tokens, fresh=True)
 
-    def _ack(self, tokens: list[Any]) -> None:
+    def retry_failed(self) -> None:
+        """Send the acknowledgements that failed once more (the consumer is stopping)."""
+        with self._lock:
+            tokens, self._retry = self._retry, []
+        if tokens:
+            self._send(tokens, fresh=True)
+
+    def _send(self, tokens: list[Any], *, fresh: bool) -> None:
         try:
             self.source.ack(tokens)
         except Exception as exc:
-            log.warning(
-                "could not acknowledge %d message(s) (%s); they will be redelivered and "
-                "recognised as committed",
-                len(tokens),
-                exc,
-            )
+            log.warning("could not acknowledge %d message(s) (%s); retrying", len(tokens), exc)
+            if fresh:
+                with self._lock:
+                    self._retry = tokens + self._retry
             return
-        with self._lock:
-            self.acked += len(tokens)
-            self.changed.notify_all()
-
-    @property
-    def waiting(self) -> int:
-        with self._lock:
-            return len(self._positions)
+        if fresh:
+            with self._lock:
+                self.acked += len(tokens)
+                self.changed.notify_all()
 
 
 class Consumer:
@@ -341,6 +339,8 @@ class Consumer:
                 continuing=True,
             )
         finally:
+            if self._acks is not None:
+                self._acks.retry_failed()
             self.source.close()
             if self._acks is not None:
                 with self._acks.changed:
@@ -429,9 +429,9 @@ class Consumer:
             for m in messages:
                 if ordered:
                     if m.position <= last:
-                        # delivered again: committed (acknowledged now) or in a chunk on
-                        # its way (acknowledged with it); either way not applied twice
-                        acks.add(m.position, m.token)
+                        # delivered again: committed, or in a chunk on its way; either
+                        # way not applied twice
+                        acks.redelivered(m.position, m.token)
                         continue
                     last = m.position
                 else:

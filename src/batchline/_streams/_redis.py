@@ -88,6 +88,7 @@ class RedisStreamSource(BrokerSource):
         self.format = format
         self.start_id = start_id
         self._client: Any = None
+        self._acker: Any = None
         self._pending: str | None = "0"  # read the pending list from here before ">"
         self._backoff = 0.0
 
@@ -103,8 +104,18 @@ class RedisStreamSource(BrokerSource):
         except ImportError as exc:  # pragma: no cover - the streams extra is missing
             raise ConfigError("Redis needs redis-py: pip install 'batchline[streams]'") from exc
         if self._client is None:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            name = f"batchline:{self.group}:{self.consumer}"
+            # The reader must not retry by itself: a read whose reply was lost has
+            # delivered entries (they are pending) that a retried "XREADGROUP >" skips;
+            # fetch() reads the pending list again instead. Acks are safe to retry.
             self._client = redis.Redis.from_url(
-                self.url, socket_connect_timeout=5, health_check_interval=30
+                self.url, socket_connect_timeout=5, client_name=name, retry=Retry(NoBackoff(), 0)
+            )
+            self._acker = redis.Redis.from_url(
+                self.url, socket_connect_timeout=5, client_name=name + ":ack"
             )
         return self._client
 
@@ -205,11 +216,11 @@ class RedisStreamSource(BrokerSource):
                 raw = None if record is not None else raw_text(body)
             out.append(Message(position, text, record, error, raw, entry_id))
         if gone:
-            self._client.xack(self.stream, self.group, *gone)
+            self._acker.xack(self.stream, self.group, *gone)
         return out
 
     def lag(self) -> int | None:
-        client = self._client
+        client = self._acker
         if client is None:
             return None
         for group in client.xinfo_groups(self.stream):
@@ -219,12 +230,13 @@ class RedisStreamSource(BrokerSource):
         return None
 
     def ack(self, tokens: list[Any]) -> None:
-        # redis-py's client is thread-safe (a pool): the flush thread acknowledges on a
-        # connection of its own while this consumer's read blocks on another.
+        # on the acking client (thread-safe, a pool; it retries a lost connection): the
+        # flush thread acknowledges while this consumer's read blocks on the reader
         for start in range(0, len(tokens), 5000):
-            self._client.xack(self.stream, self.group, *tokens[start : start + 5000])
+            self._acker.xack(self.stream, self.group, *tokens[start : start + 5000])
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for client in (self._client, self._acker):
+            if client is not None:
+                client.close()
+        self._client = self._acker = None
