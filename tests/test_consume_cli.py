@@ -9,6 +9,7 @@ import sys
 import time
 
 import redis
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from batchline.cli import cli
@@ -91,3 +92,43 @@ def test_consume_usage_errors_exit_2(sqlite_url: str) -> None:
         ],
     )
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_dlq_replay_takes_a_consumer_job(sqlite_url: str) -> None:
+    """A consumer's dead letters replay through the table and conversion its job recorded:
+    after the cause is fixed (here: the table takes a quantity of 0), the letter lands."""
+    url = redis_url()
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE orders (id INTEGER, sku TEXT, qty INTEGER, sent REAL)")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER no_zero BEFORE INSERT ON orders WHEN NEW.qty = 0 "
+            "BEGIN SELECT RAISE(ABORT, 'qty must not be 0'); END"
+        )
+    client = redis.Redis.from_url(url)
+    name = unique("bl-replay")
+    try:
+        for i in range(5):
+            client.xadd(name, {"data": json.dumps({"id": i, "sku": "a", "qty": i % 3, "sent": 0})})
+        proc = spawn([sys.executable, "-m", "batchline.cli", "consume", url, "--db", sqlite_url,
+                      "--table", "orders", "--stream", name, "--group", "g", "--job", "c",
+                      "--linger-ms", "50"])  # fmt: skip
+        assert proc.stderr is not None
+        assert b"consuming" in proc.stderr.readline()
+        deadline = time.monotonic() + 30
+        while counted(sqlite_url) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)  # waiting on another process: poll with a deadline
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+    finally:
+        client.delete(name)
+        client.close()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER no_zero")  # the cause, fixed
+    out = CliRunner().invoke(cli, ["dlq", "replay", "--job", "c", "--db", sqlite_url, "--json"])
+    assert out.exit_code == 0, out.output
+    with engine.connect() as conn:
+        ids = sorted(r[0] for r in conn.exec_driver_sql("SELECT id FROM orders"))
+    engine.dispose()
+    assert ids == [0, 1, 2, 3, 4]
