@@ -296,16 +296,18 @@ class Consumer:
 
     @property
     def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
         return self._stop.is_set()
 
     @property
     def acked(self) -> int:
-        """Messages acknowledged so far."""
+        """Messages acknowledged after their chunk committed, each counted once (a
+        redelivery of a message committed earlier is acknowledged but not counted)."""
         return 0 if self._acks is None else self._acks.acked
 
     def wait_acked(self, count: int, timeout: float | None = None) -> bool:
-        """Wait until at least ``count`` messages were acknowledged (committed, or found
-        committed already); False if ``timeout`` passed first."""
+        """Wait until :attr:`acked` reaches ``count``; False if ``timeout`` passed first or
+        the run ended short of it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self.ready.wait(timeout):
             return False
