@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from ._async import AsyncConsumer
 from ._dead_letters import DeadLetters
 from ._errors import (
     BatchlineError,
@@ -29,6 +30,7 @@ from ._retry import RetryPolicy
 from ._sources import FileSource, ReadFailure, SourceRecord
 from ._sources import read_file as read
 from ._state import DeadLetter, JobState
+from ._streams import BrokerSource, Consumer, JetStreamSource, RabbitSource, RedisStreamSource
 from ._writes import Delete, Increment, Insert, Lookup, Ref, Upsert, Write
 
 __version__ = "0.1.0"
@@ -40,8 +42,11 @@ __version__ = "0.1.0"
 logging.getLogger("batchline").addHandler(logging.NullHandler())
 
 __all__ = [
+    "AsyncConsumer",
     "BatchlineError",
+    "BrokerSource",
     "ConfigError",
+    "Consumer",
     "DatabaseError",
     "DeadLetter",
     "DeadLetters",
@@ -51,13 +56,16 @@ __all__ = [
     "FileSource",
     "Increment",
     "Insert",
+    "JetStreamSource",
     "JobLocked",
     "JobSpecMismatch",
     "JobState",
     "Lookup",
     "Out",
     "Pipeline",
+    "RabbitSource",
     "ReadFailure",
+    "RedisStreamSource",
     "Ref",
     "Result",
     "ResumeMismatch",

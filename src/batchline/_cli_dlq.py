@@ -137,10 +137,11 @@ def dlq_replay(db: str | None, job: str, quiet: bool, as_json: bool, wait: float
             spec = json.loads(state.spec or "null")
         except ValueError:
             spec = None
-        if not isinstance(spec, dict) or spec.get("command") != "load":
+        # a consumer's spec (batchline consume) describes its table and conversion alike
+        if not isinstance(spec, dict) or spec.get("command") not in ("load", "consume"):
             fail(
-                f"job {job!r} has no stored load spec (it was not started by batchline load); "
-                "replay it from Python with DeadLetters.replay"
+                f"job {job!r} has no stored load spec (it was not started by batchline load "
+                "or consume); replay it from Python with DeadLetters.replay"
             )
         refresh_schema(letters.engine, spec)
         pipeline = pipeline_for_spec(letters.engine, spec)

@@ -145,10 +145,12 @@ def render_jobs(console: Console, jobs: Sequence[JobState]) -> None:
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for job in jobs:
+        # a consumer's position is its broker's: the last committed stream ID or sequence
+        at = _broker_position(job)
         table.add_row(
             Text(job.name),
             job.status,
-            f"{job.position:,}",
+            f"{job.position:,}" if at is None else at,
             f"{job.processed:,}",
             f"{job.failed:,}",
             f"{job.duplicates:,}",
@@ -157,14 +159,32 @@ def render_jobs(console: Console, jobs: Sequence[JobState]) -> None:
     console.print(table)
 
 
+def _spec_of(job: JobState) -> Any:
+    if not job.spec:
+        return None
+    try:
+        return json.loads(job.spec)
+    except ValueError:
+        return job.spec
+
+
+def _broker_position(job: JobState) -> str | None:
+    spec = _spec_of(job)
+    if not isinstance(spec, dict) or spec.get("command") != "consume":
+        return None
+    from ._streams import broker_position
+
+    return broker_position(spec, job.position)
+
+
 def job_to_dict(job: JobState) -> dict[str, Any]:
-    """A job as JSON: its fields, with the stored spec parsed."""
-    spec: Any = None
-    if job.spec:
-        try:
-            spec = json.loads(job.spec)
-        except ValueError:
-            spec = job.spec
+    """A job as JSON: its fields, with the stored spec parsed (and, for a broker consumer,
+    ``broker_position``: the last committed stream ID or sequence)."""
+    spec = _spec_of(job)
+    extra = {}
+    at = _broker_position(job)
+    if at is not None:
+        extra["broker_position"] = at
     return {
         "name": job.name,
         "status": job.status,
@@ -177,6 +197,7 @@ def job_to_dict(job: JobState) -> dict[str, Any]:
         "started_at": job.started_at,
         "updated_at": job.updated_at,
         "finished_at": job.finished_at,
+        **extra,
     }
 
 

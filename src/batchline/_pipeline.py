@@ -21,10 +21,10 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
@@ -46,11 +46,15 @@ from ._out import Out, WriteIndex
 from ._payload import PayloadPolicy
 from ._result import Result
 from ._retry import RetryPolicy
-from ._run_loop import run_loop
+from ._run_loop import AfterCommit, run_loop
 from ._sources import ArrowSource, FileSource, arrow_source, iter_records
 from ._state import StateTables
 from ._writes import Lookup, Write
 from .typing import ChunkCallback
+
+if TYPE_CHECKING:
+    from ._async import AsyncConsumer
+    from ._streams import BrokerSource
 
 __all__ = ["MapFunction", "Pipeline"]
 
@@ -271,6 +275,77 @@ class Pipeline:
             wait=wait,
         )
 
+    async def arun(
+        self,
+        records: AsyncIterable[Mapping[str, Any]] | Iterable[Mapping[str, Any]],
+        map: Any = None,
+        *,
+        job: str | None = None,
+        idempotency_key: Callable[[dict[str, Any]], Any] | None = None,
+        linger: float | None = None,
+        restart: bool = False,
+        source_id: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        on_chunk: ChunkCallback | None = None,
+        wait: bool | float = False,
+    ) -> Result:
+        """:meth:`run` for asyncio: the engine runs on threads of its own, so the event loop
+        never waits on the database (see ``batchline._async``).
+
+        Args:
+            records: an async iterable (or a plain iterable) of mappings, taken one at a time
+                as the engine asks for them.
+            map: ``map(record, out)`` or ``async def map(record, out)``: an async map runs
+                on this loop (it may await), one record at a time, in order.
+            linger: flush a chunk once its oldest record waited this many seconds (for an
+                iterable that trickles); None waits for full chunks.
+            job, idempotency_key, restart, source_id, spec, on_chunk, wait: as for :meth:`run`.
+        """
+        from ._async import arun
+
+        return await arun(
+            self,
+            records,
+            map,
+            linger=linger,
+            job=job,
+            idempotency_key=idempotency_key,
+            source_id=source_id,
+            restart=restart,
+            spec=spec,
+            on_chunk=on_chunk,
+            wait=wait,
+        )
+
+    def consumer(
+        self,
+        source: BrokerSource,
+        map: Any = None,
+        *,
+        job: str,
+        linger: float = 0.2,
+        fetch_size: int = 500,
+        idempotency_key: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> AsyncConsumer:
+        """A broker consumer for an asyncio application: ``async with pipeline.consumer(
+        bl.RedisStreamSource(url, "orders", "loaders"), job="orders") as c: ...``.
+
+        It runs on a thread of its own from the block's start to its end (which commits and
+        acknowledges the chunk in hand); ``map`` may be sync or async (run on the loop).
+        See :class:`batchline.Consumer` for the arguments.
+        """
+        from ._async import consumer
+
+        return consumer(
+            self,
+            source,
+            map,
+            job=job,
+            linger=linger,
+            fetch_size=fetch_size,
+            idempotency_key=idempotency_key,
+        )
+
     def _run_source(
         self,
         source: Iterable[Any],
@@ -285,11 +360,17 @@ class Pipeline:
         on_chunk: ChunkCallback | None = None,
         wait: bool | float = False,
         lock_kind: str = "job",
+        after_commit: AfterCommit | None = None,
+        continuing: bool = False,
     ) -> Result:
         """Run over source items (``SourceRecord``/``ReadFailure`` or replayed letters).
 
         The run holds a lock (``lock_kind`` "job": its job's; "replay": the database's one
-        dead-letter replay) from before it reads the checkpoint until its end."""
+        dead-letter replay) from before it reads the checkpoint until its end.
+
+        Core hook (streams, issue 14): ``after_commit(end)`` is called on the flush thread
+        after each chunk commits; ``continuing`` runs a job whose last run finished (a broker
+        consumer's job never ends: a clean stop is followed by the next start)."""
         if map is None and len(self.writes) != 1:
             raise ConfigError("without a map function the pipeline must have exactly one write")
         started = time.perf_counter()
@@ -332,7 +413,12 @@ class Pipeline:
                 spec=spec,
             ).result()
             flusher.on_chunk = on_chunk
-            if job_state is not None and job_state.status in FINISHED and not restart:
+            if (
+                job_state is not None
+                and job_state.status in FINISHED
+                and not restart
+                and not continuing  # core hook: streams
+            ):
                 result.status = job_state.status  # type: ignore[assignment]
                 result.message = (
                     f"job {name!r} already finished ({job_state.status}, {job_state.processed} "
@@ -362,6 +448,7 @@ class Pipeline:
                 flusher=flusher,
                 worker=worker,
                 result=result,
+                after_commit=after_commit,  # core hook: streams
             )
             result.status = status
             try:

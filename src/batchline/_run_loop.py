@@ -35,7 +35,18 @@ from ._state import key_hash
 from ._writes import Lookup, Write
 from .typing import MapFunction
 
-__all__ = ["run_loop"]
+__all__ = ["FLUSH_NOW", "run_loop"]
+
+# -- core hook: streams (issue 14) ---------------------------------------------------------------
+#: Yielded by a source between records to close the chunk being collected now, and hand it to
+#: the flush thread, however few records it holds: a broker consumer yields it when the oldest
+#: message of the chunk has waited its ``linger``, so an idle stream's messages do not wait for
+#: a full chunk. Ignored when the chunk is empty.
+FLUSH_NOW: Any = object()
+#: ``after_commit(end)``: called on the flush thread once the chunk whose last record has
+#: position ``end`` has committed (a broker consumer acknowledges its messages up to ``end``).
+AfterCommit = Callable[[int], None]
+# -- end core hook -------------------------------------------------------------------------------
 
 
 def run_loop(
@@ -58,6 +69,7 @@ def run_loop(
     flusher: Flusher,
     worker: ThreadPoolExecutor,
     result: Result,
+    after_commit: AfterCommit | None = None,  # core hook: streams
 ) -> Status:
     """Load the records after position ``resume``; return the run's status.
 
@@ -100,6 +112,7 @@ def run_loop(
             preparer=preparer,
             worker=worker,
             result=result,
+            after_commit=after_commit,  # core hook: streams
         )
         return _final_status(result)
     except (TransientExhausted, _StopRun) as exc:
@@ -126,6 +139,7 @@ def _loop(
     preparer: Preparer,
     worker: ThreadPoolExecutor,
     result: Result,
+    after_commit: AfterCommit | None = None,  # core hook: streams
 ) -> None:
     only = index.find(None, writes[0].table) if map_fn is None else 0  # no map: the one write
     chunk = Chunk(writes)
@@ -148,6 +162,8 @@ def _loop(
         flusher.flush(closed, closed.items[-1].position, prepared)
         clean = result.retries == retries and result.isolation_flushes == isolating
         sizer.observe(len(closed.items), time.perf_counter() - began, clean=clean)
+        if after_commit is not None:  # core hook: streams
+            after_commit(closed.items[-1].position)
 
     def submit(closed: Chunk) -> Future[None]:
         nonlocal in_flight, chunk_size
@@ -167,8 +183,20 @@ def _loop(
         chunk_size = sizer.size
         return fut
 
+    def close(closed: Chunk) -> tuple[Chunk, list[Item]]:
+        """Hand ``closed`` to the flush; collect into a new chunk from now on."""
+        submit(closed)
+        fresh = Chunk(writes)
+        out.start(fresh)
+        return fresh, fresh.items
+
     try:
         for src in source:
+            if src is FLUSH_NOW:  # core hook: streams (a linger expired)
+                if items:
+                    chunk, items = close(chunk)
+                    check_at = 1
+                continue
             position = src.position
             if position <= resume:
                 continue
@@ -211,10 +239,7 @@ def _loop(
                 if size < chunk_bytes:
                     check_at = n + _next_check(size, n, chunk_bytes)
                     continue
-            submit(chunk)
-            chunk = Chunk(writes)
-            items = chunk.items
-            out.start(chunk)
+            chunk, items = close(chunk)
             check_at = 1
         if items:
             submit(chunk)

@@ -32,6 +32,7 @@ from ._cli_common import (
     json_option,
     wait_option,
 )
+from ._cli_consume import consume
 from ._cli_dlq import dlq, jobs
 from ._cli_render import LoadProgress, stderr_console, stdout_console
 from ._load import idempotency_for_spec, make_spec, open_source, prepare_load
@@ -486,6 +487,7 @@ def demo(db: str | None, lines: int, sequential_sample: int, quiet: bool, as_jso
 
 cli.add_command(jobs)
 cli.add_command(dlq)
+cli.add_command(consume)
 
 
 if __name__ == "__main__":  # pragma: no cover

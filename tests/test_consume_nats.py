@@ -1,0 +1,180 @@
+"""Consuming a NATS JetStream stream: exactly once over redelivery and SIGKILL, poison
+messages dead-lettered with their stream sequence and acknowledged, linger, SIGTERM (real
+NATS, SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import nats
+import pytest
+import sqlalchemy as sa
+
+import batchline as bl
+from batchline._streams import Consumer, JetStreamSource
+from tests._brokers import (
+    check_exactly_once,
+    create_orders,
+    kill_chain,
+    letters_by_id,
+    map_order,
+    message,
+    nats_url,
+    start,
+    unique,
+)
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+class Publisher:
+    """Publishes to a JetStream stream from a loop of its own (the tests are sync)."""
+
+    def __init__(self, url: str, stream: str) -> None:
+        self.url, self.stream = url, stream
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.nc = self.call(nats.connect(url))
+        self.js = self.nc.jetstream()
+        self.call(self.js.add_stream(name=stream, subjects=[stream]))
+
+    def call(self, coro):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def publish(self, first: int, last: int) -> dict[int, tuple[str, str]]:
+        """Messages first..last-1; {i: (stream sequence, kind)}."""
+
+        async def send() -> dict[int, tuple[str, str]]:
+            sent = {}
+            for i in range(first, last):
+                body, kind = message(i, time.time())
+                ack = await self.js.publish(self.stream, body)
+                sent[i] = (str(ack.seq), kind)
+            return sent
+
+        result: dict[int, tuple[str, str]] = self.call(send())
+        return result
+
+    def close(self) -> None:
+        self.call(self.js.delete_stream(self.stream))
+        self.call(self.nc.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def stream() -> Iterator[tuple[str, Publisher]]:
+    url = nats_url()
+    publisher = Publisher(url, unique("bl-test"))
+    yield url, publisher
+    publisher.close()
+
+
+@pytest.fixture
+def db(request: pytest.FixtureRequest) -> str:
+    url = str(request.getfixturevalue(f"{request.param}_url"))
+    create_orders(url)
+    return url
+
+
+def consume(consumer: Consumer, expected: int) -> bl.Result:
+    thread = start(consumer)
+    try:
+        assert consumer.wait_acked(expected, timeout=60)
+    finally:
+        consumer.stop()
+        thread.join(60)
+    assert consumer.result is not None
+    return consumer.result
+
+
+@pytest.mark.parametrize("db", BACKENDS, indirect=True)
+def test_nats_poison_is_dead_lettered_with_its_sequence_and_good_messages_land_once(
+    stream: tuple[str, Publisher], db: str
+) -> None:
+    url, pub = stream
+    sent = pub.publish(0, 3000)
+    pipeline = bl.Pipeline(db, writes=[bl.Insert("orders")])
+    source = JetStreamSource(url, pub.stream, "loaders")
+    result = consume(Consumer(pipeline, source, map_order, job="j"), len(sent))
+    assert result.status == "partial_success"
+    assert result.items_failed == 30
+    check_exactly_once(db, "j", sent)
+    assert set(letters_by_id(db, "j").values()) == {"read", "map", "write"}
+
+
+def test_nats_restart_delivers_from_the_checkpoint_and_applies_nothing_twice(
+    stream: tuple[str, Publisher], sqlite_url: str
+) -> None:
+    """A second run of the job (its durable consumer made anew from the checkpoint) loads
+    only the messages published since; the job row holds the last stream sequence."""
+    url, pub = stream
+    create_orders(sqlite_url)
+    sent = pub.publish(0, 600)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+    consume(Consumer(pipeline, JetStreamSource(url, pub.stream, "d"), map_order, job="n"), 600)
+    sent.update(pub.publish(600, 700))
+    again = consume(
+        Consumer(pipeline, JetStreamSource(url, pub.stream, "d"), map_order, job="n"), 100
+    )
+    assert again.items_processed == 100 - 1  # one of them is poison
+    check_exactly_once(sqlite_url, "n", sent)
+    with bl.DeadLetters(sqlite_url) as dlq:
+        job = dlq.job("n")
+    assert job is not None and job.position == 700  # the last stream sequence
+
+
+def test_nats_linger_flushes_a_trickle_within_linger_plus_one_flush(
+    stream: tuple[str, Publisher], sqlite_url: str
+) -> None:
+    url, pub = stream
+    create_orders(sqlite_url)
+    linger = 0.2
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+    source = JetStreamSource(url, pub.stream, "d")
+    consumer = Consumer(pipeline, source, map_order, job="trickle", linger=linger)
+    thread = start(consumer)
+    count = 40
+    try:
+        assert consumer.ready.wait(30)
+        for i in range(count):
+            pub.publish(i * 300 + 1, i * 300 + 2)  # all good
+            time.sleep(0.05)  # the trickle itself: one message every 50 ms
+        assert consumer.wait_acked(count, timeout=30)
+    finally:
+        consumer.stop()
+        thread.join(30)
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        waits = [float(r[0]) for r in conn.exec_driver_sql("SELECT landed - sent FROM orders")]
+    engine.dispose()
+    assert len(waits) == count
+    assert max(waits) < linger + 0.1, sorted(waits)[-5:]
+    assert consumer.result is not None and consumer.result.chunks_committed >= 5
+
+
+@pytest.mark.parametrize("db", BACKENDS, indirect=True)
+def test_nats_sigkill_at_random_instants_loses_and_doubles_nothing(
+    stream: tuple[str, Publisher], db: str
+) -> None:
+    url, pub = stream
+    total = 3000
+    sent: dict[int, tuple[str, str]] = {}
+
+    def produce() -> None:  # 3,000 messages over about 2 s, while consumers come and go
+        for i in range(0, total, 100):
+            sent.update(pub.publish(i, i + 100))
+            time.sleep(0.05)
+
+    command = [sys.executable, "-m", "batchline.cli", "consume", url, "--db", db,
+               "--table", "orders", "--stream", pub.stream, "--group", "loaders",
+               "--job", "kill", "--linger-ms", "100", "--quiet", "--wait", "30"]  # fmt: skip
+    code, err, seed = kill_chain(command, db, total, produce)
+    assert code == 0, (seed, err)
+    check_exactly_once(db, "kill", sent)

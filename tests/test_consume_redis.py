@@ -1,0 +1,293 @@
+"""Consuming a Redis stream: exactly once over redelivery and SIGKILL, poison messages
+dead-lettered with their stream ID and acknowledged, linger, SIGTERM (real Redis, SQLite and
+PostgreSQL)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+import batchline as bl
+from batchline._streams import Consumer, RedisStreamSource, stream_id, stream_position
+from tests._brokers import (
+    check_exactly_once,
+    create_orders,
+    kill_chain,
+    letters_by_id,
+    map_order,
+    message,
+    order_ids,
+    redis_url,
+    start,
+    unique,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+def stream() -> Iterator[tuple[str, redis.Redis, str]]:
+    url = redis_url()
+    client = redis.Redis.from_url(url)
+    name = unique("bl-test")
+    yield url, client, name
+    client.delete(name)
+    client.close()
+
+
+@pytest.fixture
+def db(request: pytest.FixtureRequest) -> str:
+    url = str(request.getfixturevalue(f"{request.param}_url"))
+    create_orders(url)
+    return url
+
+
+def publish(client: redis.Redis, name: str, first: int, last: int) -> dict[int, tuple[str, str]]:
+    """XADD messages first..last-1; {i: (entry id, kind)}."""
+    pipe = client.pipeline(transaction=False)
+    kinds = []
+    for i in range(first, last):
+        body, kind = message(i, time.time())
+        pipe.xadd(name, {"data": body})
+        kinds.append((i, kind))
+    ids = pipe.execute()
+    return {i: (entry.decode(), kind) for (i, kind), entry in zip(kinds, ids)}
+
+
+@pytest.mark.parametrize("db", BACKENDS, indirect=True)
+def test_redis_poison_is_dead_lettered_with_its_id_and_good_messages_land_once(
+    stream: tuple[str, redis.Redis, str], db: str
+) -> None:
+    url, client, name = stream
+    sent = publish(client, name, 0, 3000)
+    pipeline = bl.Pipeline(db, writes=[bl.Insert("orders")])
+    consumer = Consumer(pipeline, RedisStreamSource(url, name, "loaders"), map_order, job="j")
+    thread = start(consumer)
+    try:
+        assert consumer.wait_acked(len(sent), timeout=60)
+    finally:
+        consumer.stop()
+        thread.join(60)
+    assert consumer.result is not None
+    assert consumer.result.status == "partial_success"
+    assert consumer.result.items_failed == 30
+    check_exactly_once(db, "j", sent, stream_id)
+    stages = set(letters_by_id(db, "j", stream_id).values())
+    assert stages == {"read", "map", "write"}
+    assert client.xpending(name, "loaders")["pending"] == 0  # the poison was acknowledged too
+
+
+def test_redis_redelivered_messages_are_not_applied_again(
+    stream: tuple[str, redis.Redis, str], sqlite_url: str
+) -> None:
+    """The group delivers the whole stream again (as after a crash between commit and
+    XACK): the checkpoint, committed with the chunks, holds the last stream ID, so every
+    message is acknowledged and none is applied twice. New messages after it still land."""
+    url, client, name = stream
+    create_orders(sqlite_url)
+    sent = publish(client, name, 0, 600)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+
+    def consume(expected: int) -> bl.Result:  # expected: messages acknowledged first
+        consumer = Consumer(pipeline, RedisStreamSource(url, name, "g"), map_order, job="again")
+        thread = start(consumer)
+        try:
+            assert consumer.wait_acked(expected, timeout=60)
+        finally:
+            consumer.stop()
+            thread.join(60)
+        assert consumer.result is not None
+        return consumer.result
+
+    consume(len(sent))
+    client.xgroup_setid(name, "g", "0")  # deliver everything again
+    sent.update(publish(client, name, 600, 700))
+    again = consume(100)  # the new ones, delivered after the 600 again
+    assert again.items_processed == 100 - 1  # only the new ones (one of them is poison)
+    assert client.xpending(name, "g")["pending"] == 0  # the 600 acknowledged again
+    check_exactly_once(sqlite_url, "again", sent, stream_id)
+
+
+def test_redis_pending_entries_of_a_dead_consumer_are_claimed(
+    stream: tuple[str, redis.Redis, str], sqlite_url: str
+) -> None:
+    """Entries delivered to a consumer that never acknowledged them (it died) are claimed
+    (XAUTOCLAIM) and loaded once, before new entries."""
+    url, client, name = stream
+    create_orders(sqlite_url)
+    sent = publish(client, name, 0, 200)
+    client.xgroup_create(name, "g", id="0")
+    client.xreadgroup("g", "old-pod", {name: ">"}, count=150)  # delivered, never acked
+    assert client.xpending(name, "g")["pending"] == 150
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+    consumer = Consumer(pipeline, RedisStreamSource(url, name, "g"), map_order, job="claim")
+    thread = start(consumer)
+    try:
+        assert consumer.wait_acked(200, timeout=60)
+    finally:
+        consumer.stop()
+        thread.join(60)
+    check_exactly_once(sqlite_url, "claim", sent, stream_id)
+    assert client.xpending(name, "g")["pending"] == 0
+
+
+def test_redis_linger_flushes_a_trickle_within_linger_plus_one_flush(
+    stream: tuple[str, redis.Redis, str], sqlite_url: str
+) -> None:
+    """One message every 50 ms: each is committed within linger (0.2 s) plus one flush of
+    it, not when a 500-record chunk would be full."""
+    url, client, name = stream
+    create_orders(sqlite_url)
+    linger = 0.2
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+    consumer = Consumer(
+        pipeline, RedisStreamSource(url, name, "g"), map_order, job="trickle", linger=linger
+    )
+    thread = start(consumer)
+    try:
+        assert consumer.ready.wait(30)
+        count = 40
+        for i in range(count):
+            body, _ = message(i * 300 + 1, time.time())  # all good
+            client.xadd(name, {"data": body})
+            time.sleep(0.05)  # the trickle itself: one message every 50 ms
+        assert consumer.wait_acked(count, timeout=30)
+    finally:
+        consumer.stop()
+        thread.join(30)
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        waits = [float(r[0]) for r in conn.exec_driver_sql("SELECT landed - sent FROM orders")]
+    engine.dispose()
+    assert len(waits) == count
+    assert consumer.result is not None
+    # one flush on SQLite takes milliseconds; 0.1 s covers it on a busy 2-core machine
+    assert max(waits) < linger + 0.1, sorted(waits)[-5:]
+    assert consumer.result.chunks_committed >= 5  # cut by linger, not by size or the stop
+
+
+# -- SIGKILL at random instants, with a producer publishing all along ---------------------------
+
+
+def consume_command(broker: str, db: str, name: str) -> list[str]:
+    return [sys.executable, "-m", "batchline.cli", "consume", broker, "--db", db,
+            "--table", "orders", "--stream", name, "--group", "loaders", "--job", "kill",
+            "--linger-ms", "100", "--quiet", "--wait", "30"]  # fmt: skip
+
+
+@pytest.mark.parametrize("db", BACKENDS, indirect=True)
+def test_redis_sigkill_at_random_instants_loses_and_doubles_nothing(
+    stream: tuple[str, redis.Redis, str], db: str
+) -> None:
+    url, client, name = stream
+    total = 4000
+    sent: dict[int, tuple[str, str]] = {}
+
+    def produce() -> None:  # 4,000 messages over about 2 s, while consumers come and go
+        for i in range(0, total, 100):
+            sent.update(publish(client, name, i, i + 100))
+            time.sleep(0.05)
+
+    code, err, seed = kill_chain(consume_command(url, db, name), db, total, produce)
+    assert code == 0, (seed, err)
+    check_exactly_once(db, "kill", sent, stream_id)
+    assert client.xpending(name, "loaders")["pending"] == 0, seed
+
+
+@pytest.mark.postgres
+def test_redis_database_outage_mid_run_acknowledges_only_what_committed(
+    stream: tuple[str, redis.Redis, str], postgres_url: str
+) -> None:
+    """The database goes away mid-run (every connection cut, new ones refused): the run's
+    retries run out and it fails; every acknowledged message is committed, every committed
+    one is acknowledged or still pending, and a new run loads the rest exactly once."""
+    from batchline._bench._proxy import LatencyProxy, proxied_url
+
+    url, client, name = stream
+    create_orders(postgres_url)
+    sent = publish(client, name, 0, 20_000)
+    target = sa.make_url(postgres_url)
+    proxy = LatencyProxy(target.host or "127.0.0.1", target.port or 5432, 0.2)
+    proxy.start()
+    quick = bl.RetryPolicy(attempts=3, initial=0.05, maximum=0.2)
+    pipeline = bl.Pipeline(
+        proxied_url(target, proxy.port), writes=[bl.Insert("orders")], retry=quick, chunk_size=500
+    )
+    consumer = Consumer(pipeline, RedisStreamSource(url, name, "g"), map_order, job="outage")
+    thread = start(consumer)
+    try:
+        assert consumer.wait_acked(2000, timeout=60)
+        proxy.stop()  # the database is gone
+        thread.join(60)
+    finally:
+        consumer.stop()
+        thread.join(60)
+        proxy.stop()
+    assert consumer.result is not None and consumer.result.status == "failed"
+    acked = consumer.acked
+    pending = client.xpending(name, "g")["pending"]
+    assert acked < len(sent)
+    landed = set(order_ids(postgres_url))
+    with bl.DeadLetters(postgres_url) as dlq:
+        lettered = {stream_id(d.position) for d in dlq.list(job="outage")}
+    by_id = {entry: i for i, (entry, _) in sent.items()}
+    committed = {e for e in by_id if by_id[e] in landed} | lettered
+    # acknowledged = the committed ones (in stream order, the first `acked`), nothing more
+    entries = [e for e, _ in sorted(sent.values(), key=lambda v: stream_position(v[0]))]
+    assert set(entries[:acked]) <= committed
+    assert committed <= set(entries[: acked + pending])  # the rest: delivered, unacked
+    assert pending > 0
+    again = Consumer(
+        bl.Pipeline(postgres_url, writes=[bl.Insert("orders")]),
+        RedisStreamSource(url, name, "g"),
+        map_order,
+        job="outage",
+    )
+    thread = start(again)
+    try:
+        # the committed ones are acknowledged again, uncounted (some may have committed
+        # without their acknowledgement: the reply to a COMMIT can be lost with the server)
+        assert again.wait_acked(len(sent) - len(committed), timeout=60)
+    finally:
+        again.stop()
+        thread.join(60)
+    check_exactly_once(postgres_url, "outage", sent, stream_id)
+    assert client.xpending(name, "g")["pending"] == 0
+
+
+def test_redis_connections_cut_mid_run_lose_and_double_nothing(
+    stream: tuple[str, redis.Redis, str], sqlite_url: str
+) -> None:
+    """Redis drops the consumer's connections again and again while it reads (CLIENT
+    KILL, as a broker restart would): it reconnects, reads its pending list again so a read
+    whose reply was lost skips nothing, and every message lands once and is acknowledged."""
+    url, client, name = stream
+    create_orders(sqlite_url)
+    sent: dict[int, tuple[str, str]] = {}
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+    consumer = Consumer(pipeline, RedisStreamSource(url, name, "cut"), map_order, job="cut")
+    thread = start(consumer)
+    cuts = 0
+    try:
+        assert consumer.ready.wait(30)
+        for i in range(0, 6000, 200):
+            sent.update(publish(client, name, i, i + 200))
+            for info in client.client_list():
+                if info.get("name", "").startswith("batchline:cut"):
+                    client.client_kill_filter(_id=info["id"])
+                    cuts += 1
+            time.sleep(0.02)
+        assert consumer.wait_acked(len(sent), timeout=60)
+    finally:
+        consumer.stop()
+        thread.join(60)
+    assert cuts >= 10
+    check_exactly_once(sqlite_url, "cut", sent, stream_id)
+    assert client.xpending(name, "cut")["pending"] == 0
