@@ -24,7 +24,6 @@ from rapidfuzz import fuzz, process, utils
 from rich.console import Console
 from rich.table import Table
 
-from ._cli_render import render_result
 from ._database import make_engine
 from ._dead_letters import DeadLetters
 from ._invoices import create_schema, invoice_metadata, make_catalog, make_lines, seed_catalog
@@ -32,6 +31,7 @@ from ._out import Out
 from ._pipeline import Pipeline
 from ._result import Result
 from ._writes import Increment, Insert, Lookup
+from .cli._render import render_result
 
 __all__ = ["CatalogMatcher", "DemoReport", "SequentialTiming", "run_demo"]
 

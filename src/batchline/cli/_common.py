@@ -23,11 +23,10 @@ from urllib.parse import quote, quote_plus
 import click
 import sqlalchemy as sa
 
-from ._cli_render import render_result, stdout_console
-from ._database import make_engine, redact_url
-from ._dead_letters import DeadLetters
-from ._dialects import dialect_for
-from ._errors import (
+from .._database import make_engine, redact_url
+from .._dead_letters import DeadLetters
+from .._dialects import dialect_for
+from .._errors import (
     BatchlineError,
     ConfigError,
     DatabaseError,
@@ -36,6 +35,7 @@ from ._errors import (
     ResumeMismatch,
     SourceError,
 )
+from ._render import render_result, stdout_console
 
 __all__ = [
     "DEFAULT_DB",

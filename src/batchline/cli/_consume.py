@@ -24,7 +24,10 @@ from typing import Any
 
 import click
 
-from ._cli_common import (
+from .._database import make_engine, redact_url
+from .._dead_letters import DeadLetters
+from .._load import ensure_table, map_for_spec, pipeline_for_spec, resume_spec
+from ._common import (
     EXIT_USAGE,
     Secrets,
     check_database,
@@ -35,9 +38,6 @@ from ._cli_common import (
     json_option,
     wait_option,
 )
-from ._load import ensure_table, map_for_spec, pipeline_for_spec, resume_spec
-from ._database import make_engine, redact_url
-from ._dead_letters import DeadLetters
 
 __all__ = ["consume", "source_for"]
 
@@ -71,7 +71,7 @@ def source_for(
     if kind == "redis":
         if not stream or not group:
             fail("a Redis stream needs --stream and --group")
-        from ._streams import RedisStreamSource
+        from .._streams import RedisStreamSource
 
         return RedisStreamSource(
             url, stream, group, consumer=consumer, field=field, format=fmt, start_id=start or "0"
@@ -79,12 +79,12 @@ def source_for(
     if kind == "nats":
         if not stream or not group:
             fail("a JetStream stream needs --stream and --group (the durable consumer's name)")
-        from ._streams import JetStreamSource
+        from .._streams import JetStreamSource
 
         return JetStreamSource(url, stream, group, subject=subject)
     if not queue:
         fail("RabbitMQ needs --queue")
-    from ._streams import RabbitSource
+    from .._streams import RabbitSource
 
     return RabbitSource(url, queue)
 
@@ -204,7 +204,7 @@ def consume(
     applied twice (the checkpoint holds the last committed stream position; on RabbitMQ the
     idempotency ledger holds the message ids).
     """
-    from ._streams import Consumer
+    from .._streams import Consumer
 
     if upsert and increment:
         raise click.UsageError("--upsert and --increment exclude each other")
@@ -221,7 +221,7 @@ def consume(
         start=start,
     )
     name = job or f"consume:{stream or queue}:{group or queue}"
-    from ._load import make_spec
+    from .._load import make_spec
 
     spec = make_spec(
         file=source.describe(),
@@ -250,7 +250,7 @@ def consume(
     metrics = None
     if metrics_port is not None:
         try:
-            from ._metrics import PrometheusMetrics
+            from .._metrics import PrometheusMetrics
 
             metrics = PrometheusMetrics(metrics_port, job=name, broker=source.kind)
         except ImportError:

@@ -2,8 +2,9 @@
 
 Thin by design: each command parses its options, calls the public API and renders the
 outcome. Exit codes: 0 success, 3 partial success, 1 failed, 2 usage or input error; errors
-become one line on standard error (``_cli_common``). ``jobs`` and ``dlq`` live in ``_cli_dlq``;
-``bench`` is loaded from ``batchline._bench`` when that module is there.
+become one line on standard error (``_common``). ``jobs`` and ``dlq`` live in ``_dlq``,
+``consume`` in ``_consume``, the rendering in ``_render``; ``bench`` is loaded from
+``batchline._bench`` when that module is there.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from typing import Any, ClassVar, NoReturn
 
 import click
 
-from . import __version__
-from ._cli_common import (
+from .. import __version__
+from .._load import idempotency_for_spec, make_spec, open_source, prepare_load
+from .._out import Out
+from .._sources import FORMATS, FileSource
+from ._common import (
     DEMO_DB,
     EXIT_CODES,
     check_database,
@@ -32,12 +36,9 @@ from ._cli_common import (
     json_option,
     wait_option,
 )
-from ._cli_consume import consume
-from ._cli_dlq import dlq, jobs
-from ._cli_render import LoadProgress, stderr_console, stdout_console
-from ._load import idempotency_for_spec, make_spec, open_source, prepare_load
-from ._out import Out
-from ._sources import FORMATS, FileSource
+from ._consume import consume
+from ._dlq import dlq, jobs
+from ._render import LoadProgress, stderr_console, stdout_console
 
 __all__ = ["EXIT_CODES", "cli", "main"]
 
@@ -468,7 +469,7 @@ def demo(db: str | None, lines: int, sequential_sample: int, quiet: bool, as_jso
     adds up inventory, dead-lettering the bad lines. Exit code 3: the bad lines are dead
     letters, as intended.
     """
-    from ._demo import run_demo
+    from .._demo import run_demo
 
     url = database_url(db or DEMO_DB)
     report = run_demo(
@@ -489,6 +490,3 @@ cli.add_command(jobs)
 cli.add_command(dlq)
 cli.add_command(consume)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -25,9 +25,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ._result import FailedItem, Result
-from ._sources import FileSource, ReadFailure, SourceItem
-from ._state import DeadLetter, JobState
+from .._result import FailedItem, Result
+from .._sources import FileSource, ReadFailure, SourceItem
+from .._state import DeadLetter, JobState
 
 __all__ = [
     "LoadProgress",
@@ -172,7 +172,7 @@ def _broker_position(job: JobState) -> str | None:
     spec = _spec_of(job)
     if not isinstance(spec, dict) or spec.get("command") != "consume":
         return None
-    from ._streams import broker_position
+    from .._streams import broker_position
 
     return broker_position(spec, job.position)
 

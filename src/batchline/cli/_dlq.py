@@ -12,7 +12,8 @@ import sys
 
 import click
 
-from ._cli_common import (
+from .._load import idempotency_for_spec, map_for_spec, pipeline_for_spec, refresh_schema
+from ._common import (
     db_option,
     dead_letters,
     emit_result,
@@ -22,14 +23,13 @@ from ._cli_common import (
     stored_database_url,
     wait_option,
 )
-from ._cli_render import (
+from ._render import (
     job_to_dict,
     render_dead_letter,
     render_dead_letters,
     render_jobs,
     stdout_console,
 )
-from ._load import idempotency_for_spec, map_for_spec, pipeline_for_spec, refresh_schema
 
 __all__ = ["dlq", "jobs"]
 
