@@ -5,10 +5,15 @@ NATS, SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import nats
 import pytest
@@ -18,6 +23,7 @@ import batchline as bl
 from batchline._streams import Consumer, JetStreamSource
 from tests._brokers import (
     check_exactly_once,
+    counted,
     create_orders,
     kill_chain,
     letters_by_id,
@@ -178,3 +184,63 @@ def test_nats_sigkill_at_random_instants_loses_and_doubles_nothing(
     code, err, seed = kill_chain(command, db, total, produce)
     assert code == 0, (seed, err)
     check_exactly_once(db, "kill", sent)
+
+
+def _restart_nats(url: str) -> None:
+    """Stop the local nats-server and start it again with the same arguments (its JetStream
+    store is on disk, so the stream and its messages survive)."""
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    found = subprocess.run(["pidof", "nats-server"], capture_output=True, text=True).stdout.split()
+    if len(found) != 1 or not os.access(f"/proc/{found[0]}/cmdline", os.R_OK):
+        pytest.fail(f"no single local nats-server to restart (pidof: {found})")
+    pid = int(found[0])
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists():  # polling another process, with a deadline
+        assert time.monotonic() < deadline, "nats-server did not stop"
+        time.sleep(0.05)
+    subprocess.run(
+        ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", argv[0].decode(),
+         "--", *[a.decode() for a in argv[1:]]],
+        check=True,
+    )  # fmt: skip
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, "nats-server did not come back"
+            time.sleep(0.05)
+
+
+def test_nats_server_restart_mid_run_acknowledges_only_what_committed(
+    stream: tuple[str, Publisher], sqlite_url: str
+) -> None:
+    """The broker goes away mid-run and comes back: whatever the consumer does meanwhile
+    (reconnect, or stop), a run of the job afterwards leaves every message exactly once,
+    because nothing was acknowledged that had not committed."""
+    url, pub = stream
+    create_orders(sqlite_url)
+    sent = pub.publish(0, 3000)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+    consumer = Consumer(pipeline, JetStreamSource(url, pub.stream, "r"), map_order, job="rs")
+    thread = start(consumer)
+    try:
+        assert consumer.wait_acked(300, timeout=60)
+        _restart_nats(url)
+        print(f"\nacked before the restart came back: {consumer.acked}")
+        sent.update(pub.publish(3000, 3500))  # the publisher reconnected too
+        finished = consumer.wait_acked(len(sent), timeout=30)
+    finally:
+        consumer.stop()
+        thread.join(60)
+    first = consumer.result
+    assert first is not None
+    print(f"first run: finished={finished}, {first.status}, acked {consumer.acked}")
+    if not finished:  # it stopped on the lost broker: a second run of the job finishes
+        left = len(sent) - counted(sqlite_url)  # rows + dead letters: what committed
+        consume(
+            Consumer(pipeline, JetStreamSource(url, pub.stream, "r"), map_order, job="rs"), left
+        )
+    check_exactly_once(sqlite_url, "rs", sent)
