@@ -709,15 +709,21 @@ class ArrowSource:
         head, self._head = self._head, []
         return itertools.chain(head, self._stream)
 
+    @property
+    def rereadable(self) -> bool:
+        """Whether :attr:`batches` still starts at the first record (nothing read yet, or
+        batches held in a list), so a run may read them as batches (``_arrow_write``)."""
+        return self._stream is None or isinstance(self.batches, list)
+
     def _items(self) -> Iterator[SourceItem]:
         position = 0
         for batch in self.batches:
-            for row in _microseconds(batch).to_pylist():
+            for row in microseconds(batch).to_pylist():
                 position += 1
                 yield SourceRecord(position, position, row)
 
 
-def _microseconds(batch: Any) -> Any:
+def microseconds(batch: Any) -> Any:
     """``batch`` with nanosecond timestamps (pandas' unit) cast to microseconds, SQL's unit,
     where no value has a nanosecond part; otherwise as it is (such a value is refused when
     coerced, never truncated)."""
