@@ -192,6 +192,7 @@ class Flusher:
             raise TransientExhausted(
                 f"gave up after {self.retry.attempts} attempts: {exc}", code=exc.code, job=self.job
             ) from exc
+        self.applier.dirty = False  # a clean chunk, as the row path counts one
         self._count(Tally(), end, landed=n)
         return True
 
