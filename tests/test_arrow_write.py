@@ -426,3 +426,83 @@ def test_a_killed_arrow_load_resumes_to_exactly_a_clean_load(tmp_path: Path, url
     assert rows(url, "SELECT position, processed, failed FROM batchline_jobs WHERE name = 'k'") == [
         (n, n, 0)
     ]
+
+
+def _load_twice(
+    url: str, data: Any, monkeypatch: pytest.MonkeyPatch, **options: Any
+) -> tuple[dict[str, Any], dict[str, Any], Sent]:
+    """``bl.load`` ``data`` into ``bulk``, then into ``rowwise`` with the bulk path turned
+    off (every chunk judged inexact), and return what each left."""
+    sent = Sent(monkeypatch)
+    out = []
+    for table in ("bulk", "rowwise"):
+        if table == "rowwise":
+            monkeypatch.setattr(_arrow_write.ArrowWriter, "exact", lambda self, data: False)
+        result = bl.load(data, url, table=table, job=table, **options)
+        out.append(
+            {
+                "result": {
+                    k: v
+                    for k, v in result.to_dict().items()
+                    if k not in ("processing_time_seconds", "records_per_second", "statements")
+                    and k != "job"
+                },
+                "table": rows(url, f"SELECT * FROM {table} ORDER BY id"),
+                "letters": rows(
+                    url,
+                    "SELECT position, line, stage, error_class, message, payload FROM "
+                    f"batchline_dead_letters WHERE job = '{table}' ORDER BY position",
+                ),
+                "job": rows(
+                    url,
+                    "SELECT position, processed, failed, duplicates, chunks, status "
+                    f"FROM batchline_jobs WHERE name = '{table}'",
+                ),
+            }
+        )
+    bulk, rowwise = (eval_named(o, name) for o, name in zip(out, ("bulk", "rowwise")))
+    return bulk, rowwise, sent
+
+
+def test_bl_load_of_a_dataframe_takes_the_bulk_path_and_leaves_what_rows_leave(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    n = 1_000
+    frame = pd.DataFrame(
+        {
+            "id": range(n),
+            "qty": [i % 7 for i in range(n)],
+            "price": [i / 7 for i in range(n)],
+            "name": [f"name, {i}" if i % 9 else "" for i in range(n)],
+            "ok": [i % 2 == 0 for i in range(n)],
+            "at": pd.date_range("2024-01-01", periods=n, freq="1017us", tz="UTC"),
+            "day": [date(2024, 1, 1) + timedelta(days=i) for i in range(n)],
+            "amount": [Decimal(i) / 100 for i in range(n)],
+        }
+    )
+    bulk, rowwise, sent = _load_twice(url, frame, monkeypatch, chunk_size=300)
+    assert sent.bulk_rows == n
+    assert same(bulk, rowwise)
+    assert bulk["job"] == [(n, n, 0, 0, 4, "success")]
+
+
+def test_bl_load_sends_as_rows_what_its_map_would_change_or_refuse(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # empty text stored as NULL (empty_text="null"): the map changes it, so those chunks
+    # go as rows; a NaN on SQLite is refused by the map, as rows
+    data = pa.table(
+        {
+            "id": range(6),
+            "name": ["a", "", "c", "d", "e", "f"],
+            "x": [1.0, 2.0, 3.0, math.nan, 5.0, 6.0],
+        }
+    )
+    bulk, rowwise, sent = _load_twice(url, data, monkeypatch, chunk_size=2, empty_text="null")
+    assert same(bulk, rowwise)
+    postgres = url.startswith("postgresql")
+    assert sent.bulk_rows == (4 if postgres else 2)
+    assert bulk["table"][1][1] is None
+    assert [letter[0] for letter in bulk["letters"]] == ([] if postgres else [4])

@@ -29,17 +29,18 @@ commits a chunk all of whose rows landed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ._chunk import Chunk
 from ._database import Session
 from ._dialects import Dialect, TableInfo
+from ._errors import ConfigError
 from ._items import Failure, Item, Op
 from ._out import Out, WriteIndex
 from ._sources import ArrowSource, microseconds
 from ._writes import Insert, Lookup, Write
 
-__all__ = ["ArrowPart", "ArrowWriter", "arrow_batches", "arrow_writer"]
+__all__ = ["ArrowExact", "ArrowPart", "ArrowWriter", "arrow_batches", "arrow_writer"]
 
 #: PostgreSQL column types (as ``TableInfo`` reflects them) that read each Arrow type's CSV
 #: text back as the value the row path stores (psycopg sends the same value as its own
@@ -97,11 +98,19 @@ def _sqlite_exact(t: Any) -> bool:
 class ArrowWriter:
     """How one run writes Arrow chunks: its table, and the bulk form for its database."""
 
-    def __init__(self, dialect: Dialect, table: TableInfo, write: Insert) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        table: TableInfo,
+        write: Insert,
+        unchanged: Callable[[Any], bool] | None = None,
+    ) -> None:
         self.dialect = dialect
         self.table = table
         self.write = write
         self.postgres = dialect.name == "postgresql"
+        #: The map function's own check (``ArrowExact``), when there is one.
+        self.unchanged = unchanged
 
     def exact(self, data: Any) -> bool:
         """Whether every column of ``data`` (a ``pyarrow.Table``) goes the bulk path without a
@@ -109,6 +118,8 @@ class ArrowWriter:
         import pyarrow.compute as pc
         import pyarrow.types as pt
 
+        if self.unchanged is not None and not self.unchanged(data):
+            return False
         columns = self.table.columns
         for field, column in zip(data.schema, data.columns):
             if field.name not in columns:
@@ -191,6 +202,19 @@ class ArrowPart:
         return self._rows(self)
 
 
+class ArrowExact(Protocol):
+    """A map function that may be skipped for Arrow data (the load's ``LoadMap``): it
+    says, per chunk, whether it would write each record unchanged as the row of the only
+    write, so the chunk's columns can be written as they are."""
+
+    def __call__(self, record: dict[str, Any], out: Out) -> None: ...
+
+    def arrow_unchanged(self, data: Any) -> bool:
+        """Whether mapping each row of ``data`` (a ``pyarrow.Table``) would emit it as it
+        is (same columns, same values) and fail none."""
+        ...
+
+
 def arrow_writer(
     source: Any,
     map_fn: Any,
@@ -201,17 +225,21 @@ def arrow_writer(
     tables: dict[str, TableInfo],
 ) -> ArrowWriter | None:
     """The run's writer when its chunks may be columnar: Arrow data (re-readable from its
-    first batch), no map function, one ``Insert`` and nothing else (no lookup, no
-    idempotency key), on PostgreSQL or SQLite; else None (the row path)."""
+    first batch), no map function (or one that says when it changes nothing:
+    :class:`ArrowExact`), one ``Insert`` and nothing else (no lookup, no idempotency
+    key), on PostgreSQL or SQLite; else None (the row path)."""
     if not isinstance(source, ArrowSource) or not source.rereadable:
         return None
-    if map_fn is not None or key_fn is not None or lookups or len(writes) != 1:
+    unchanged = getattr(map_fn, "arrow_unchanged", None)
+    if map_fn is not None and unchanged is None:
+        return None
+    if key_fn is not None or lookups or len(writes) != 1:
         return None
     write = writes[0]
     if type(write) is not Insert or dialect.name not in ("postgresql", "sqlite"):
         return None
     table = tables.get(write.table)
-    return None if table is None else ArrowWriter(dialect, table, write)
+    return None if table is None else ArrowWriter(dialect, table, write, unchanged)
 
 
 def arrow_batches(source: ArrowSource, resume: int) -> Iterator[tuple[Any, int]]:
@@ -237,9 +265,11 @@ def rows_chunk(
     index: WriteIndex,
     above: int,
     too_large: Callable[[Item, list[Op]], Failure | None] | None,
+    map_fn: Callable[[dict[str, Any], Out], None] | None = None,
 ) -> Chunk:
     """``part``'s records as the row path builds a chunk of them (see ``_run_loop._loop``):
-    one ``Item`` per record, at its position, its row written through ``Out``, then sealed."""
+    one ``Item`` per record, at its position, mapped (or written as it is) through
+    ``Out``, then sealed. A map function that raises fails its record alone."""
     chunk = Chunk(writes)
     out = Out(index, chunk)
     table = writes[0].table
@@ -247,7 +277,17 @@ def rows_chunk(
     position = part.first
     for row in part.data.to_pylist():
         out.item = item = Item(position, position, row)
-        out.write(table, row)
+        try:
+            if map_fn is None:
+                out.write(table, row)
+            else:
+                map_fn(row, out)
+        except ConfigError:
+            raise
+        except Exception as exc:  # the mapping failed this record only, as in _loop
+            item.failure = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
+            chunk.discard(item)
+            chunk.failed += 1
         items.append(item)
         position += 1
     chunk.seal(above, too_large)

@@ -90,6 +90,7 @@ def run_loop(
             flusher.arrow_writer = writer
             _arrow_loop(
                 cast(ArrowSource, source),
+                map_fn,
                 resume,
                 writer=writer,
                 writes=writes,
@@ -253,6 +254,7 @@ def _loop(
 
 def _arrow_loop(
     source: ArrowSource,
+    map_fn: MapFunction | None,
     resume: int,
     *,
     writer: ArrowWriter,
@@ -268,7 +270,8 @@ def _arrow_loop(
     worker: ThreadPoolExecutor,
     result: Result,
 ) -> None:
-    """:func:`_loop` for Arrow data with no map function into one ``Insert``: chunks are
+    """:func:`_loop` for Arrow data into one ``Insert`` with no map function (or one that
+    leaves the chunk unchanged, ``_arrow_write.ArrowExact``): chunks are
     slices of the source's record batches (``Chunk.arrow``), cut at the count the sizer
     gives (or ``chunk_bytes``), never with an object per record. A chunk whose columns
     the bulk path cannot write exactly (``ArrowWriter.exact``) becomes a row chunk here,
@@ -284,7 +287,7 @@ def _arrow_loop(
         return oversized(ops, writes, dialect, limit)
 
     def as_rows(part: ArrowPart) -> Chunk:
-        return rows_chunk(part, writes, index, above, None if limit is None else too_large)
+        return rows_chunk(part, writes, index, above, None if limit is None else too_large, map_fn)
 
     in_flight: Future[None] | None = None
 
