@@ -28,7 +28,7 @@ commits a chunk all of whose rows landed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from ._chunk import Chunk
@@ -37,7 +37,7 @@ from ._dialects import Dialect, TableInfo
 from ._errors import ConfigError
 from ._items import Failure, Item, Op
 from ._out import Out, WriteIndex
-from ._sources import ArrowSource, microseconds
+from ._sources import ArrowSource, FileSource, microseconds
 from ._writes import Insert, Lookup, Write
 
 __all__ = ["ArrowExact", "ArrowPart", "ArrowWriter", "arrow_batches", "arrow_writer"]
@@ -155,7 +155,7 @@ class ArrowWriter:
             )
             session.copy_data(sql, memoryview(sink.getvalue()), data.num_rows)
             return
-        columns = [column.to_pylist() for column in data.columns]
+        columns = [column.to_pylist() for column in _for_sqlite(data).columns]
         rows = list(zip(*columns))
         self.dialect.insert(session, self.table, names, rows)
 
@@ -174,6 +174,35 @@ def _for_postgres(data: Any) -> Any:
         if pt.is_floating(t) and not pt.is_float64(t):
             columns[i] = column.cast(pa.float64())
             changed = True
+    return pa.Table.from_arrays(columns, names=data.schema.names) if changed else data
+
+
+def _for_sqlite(data: Any) -> Any:
+    """``data`` with the columns whose Python values the SQLite dialect would turn into
+    text or integers one by one (``_adapt_value``) turned so by Arrow, in C, to the same
+    text: a decimal to its ``str()`` (both write the exponent form by the same rule, the
+    General Decimal Arithmetic's to-scientific-string), a date to its ISO form, a naive
+    timestamp to ``isoformat(" ")`` (microseconds shown only when there are some), a
+    boolean to 0/1. Zone-aware timestamps stay Python values: their text carries the
+    offset of the value's own zone, which Arrow's cast does not write."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.types as pt
+
+    columns = list(data.columns)
+    changed = False
+    for i, column in enumerate(columns):
+        t = column.type
+        if pt.is_decimal(t) or pt.is_date(t):
+            columns[i] = column.cast(pa.string())
+        elif pt.is_boolean(t):
+            columns[i] = column.cast(pa.int64())
+        elif pt.is_timestamp(t) and t.tz is None:
+            text = column.cast(pa.timestamp("us")).cast(pa.string())
+            columns[i] = pc.replace_substring_regex(text, pattern=r"\.000000$", replacement="")
+        else:
+            continue
+        changed = True
     return pa.Table.from_arrays(columns, names=data.schema.names) if changed else data
 
 
@@ -225,10 +254,10 @@ def arrow_writer(
     tables: dict[str, TableInfo],
 ) -> ArrowWriter | None:
     """The run's writer when its chunks may be columnar: Arrow data (re-readable from its
-    first batch), no map function (or one that says when it changes nothing:
+    first batch) or a Parquet file, no map function (or one that says when it changes nothing:
     :class:`ArrowExact`), one ``Insert`` and nothing else (no lookup, no idempotency
     key), on PostgreSQL or SQLite; else None (the row path)."""
-    if not isinstance(source, ArrowSource) or not source.rereadable:
+    if batches_of(source) is None:
         return None
     unchanged = getattr(map_fn, "arrow_unchanged", None)
     if map_fn is not None and unchanged is None:
@@ -242,12 +271,24 @@ def arrow_writer(
     return None if table is None else ArrowWriter(dialect, table, write, unchanged)
 
 
-def arrow_batches(source: ArrowSource, resume: int) -> Iterator[tuple[Any, int]]:
-    """The source's record batches after position ``resume``, each with the position of its
-    first row (nanosecond timestamps cast to microseconds where exact, as the row path
-    reads them)."""
+def batches_of(source: Any) -> Iterable[Any] | None:
+    """``source``'s record batches, from its first record, when it is Arrow data that can
+    still be read from there, or a Parquet file; else None."""
+    if isinstance(source, ArrowSource):
+        return source.batches if source.rereadable else None
+    if isinstance(source, FileSource) and source.format == "parquet" and source.path != "-":
+        return source.parquet_batches()
+    return None
+
+
+def arrow_batches(source: Any, resume: int) -> Iterator[tuple[Any, int]]:
+    """The source's record batches (:func:`batches_of`) after position ``resume``, each
+    with the position of its first row (nanosecond timestamps cast to microseconds where
+    exact, as ``ArrowSource`` reads them)."""
+    batches = batches_of(source)
+    assert batches is not None
     position = 0
-    for batch in source.batches:
+    for batch in batches:
         n = batch.num_rows
         if position + n <= resume:
             position += n

@@ -372,6 +372,9 @@ class TrackedSource(FileSource):
     def arrow_schema(self) -> Any:
         return self.inner.arrow_schema()
 
+    def parquet_batches(self) -> Iterator[Any]:
+        return self.inner.parquet_batches()  # (so bytes_read counts them)
+
 
 def sample_source(source: FileSource, size: int = SAMPLE_SIZE) -> TrackedSource:
     """Read the first ``size`` items of ``source`` ahead; the result still yields all of them."""

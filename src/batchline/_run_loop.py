@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -31,12 +31,15 @@ from ._out import Out, WriteIndex
 from ._prepare import Prepared, Preparer
 from ._result import Result, Status
 from ._sizes import measure_above, oversized
-from ._sources import ArrowSource, ReadFailure, SourceRecord
+from ._sources import ReadFailure, SourceRecord
 from ._state import key_hash
 from ._writes import Lookup, Write
 from .typing import MapFunction
 
-__all__ = ["run_loop"]
+__all__ = ["BULK_CEILING", "run_loop"]
+
+#: The most records a chunk written in bulk (``_arrow_write``) takes when sized by time.
+BULK_CEILING = 50_000
 
 
 def run_loop(
@@ -89,14 +92,17 @@ def run_loop(
         if writer is not None:
             flusher.arrow_writer = writer
             _arrow_loop(
-                cast(ArrowSource, source),
+                source,
                 map_fn,
                 resume,
                 writer=writer,
                 writes=writes,
                 index=index,
                 dialect=dialect,
-                sizer=ChunkSizer(chunk_size, target=chunk_seconds),
+                # A bulk chunk holds no object per record, so it may grow past the row
+                # path's 5,000 (still bounded by chunk_bytes); one refused in bulk becomes
+                # that many row records, hence a ceiling still.
+                sizer=ChunkSizer(chunk_size, target=chunk_seconds, ceiling=BULK_CEILING),
                 chunk_bytes=chunk_bytes,
                 pipelined=pipelined,
                 budget=budget,
@@ -253,7 +259,7 @@ def _loop(
 
 
 def _arrow_loop(
-    source: ArrowSource,
+    source: Any,
     map_fn: MapFunction | None,
     resume: int,
     *,

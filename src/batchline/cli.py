@@ -379,6 +379,9 @@ def load(
                     progress.on_map_failure()
                     raise
 
+            # the load's map, counted: it may still be skipped for a bulk chunk
+            counted.arrow_unchanged = map_record.arrow_unchanged  # type: ignore[attr-defined]
+
             with progress.shown():
                 result = pipeline.run(
                     tracked,
