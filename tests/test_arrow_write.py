@@ -506,3 +506,41 @@ def test_bl_load_sends_as_rows_what_its_map_would_change_or_refuse(
     assert sent.bulk_rows == (4 if postgres else 2)
     assert bulk["table"][1][1] is None
     assert [letter[0] for letter in bulk["letters"]] == ([] if postgres else [4])
+
+
+def test_batchline_load_of_a_parquet_file_takes_the_bulk_path(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from batchline.cli import cli
+
+    n = 3_000
+    table = pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "price": pa.array([Decimal(i) / 100 for i in range(n)], pa.decimal128(12, 2)),
+            "at": pa.array([datetime(2024, 1, 1) + timedelta(seconds=i) for i in range(n)]),
+            "note": [f'line {i}, "quoted"' for i in range(n)],
+        }
+    )
+    path = tmp_path / "p.parquet"
+    pq.write_table(table, path, row_group_size=1_000)
+    sent = Sent(monkeypatch)
+    runner = CliRunner()
+    got = []
+    for name in ("bulk", "rowwise"):
+        if name == "rowwise":
+            monkeypatch.setattr(_arrow_write.ArrowWriter, "exact", lambda self, data: False)
+        args = ["load", str(path), "--db", url, "--table", name, "--job", name, "--quiet"]
+        outcome = runner.invoke(cli, [*args, "--chunk-size", "700"], catch_exceptions=False)
+        assert outcome.exit_code == 0, outcome.output
+        got.append(rows(url, f"SELECT * FROM {name} ORDER BY id"))
+        got.append(
+            rows(
+                url, f"SELECT position, processed, chunks FROM batchline_jobs WHERE name = '{name}'"
+            )
+        )
+    assert sent.bulk_rows == n
+    assert got[0] == got[2] and len(got[0]) == n
+    assert got[1] == got[3] == [(n, n, 5)]
