@@ -46,7 +46,7 @@ __all__ = ["ArrowExact", "ArrowPart", "ArrowWriter", "arrow_batches", "arrow_wri
 #: text back as the value the row path stores (psycopg sends the same value as its own
 #: text; the server parses either with the column's input function).
 _PG_INTEGER = frozenset({"SMALLINT", "INTEGER", "BIGINT", "NUMERIC"})
-_PG_FLOAT = frozenset({"DOUBLE PRECISION", "REAL", "NUMERIC"})
+_PG_FLOAT = frozenset({"DOUBLE PRECISION", "REAL"})
 _PG_TEXT = frozenset({"TEXT", "VARCHAR"})
 
 
@@ -57,7 +57,7 @@ def _pg_targets(t: Any) -> frozenset[str]:
 
     if pt.is_integer(t):
         return _PG_INTEGER
-    if pt.is_floating(t):
+    if pt.is_float32(t) or pt.is_float64(t):
         # sent as float64 (see _for_postgres): the shortest text that reads back as the same
         # double, as Python's repr, which is what psycopg sends
         return _PG_FLOAT
@@ -85,7 +85,8 @@ def _sqlite_exact(t: Any) -> bool:
 
     return bool(
         pt.is_integer(t)
-        or pt.is_floating(t)
+        or pt.is_float32(t)
+        or pt.is_float64(t)
         or pt.is_decimal(t)
         or pt.is_boolean(t)
         or pt.is_string(t)
@@ -161,7 +162,7 @@ class ArrowWriter:
 
 
 def _for_postgres(data: Any) -> Any:
-    """``data`` with float16/float32 columns widened to float64: Arrow writes a float32 as
+    """``data`` with float32 columns widened to float64: Arrow writes a float32 as
     the shortest text of the float32 (``0.1``), the row path sends the Python float it
     became (``0.10000000149011612``); both must be the same number to a float8 column."""
     import pyarrow as pa
