@@ -122,12 +122,15 @@ class Flusher:
         Transient failures retry the whole chunk; an ambiguous COMMIT (the connection died
         after the server got it) is recognised by the job's checkpoint.
 
-        A columnar chunk (``chunk.arrow``) is sent in bulk; if its data fails that, the
-        same records go the row path below (``batchline._arrow_write``).
+        A columnar chunk (``chunk.arrow``) is sent in bulk; if its data fails that, or the
+        chunk before had bad records, the same records go the row path below
+        (``batchline._arrow_write``).
         """
         part = chunk.arrow
         if part is not None:
-            if self._flush_arrow(part, end):
+            # After a chunk with bad records the next one likely has some too (the row
+            # path's ``dirty``): it goes as rows straight away, not in bulk first.
+            if not self.applier.dirty and self._flush_arrow(part, end):
                 return
             chunk, prepared = part.as_rows(), None
         pre = [(it, it.failure) for it in chunk.items if it.failure is not None]

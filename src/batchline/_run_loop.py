@@ -40,6 +40,8 @@ __all__ = ["BULK_CEILING", "run_loop"]
 
 #: The most records a chunk written in bulk (``_arrow_write``) takes when sized by time.
 BULK_CEILING = 50_000
+#: ... and one that follows a chunk with bad records, which goes as rows (``ChunkSizer``'s).
+ROW_CEILING = 5_000
 
 
 def run_loop(
@@ -340,6 +342,10 @@ def _arrow_loop(
                 if not slices:
                     first = start + offset
                 size = max(1, min(sizer.size, chunk_bytes // per_row))
+                if sizer.pinned is None and flusher.applier.dirty:
+                    # (read while the flush thread may change it: only a size is at stake)
+                    # the chunk will go as rows (Flusher.flush): sized as the row path's
+                    size = min(size, ROW_CEILING)
                 take = min(size - n, batch.num_rows - offset)
                 slices.append(batch.slice(offset, take))
                 offset += take
