@@ -20,10 +20,13 @@ from collections.abc import Sequence
 from decimal import Decimal
 from itertools import compress
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._items import Failure, Item, Op
 from ._writes import Increment, Insert, Ref, Write
+
+if TYPE_CHECKING:
+    from ._arrow_write import ArrowPart
 
 __all__ = ["Chunk", "Rows"]
 
@@ -84,10 +87,24 @@ class Chunk:
     to the flush, which only reads it from then on.
     """
 
-    __slots__ = ("_ops", "failed", "good", "groups", "items", "size", "suspects", "writes")
+    __slots__ = (
+        "_ops",
+        "arrow",
+        "failed",
+        "good",
+        "groups",
+        "items",
+        "size",
+        "suspects",
+        "writes",
+    )
 
-    def __init__(self, writes: Sequence[Write]) -> None:
+    def __init__(self, writes: Sequence[Write], arrow: ArrowPart | None = None) -> None:
         self.writes = tuple(writes)
+        #: A columnar chunk's records (``batchline._arrow_write``): then :attr:`items` and
+        #: the row buffers stay empty until the flush needs them as rows
+        #: (:meth:`ArrowPart.as_rows`).
+        self.arrow = arrow
         self.items: list[Item] = []
         #: How many of :attr:`items` failed before their rows were collected (the loop
         #: counts them: unreadable, or the mapping raised).

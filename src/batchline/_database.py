@@ -264,3 +264,15 @@ class Session(Executor):
                 write_row(row)
         if in_pipeline:
             self._pipeline_on()
+
+    def copy_data(self, sql: str, data: Any, rows: int) -> None:
+        """Run ``COPY … FROM STDIN`` with ``data`` (bytes in the COPY's format, e.g. CSV
+        Arrow wrote) as its input, in the open transaction; ``rows`` is for the listeners."""
+        self._connection()
+        self._notify(sql, rows)
+        in_pipeline = self._pipeline is not None
+        self._pipeline_off()  # COPY cannot run in pipeline mode
+        with self._cursor.copy(sql) as copy:
+            copy.write(data)
+        if in_pipeline:
+            self._pipeline_on()

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 import tenacity
 
 from ._apply import Applier, Tally
+from ._arrow_write import ArrowPart, ArrowWriter
 from ._chunk import Chunk
 from ._database import Session
-from ._dialects import Dialect, RowLimit, TableInfo
+from ._dialects import Dialect, ErrorKind, RowLimit, TableInfo
 from ._errors import FatalDatabaseError, JobLocked, TransientExhausted
 from ._failures import DataFailure
 from ._isolate import Isolation
@@ -110,6 +111,8 @@ class Flusher:
         self.on_chunk: ChunkCallback | None = None  # progress: after each committed chunk
         #: What one row may take on the session's database (set once connected; _sizes.py).
         self.row_limit: RowLimit | None = None
+        #: How columnar chunks are sent, when the run has them (set by the run loop).
+        self.arrow_writer: ArrowWriter | None = None
 
     # -- the entry point ----------------------------------------------------------------------
     def flush(self, chunk: Chunk, end: int, prepared: Prepared | None = None) -> None:
@@ -118,7 +121,18 @@ class Flusher:
 
         Transient failures retry the whole chunk; an ambiguous COMMIT (the connection died
         after the server got it) is recognised by the job's checkpoint.
+
+        A columnar chunk (``chunk.arrow``) is sent in bulk; if its data fails that, or the
+        chunk before had bad records, the same records go the row path below
+        (``batchline._arrow_write``).
         """
+        part = chunk.arrow
+        if part is not None:
+            # After a chunk with bad records the next one likely has some too (the row
+            # path's ``dirty``): it goes as rows straight away, not in bulk first.
+            if not self.applier.dirty and self._flush_arrow(part, end):
+                return
+            chunk, prepared = part.as_rows(), None
         pre = [(it, it.failure) for it in chunk.items if it.failure is not None]
         good = prepared.good if prepared is not None else chunk.good
         self.applier.prepared = prepared
@@ -140,6 +154,50 @@ class Flusher:
         self.applier.prepared = None
         self.applier.rows = _EMPTY
         self._count(pending[0], end)
+
+    def _flush_arrow(self, part: ArrowPart, end: int) -> bool:
+        """Send a columnar chunk in bulk in one transaction with its checkpoint; False when
+        the database refused its data (rolled back: the caller sends it as rows).
+
+        Retried and recognised after an ambiguous COMMIT as :meth:`flush` does; a fatal
+        error stops the run as there.
+        """
+        writer = self.arrow_writer
+        assert writer is not None, "a columnar chunk without the run's ArrowWriter"
+        session = self.session
+        n = len(part)
+        tried = False
+        try:
+            for attempt in self._retrying:
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1 and tried and self._landed(end):
+                        log.warning("job %s: commit up to %d had landed", self.job, end)
+                        break
+                    tried = True
+                    try:
+                        session.begin()
+                        writer.send(session, part.data)
+                        self.state.advance(session, self.job, end, n, 0, 0)
+                        session.commit()
+                    except Exception as exc:
+                        session.rollback()
+                        if self.applier.dialect.classify(exc).kind is ErrorKind.DATA:
+                            log.info(
+                                "job %s: records %d-%d refused in bulk (%s); sent as rows",
+                                self.job,
+                                part.first,
+                                end,
+                                self.applier.dialect.first_line(exc),
+                            )
+                            return False
+                        self.applier.raise_for(exc, f"{writer.write.describe()} (bulk)")
+        except TransientFailure as exc:
+            raise TransientExhausted(
+                f"gave up after {self.retry.attempts} attempts: {exc}", code=exc.code, job=self.job
+            ) from exc
+        self.applier.dirty = False  # a clean chunk, as the row path counts one
+        self._count(Tally(), end, landed=n)
+        return True
 
     def _chunk_transaction(
         self,
@@ -238,12 +296,13 @@ class Flusher:
             "run resumes from the checkpoint",
         )
 
-    def _count(self, tally: Tally, end: int) -> None:
+    def _count(self, tally: Tally, end: int, landed: int = 0) -> None:
         """Count a committed chunk into the Result, and log it: counts at INFO, and each
-        dead letter at DEBUG (the only level whose lines carry record values)."""
+        dead letter at DEBUG (the only level whose lines carry record values). ``landed``
+        counts records a columnar chunk inserted without an ``Item`` each."""
         res = self.result
         res.chunks_committed += 1
-        res.items_processed += len(tally.processed)
+        res.items_processed += len(tally.processed) + landed
         res.duplicates_skipped += len(tally.duplicates)
         failed = []
         debug = log.isEnabledFor(logging.DEBUG)
@@ -264,12 +323,12 @@ class Flusher:
                     failure.message,
                     payload,
                 )
-        res.records_seen += len(tally.processed) + len(tally.duplicates) + len(failed)
+        res.records_seen += len(tally.processed) + landed + len(tally.duplicates) + len(failed)
         log.info(
             "job %s: committed records up to %d: %d loaded, %d duplicates, %d dead-lettered",
             self.job,
             end,
-            len(tally.processed),
+            len(tally.processed) + landed,
             len(tally.duplicates),
             len(failed),
         )

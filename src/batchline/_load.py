@@ -244,6 +244,57 @@ class LoadMap:
             raise
         out.write(self.table, row)
 
+    def arrow_unchanged(self, data: Any) -> bool:
+        """Whether :meth:`__call__` would emit every row of ``data`` (a ``pyarrow.Table``)
+        as it is and fail none (see ``batchline._arrow_write.ArrowExact``), so the chunk
+        can be written in bulk: the same columns, each of the kind its Arrow type declares
+        (``columns_from_arrow``), with nothing to convert or refuse. Strings into text,
+        integers, floats (no NaN or infinity the column cannot hold), decimals of the
+        declared precision and scale, booleans, dates and timestamps of the declared zone
+        (to the microsecond, into a column that keeps microseconds) pass unchanged through
+        ``coerce_record``; anything else is converted or checked there, row by row."""
+        import pyarrow.compute as pc
+        import pyarrow.types as pt
+
+        if data.schema.names != [c.name for c in self.columns]:
+            return False
+        declared = columns_from_arrow(data.schema)
+        for spec, arrow, declared_field, column in zip(
+            self.columns, declared, data.schema, data.columns, strict=True
+        ):
+            t = declared_field.type
+            if (spec.kind, spec.precision, spec.scale, spec.timezone) != (
+                arrow.kind,
+                arrow.precision,
+                arrow.scale,
+                arrow.timezone,
+            ):
+                return False
+            if spec.kind == "text":
+                if not (pt.is_string(t) or pt.is_large_string(t)):
+                    return False  # (time, duration...: made text by the map)
+                if self.empty_text == "null" and pc.any(pc.equal(column, "")).as_py():
+                    return False
+            elif spec.kind == "integer":
+                if not pt.is_integer(t):
+                    return False
+            elif spec.kind == "decimal":
+                if not pt.is_decimal(t):
+                    return False  # (uint64: a decimal(20, 0) column, bound as a Decimal)
+            elif spec.kind == "float":
+                if column.null_count == len(column):
+                    continue
+                if not spec.nan and pc.any(pc.is_nan(column)).as_py():
+                    return False
+                if not spec.inf and pc.any(pc.is_inf(column)).as_py():
+                    return False
+            elif spec.kind == "timestamp":
+                if spec.fraction is not None and spec.fraction < 6:
+                    return False
+            elif spec.kind not in ("boolean", "date"):
+                return False
+        return True
+
     def outlier_lines(self) -> list[str]:
         """One line per column that had values outside its kind (dead-lettered at map)."""
         kinds = {c.name: c.describe() for c in self.columns}
@@ -320,6 +371,9 @@ class TrackedSource(FileSource):
 
     def arrow_schema(self) -> Any:
         return self.inner.arrow_schema()
+
+    def parquet_batches(self) -> Iterator[Any]:
+        return self.inner.parquet_batches()  # (so bytes_read counts them)
 
 
 def sample_source(source: FileSource, size: int = SAMPLE_SIZE) -> TrackedSource:

@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ._arrow_write import ArrowPart, ArrowWriter, arrow_batches, arrow_writer, rows_chunk
 from ._chunk import Chunk
 from ._chunking import ChunkSizer
 from ._database import Session, StatementListener
@@ -35,7 +36,7 @@ from ._state import key_hash
 from ._writes import Lookup, Write
 from .typing import MapFunction
 
-__all__ = ["FLUSH_NOW", "run_loop"]
+__all__ = ["BULK_CEILING", "FLUSH_NOW", "run_loop"]
 
 # -- core hook: streams (issue 14) ---------------------------------------------------------------
 #: Yielded by a source between records to close the chunk being collected now, and hand it to
@@ -47,6 +48,11 @@ FLUSH_NOW: Any = object()
 #: position ``end`` has committed (a broker consumer acknowledges its messages up to ``end``).
 AfterCommit = Callable[[int], None]
 # -- end core hook -------------------------------------------------------------------------------
+
+#: The most records a chunk written in bulk (``_arrow_write``) takes when sized by time.
+BULK_CEILING = 50_000
+#: ... and one that follows a chunk with bad records, which goes as rows (``ChunkSizer``'s).
+ROW_CEILING = 5_000
 
 
 def run_loop(
@@ -95,7 +101,31 @@ def run_loop(
         reader=reader,
     )
     budget = _FailureBudget(max_failures, chunk_size)
+    writer = arrow_writer(source, map_fn, key_fn, writes, lookups, dialect, flusher.applier.tables)
     try:
+        if writer is not None:
+            flusher.arrow_writer = writer
+            _arrow_loop(
+                source,
+                map_fn,
+                resume,
+                writer=writer,
+                writes=writes,
+                index=index,
+                dialect=dialect,
+                # A bulk chunk holds no object per record, so it may grow past the row
+                # path's 5,000 (still bounded by chunk_bytes); one refused in bulk becomes
+                # that many row records, hence a ceiling still.
+                sizer=ChunkSizer(chunk_size, target=chunk_seconds, ceiling=BULK_CEILING),
+                chunk_bytes=chunk_bytes,
+                pipelined=pipelined,
+                budget=budget,
+                flusher=flusher,
+                preparer=preparer,
+                worker=worker,
+                result=result,
+            )
+            return _final_status(result)
         _loop(
             source,
             map_fn,
@@ -253,6 +283,124 @@ def _loop(
     if in_flight is not None:
         in_flight.result()
     budget.check(result)
+
+
+def _arrow_loop(
+    source: Any,
+    map_fn: MapFunction | None,
+    resume: int,
+    *,
+    writer: ArrowWriter,
+    writes: Sequence[Write],
+    index: WriteIndex,
+    dialect: Dialect,
+    sizer: ChunkSizer,
+    chunk_bytes: int,
+    pipelined: bool,
+    budget: _FailureBudget,
+    flusher: Flusher,
+    preparer: Preparer,
+    worker: ThreadPoolExecutor,
+    result: Result,
+) -> None:
+    """:func:`_loop` for Arrow data into one ``Insert`` with no map function (or one that
+    leaves the chunk unchanged, ``_arrow_write.ArrowExact``): chunks are
+    slices of the source's record batches (``Chunk.arrow``), cut at the count the sizer
+    gives (or ``chunk_bytes``), never with an object per record. A chunk whose columns
+    the bulk path cannot write exactly (``ArrowWriter.exact``) becomes a row chunk here,
+    on the mapping thread, as ``_loop`` would have built it; one the database refuses in
+    bulk becomes one on the flush thread (``Flusher.flush``)."""
+    import pyarrow as pa
+
+    limit = flusher.row_limit
+    above = measure_above(limit)
+
+    def too_large(item: Item, ops: list[Op]) -> Failure | None:
+        assert limit is not None
+        return oversized(ops, writes, dialect, limit)
+
+    def as_rows(part: ArrowPart) -> Chunk:
+        return rows_chunk(part, writes, index, above, None if limit is None else too_large, map_fn)
+
+    in_flight: Future[None] | None = None
+
+    def flush(closed: Chunk, end: int, prepared: Prepared | None) -> None:
+        retries, isolating = result.retries, result.isolation_flushes
+        began = time.perf_counter()
+        flusher.flush(closed, end, prepared)
+        clean = result.retries == retries and result.isolation_flushes == isolating
+        # (a chunk refused in bulk is isolated as rows: not clean, not measured)
+        n = len(closed.arrow) if closed.arrow is not None else len(closed.items)
+        sizer.observe(n, time.perf_counter() - began, clean=clean)
+
+    def submit(slices: list[Any], first: int) -> None:
+        nonlocal in_flight
+        data = pa.Table.from_batches(slices)
+        part = ArrowPart(data, first, as_rows)
+        prepared: Prepared | None = None
+        if writer.exact(data):
+            closed = Chunk(writes, arrow=part)
+        else:
+            closed = as_rows(part)  # the row path, as _loop builds it
+            prepared = preparer.prepare(closed)
+        if in_flight is not None:
+            in_flight.result()
+            budget.check(result)
+        fut = worker.submit(flush, closed, part.end, prepared)
+        if not pipelined:
+            fut.result()
+            budget.check(result)
+        in_flight = fut
+
+    try:
+        slices: list[Any] = []
+        first = 0
+        n = 0
+        for batch, start in arrow_batches(source, resume):
+            if slices and batch.schema != slices[0].schema:
+                # (a batch whose nanoseconds did not cast) a chunk holds one schema
+                submit(slices, first)
+                slices, n = [], 0
+            offset = 0
+            per_row = _row_bytes(batch)
+            while offset < batch.num_rows:
+                if not slices:
+                    first = start + offset
+                size = max(1, min(sizer.size, chunk_bytes // per_row))
+                if sizer.pinned is None and flusher.applier.dirty:
+                    # (read while the flush thread may change it: only a size is at stake)
+                    # the chunk will go as rows (Flusher.flush): sized as the row path's
+                    size = min(size, ROW_CEILING)
+                take = min(size - n, batch.num_rows - offset)
+                slices.append(batch.slice(offset, take))
+                offset += take
+                n += take
+                if n >= size:
+                    submit(slices, first)
+                    slices, n = [], 0
+        if slices:
+            submit(slices, first)
+    except BaseException:
+        if in_flight is not None:
+            with contextlib.suppress(BaseException):
+                in_flight.result()
+        raise
+    if in_flight is not None:
+        in_flight.result()
+    budget.check(result)
+
+
+def _row_bytes(batch: Any) -> int:
+    """About what a row of ``batch`` weighs as ``Chunk.measure`` counts it: 16 bytes a
+    value, plus the bytes of its text."""
+    import pyarrow.types as pt
+
+    text = sum(
+        int(c.nbytes)
+        for c in batch.columns
+        if pt.is_string(c.type) or pt.is_large_string(c.type) or pt.is_binary(c.type)
+    )
+    return max(1, 16 * int(batch.num_columns) + text // max(1, int(batch.num_rows)))
 
 
 def _next_check(size: int, n: int, limit: int) -> int:

@@ -649,6 +649,16 @@ class FileSource:
     # -- Parquet --------------------------------------------------------------------------
 
     def _iter_parquet(self) -> Iterator[SourceItem]:
+        position = 0
+        for batch in self.parquet_batches():
+            for row in batch.to_pylist():
+                position += 1
+                yield SourceRecord(position, position, row)
+
+    def parquet_batches(self) -> Iterator[Any]:
+        """The Parquet file's record batches in order, row group by row group (its records,
+        as ``_iter_parquet`` numbers them; ``batchline._arrow_write`` writes them as they
+        are). Each call reads the file anew."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -663,17 +673,13 @@ class FileSource:
             except (pa.ArrowException, OSError) as exc:
                 raise SourceError(f"cannot read {self.path} as Parquet: {exc}") from exc
             metadata = pf.metadata
-            position = 0
             for group in range(metadata.num_row_groups):
                 meta = metadata.row_group(group)
                 group_bytes = sum(
                     meta.column(i).total_compressed_size for i in range(meta.num_columns)
                 )
                 try:
-                    for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, row_groups=[group]):
-                        for row in batch.to_pylist():
-                            position += 1
-                            yield SourceRecord(position, position, row)
+                    yield from pf.iter_batches(batch_size=_PARQUET_BATCH, row_groups=[group])
                 except (pa.ArrowException, OSError) as exc:
                     raise SourceError(
                         f"cannot read row group {group} of {self.path}: {exc}"
@@ -709,15 +715,21 @@ class ArrowSource:
         head, self._head = self._head, []
         return itertools.chain(head, self._stream)
 
+    @property
+    def rereadable(self) -> bool:
+        """Whether :attr:`batches` still starts at the first record (nothing read yet, or
+        batches held in a list), so a run may read them as batches (``_arrow_write``)."""
+        return self._stream is None or isinstance(self.batches, list)
+
     def _items(self) -> Iterator[SourceItem]:
         position = 0
         for batch in self.batches:
-            for row in _microseconds(batch).to_pylist():
+            for row in microseconds(batch).to_pylist():
                 position += 1
                 yield SourceRecord(position, position, row)
 
 
-def _microseconds(batch: Any) -> Any:
+def microseconds(batch: Any) -> Any:
     """``batch`` with nanosecond timestamps (pandas' unit) cast to microseconds, SQL's unit,
     where no value has a nanosecond part; otherwise as it is (such a value is refused when
     coerced, never truncated)."""

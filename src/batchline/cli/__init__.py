@@ -381,6 +381,9 @@ def load(
                     progress.on_map_failure()
                     raise
 
+            # the load's map, counted: it may still be skipped for a bulk chunk
+            counted.arrow_unchanged = map_record.arrow_unchanged  # type: ignore[attr-defined]
+
             with progress.shown():
                 result = pipeline.run(
                     tracked,
@@ -489,4 +492,3 @@ def demo(db: str | None, lines: int, sequential_sample: int, quiet: bool, as_jso
 cli.add_command(jobs)
 cli.add_command(dlq)
 cli.add_command(consume)
-

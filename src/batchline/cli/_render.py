@@ -304,6 +304,8 @@ class LoadProgress:
 
     def on_chunk(self, result: Result, failed: Sequence[FailedItem]) -> None:
         self.database_failures += sum(1 for f in failed if f.stage in ("lookup", "write"))
+        # a chunk written in bulk (batchline._arrow_write) has no item read one by one
+        self.records = max(self.records, result.records_seen)
         self.refresh()
 
     def refresh(self) -> None:
