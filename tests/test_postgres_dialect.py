@@ -217,3 +217,23 @@ def test_plain_columns_go_as_one_literal_and_others_value_by_value() -> None:
     # no literal where the type is unknown or an array type
     assert PostgresDialect._arrays([(1,), (2,)], [""]) == [[1, 2]]
     assert PostgresDialect._arrays([(1,), (2,)], ["INTEGER[]"]) == [[1, 2]]
+
+
+def test_nulls_among_numbers_go_in_the_literal_and_land_without_isolation(
+    postgres_url: str, pg: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A NULL in a number column was written "None" into the array literal: the chunk's first
+    # try failed, and isolation then landed every row (correct, but a wasted try per chunk).
+    assert PostgresDialect._arrays([(1,), (None,), (3,)], ["integer"]) == ["{1,NULL,3}"]
+    monkeypatch.setattr(PostgresDialect, "copy_from_rows", 10_000)  # the unnest INSERT
+    with pg.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE nums (id INTEGER PRIMARY KEY, n BIGINT, d NUMERIC)")
+    rows = [
+        {"id": i, "n": None if i % 3 else i, "d": None if i % 2 else Decimal(i) / 4}
+        for i in range(1, 30)
+    ]
+    result = bl.Pipeline(postgres_url, writes=[bl.Insert("nums")]).run(rows)
+    assert result.status == "success" and result.isolation_flushes == 0
+    with pg.connect() as conn:
+        got = conn.execute(sa.text("SELECT id, n, d FROM nums ORDER BY id")).all()
+    assert [tuple(g) for g in got] == [(r["id"], r["n"], r["d"]) for r in rows]

@@ -62,6 +62,8 @@ def _array_literal(col: list[Any], kind: type) -> str | None:
     ``{1,2,3}``, or ``None`` where an element would need quoting: empty, NULL-like,
     or with braces, quotes, backslashes, commas or spaces."""
     if kind is int or kind is Decimal:
+        if None in col:  # (NULL unquoted is a null element; "None" would not parse)
+            return "{" + ",".join(["NULL" if v is None else str(v) for v in col]) + "}"
         return "{" + ",".join(map(str, col)) + "}"
     if kind is not str or not all(col):
         return None
