@@ -10,6 +10,7 @@ Errors are classified by SQLSTATE class, as psycopg's own ``errors`` module grou
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from datetime import date, datetime, time
@@ -39,6 +40,82 @@ _CODES = {
     "55006": ErrorKind.TRANSIENT,  # object_in_use
     "57014": ErrorKind.TRANSIENT,  # query_canceled (statement timeout)
 }
+
+
+def _data_condition() -> str:
+    """A PL/pgSQL condition on ``SQLSTATE`` true exactly when :meth:`PostgresDialect.classify`
+    would call that SQLSTATE the data's fault (built from the same two tables)."""
+    classes = sorted(c for c, k in _CLASSES.items() if k is ErrorKind.DATA)
+    data_codes = sorted(c for c, k in _CODES.items() if k is ErrorKind.DATA)
+    other_codes = sorted(
+        c for c, k in _CODES.items() if k is not ErrorKind.DATA and c[:2] in classes
+    )
+    parts = [f"left(SQLSTATE, 2) IN ({', '.join(repr(c) for c in classes)})"]
+    if other_codes:
+        parts[0] = f"({parts[0]} AND SQLSTATE NOT IN ({', '.join(repr(c) for c in other_codes)}))"
+    if data_codes:
+        parts.append(f"SQLSTATE IN ({', '.join(repr(c) for c in data_codes)})")
+    return " OR ".join(parts)
+
+
+#: The staging tables of ``insert_staged`` (temporary, dropped at commit) and the ordinal
+#: column the rows are numbered in (a name no target column is expected to have).
+_STAGE = "pg_temp.batchline_stage"
+_FAILED = "pg_temp.batchline_failed"
+_ORD = '"batchline.ord"'
+
+# Makes the staging table: the ordinal and the insert's columns with the target's types,
+# length and precision included (from the catalog: no privilege on the table needed, no
+# constraint, no default), so a value the target's column cannot take fails the COPY into
+# it with COPY's own error and line. The table and columns arrive through a setting
+# (``batchline.stage``) set with a bound parameter just before. (``%%``: psycopg's escape.)
+_MAKE_STAGE = """DO $batchline$
+DECLARE
+    spec jsonb := current_setting('batchline.stage')::jsonb;
+    cols text;
+BEGIN
+    IF to_regclass('pg_temp.batchline_stage') IS NOT NULL THEN
+        DROP TABLE pg_temp.batchline_stage;
+    END IF;
+    IF to_regclass('pg_temp.batchline_failed') IS NULL THEN
+        CREATE TEMP TABLE batchline_failed (ord integer, code text, message text)
+            ON COMMIT DROP;
+    ELSE
+        TRUNCATE pg_temp.batchline_failed;
+    END IF;
+    SELECT string_agg(
+            format('%%I %%s', a.attname, format_type(a.atttypid, a.atttypmod)), ', '
+            ORDER BY c.n)
+        INTO cols
+        FROM jsonb_array_elements_text(spec -> 1) WITH ORDINALITY AS c(name, n)
+        JOIN pg_attribute AS a
+            ON a.attrelid = (spec ->> 0)::regclass AND a.attname = c.name
+            AND a.attnum > 0 AND NOT a.attisdropped;
+    EXECUTE format(
+        'CREATE TEMP TABLE batchline_stage ("batchline.ord" integer, %%s) ON COMMIT DROP', cols);
+END
+$batchline$"""
+
+# Inserts the staged rows into the target one at a time, in order, each in a subtransaction
+# of its own: a row whose error is the data's is undone alone and recorded (ordinal,
+# SQLSTATE, message); any other error stops the statement as it is.
+_INSERT_STAGED = """DO $batchline$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT * FROM {stage} ORDER BY {ord} LOOP
+        BEGIN
+            INSERT INTO {table} ({columns}) VALUES ({values});
+        EXCEPTION WHEN others THEN
+            IF {data} THEN
+                INSERT INTO {failed} VALUES (r.{ord}, SQLSTATE, SQLERRM);
+            ELSE
+                RAISE;
+            END IF;
+        END;
+    END LOOP;
+END
+$batchline$"""
 
 
 _NUMBERS = frozenset({int, float, Decimal})
@@ -237,6 +314,55 @@ class PostgresDialect(Dialect):
         return f"{column_sql} = ANY(%s)", [list(values)]
 
     # -- writes -----------------------------------------------------------------------------
+    stages_rows = True
+
+    def insert_staged(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> list[tuple[int, BaseException]]:
+        """COPY ``rows`` into a temporary staging table typed like the target's columns,
+        then insert them into the target one at a time, each under a subtransaction of its
+        own, on the server (one statement): every failing row is found in one pass, not
+        one COPY of the rest per bad row. About four round trips whatever the bad rows.
+
+        What fails is what would fail one row at a time in order: a row meets the rows
+        before it that landed. The failures come back as the errors the driver would have
+        raised (same class, SQLSTATE and message), for ``classify``.
+        """
+        import psycopg
+
+        # the setting takes the names as the server reads them: unescape psycopg's %%
+        spec = json.dumps([t.sql.replace("%%", "%"), list(columns)])
+        ex.execute("SELECT set_config('batchline.stage', %s, true)", [spec])
+        ex.execute(_MAKE_STAGE)
+        cols = self.columns_sql(columns)
+        ex.copy_rows(
+            f"COPY {_STAGE} ({_ORD}, {cols}) FROM STDIN",
+            [(i, *row) for i, row in enumerate(rows)],
+        )
+        ex.execute(
+            _INSERT_STAGED.format(
+                stage=_STAGE,
+                ord=_ORD,
+                table=t.sql,
+                columns=cols,
+                values=", ".join(f"r.{self.quote(c)}" for c in columns),
+                data=_data_condition(),
+                failed=_FAILED,
+            )
+        )
+        failed = ex.query(f"SELECT ord, code, message FROM {_FAILED} ORDER BY ord")  # noqa: S608
+        out: list[tuple[int, BaseException]] = []
+        for at, code, message in failed:
+            exc = psycopg.errors._class_for_state(code)(message)
+            if getattr(exc, "sqlstate", None) != code:
+                exc.sqlstate = code  # a class for its SQLSTATE's class, as psycopg does
+            out.append((int(at), exc))
+        return out
+
     def insert(
         self,
         ex: Executor,
