@@ -285,10 +285,20 @@ def test_a_dirty_insert_finds_every_kind_of_bad_row_in_one_pass(
         outcomes.append((_letters(result), kids, result.items_processed))
         if stages:
             assert result.isolation_flushes == 1
-            assert len(sent.matching("FOR r IN")) == 2  # one staged pass per chunk
-            assert len([s for s, _ in sent.statements if s == "COMMIT"]) == len(
-                [s for s, _ in sent.statements if s == "BEGIN"]
-            )
+            assert result.chunks_committed == 2
+            # one staged pass per chunk, each in the one transaction that commits the chunk
+            # with its checkpoint
+            transactions: list[list[str]] = [[]]
+            for sql, _ in sent.statements:
+                if sql == "BEGIN":
+                    transactions.append([])
+                transactions[-1].append(sql)
+            staged = [tx for tx in transactions if any("FOR r IN" in sql for sql in tx)]
+            assert len(staged) == 2
+            for tx in staged:
+                assert tx[-1] == "COMMIT" and tx.count("COMMIT") == 1
+                assert len([sql for sql in tx if "FOR r IN" in sql]) == 1
+                assert len([sql for sql in tx if sql.startswith("UPDATE batchline_jobs")]) == 1
         else:
             assert result.isolation_flushes > 2  # the FK rows were bisected
     (old, old_kids, old_done), (new, new_kids, new_done) = outcomes

@@ -10,6 +10,7 @@ Errors are classified by SQLSTATE class, as psycopg's own ``errors`` module grou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -58,30 +59,37 @@ def _data_condition() -> str:
     return " OR ".join(parts)
 
 
-#: The staging tables of ``insert_staged`` (temporary, dropped at commit) and the ordinal
-#: column the rows are numbered in (a name no target column is expected to have).
-_STAGE = "pg_temp.batchline_stage"
+#: The table ``insert_staged`` reports failures in, and the ordinal column the staged rows
+#: are numbered in (a name no target column is expected to have).
 _FAILED = "pg_temp.batchline_failed"
 _ORD = '"batchline.ord"'
 
-# Makes the staging table: the ordinal and the insert's columns with the target's types,
-# length and precision included (from the catalog: no privilege on the table needed, no
-# constraint, no default), so a value the target's column cannot take fails the COPY into
-# it with COPY's own error and line. The table and columns arrive through a setting
-# (``batchline.stage``) set with a bound parameter just before. (``%%``: psycopg's escape.)
+# Makes the staging table ready, empty: the ordinal and the insert's columns with the
+# target's types, length and precision included (from the catalog: no privilege on the
+# table needed, no constraint, no default), so a value the target's column cannot take
+# fails the COPY into it with COPY's own error and line. The target, the columns and the
+# staging table's name arrive through a setting (``batchline.stage``) set with a bound
+# parameter just before. Temporary tables live as long as the connection, emptied at each
+# commit, and are made again only when missing or when the column types they were made
+# with (kept as the table's comment) changed: making and dropping them in every dirty
+# chunk cost more than the rest of this. (``%%``: psycopg's escape for ``%``.)
 _MAKE_STAGE = """DO $batchline$
 DECLARE
     spec jsonb := current_setting('batchline.stage')::jsonb;
+    stage text := 'pg_temp.' || quote_ident(spec ->> 2);
     cols text;
+    missing text;
 BEGIN
-    IF to_regclass('pg_temp.batchline_stage') IS NOT NULL THEN
-        DROP TABLE pg_temp.batchline_stage;
-    END IF;
-    IF to_regclass('pg_temp.batchline_failed') IS NULL THEN
-        CREATE TEMP TABLE batchline_failed (ord integer, code text, message text)
-            ON COMMIT DROP;
-    ELSE
-        TRUNCATE pg_temp.batchline_failed;
+    SELECT c.name INTO missing
+        FROM jsonb_array_elements_text(spec -> 1) AS c(name)
+        WHERE NOT EXISTS (
+            SELECT FROM pg_attribute AS a
+            WHERE a.attrelid = (spec ->> 0)::regclass AND a.attname = c.name
+            AND a.attnum > 0 AND NOT a.attisdropped)
+        LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%%" of relation "%%" does not exist', missing, spec ->> 0
+            USING ERRCODE = 'undefined_column';
     END IF;
     SELECT string_agg(
             format('%%I %%s', a.attname, format_type(a.atttypid, a.atttypmod)), ', '
@@ -91,9 +99,23 @@ BEGIN
         JOIN pg_attribute AS a
             ON a.attrelid = (spec ->> 0)::regclass AND a.attname = c.name
             AND a.attnum > 0 AND NOT a.attisdropped;
-    EXECUTE format(
-        'CREATE TEMP TABLE batchline_stage ("batchline.ord" integer PRIMARY KEY, %%s) '
-        'ON COMMIT DROP', cols);
+    IF obj_description(to_regclass(stage), 'pg_class') IS NOT DISTINCT FROM cols THEN
+        EXECUTE 'DELETE FROM ' || stage;
+    ELSE
+        IF to_regclass(stage) IS NOT NULL THEN
+            EXECUTE 'DROP TABLE ' || stage;
+        END IF;
+        EXECUTE format(
+            'CREATE TEMP TABLE %%I ("batchline.ord" integer PRIMARY KEY, %%s) '
+            'ON COMMIT DELETE ROWS', spec ->> 2, cols);
+        EXECUTE format('COMMENT ON TABLE %%s IS %%L', stage, cols);
+    END IF;
+    IF to_regclass('pg_temp.batchline_failed') IS NULL THEN
+        CREATE TEMP TABLE batchline_failed (ord integer, code text, message text)
+            ON COMMIT DELETE ROWS;
+    ELSE
+        DELETE FROM pg_temp.batchline_failed;
+    END IF;
 END
 $batchline$"""
 
@@ -356,18 +378,19 @@ class PostgresDialect(Dialect):
         import psycopg
 
         # the setting takes the names as the server reads them: unescape psycopg's %%
-        spec = json.dumps([t.sql.replace("%%", "%"), list(columns)])
-        ex.execute("SELECT set_config('batchline.stage', %s, true)", [spec])
+        target = [t.sql.replace("%%", "%"), list(columns)]
+        name = "batchline_stage_" + hashlib.sha1(json.dumps(target).encode()).hexdigest()[:12]
+        ex.execute("SELECT set_config('batchline.stage', %s, true)", [json.dumps([*target, name])])
         ex.execute(_MAKE_STAGE)
-        cols = self.columns_sql(columns)
+        stage, cols = f"pg_temp.{self.quote(name)}", self.columns_sql(columns)
         ex.copy_rows(
-            f"COPY {_STAGE} ({_ORD}, {cols}) FROM STDIN",
+            f"COPY {stage} ({_ORD}, {cols}) FROM STDIN",
             [(i, *row) for i, row in enumerate(rows)],
         )
         ex.execute(
             _INSERT_STAGED.format(
                 block=16,
-                stage=_STAGE,
+                stage=stage,
                 ord=_ORD,
                 table=t.sql,
                 columns=cols,
