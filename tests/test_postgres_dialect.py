@@ -382,3 +382,32 @@ def test_the_staged_pass_keeps_exactly_what_classify_calls_data(pg: sa.Engine) -
         exc = psycopg.errors._class_for_state(code)("x")
         exc.sqlstate = code
         assert server[code] is (dialect.classify(exc).kind is ErrorKind.DATA), code
+
+
+def test_the_staged_pass_takes_any_table_and_column_names(postgres_url: str, pg: sa.Engine) -> None:
+    # Names are quoted by the dialect, and may be those of the pass's own variables, the
+    # staging table's alias, or hold the pass's dollar quote. (A % in a name is doubled
+    # twice on the way, by the clean first try already: another matter than this test's.)
+    odd = ["low", "high", "last", "r", "s", "a b", 'q"uote', "$batchline$"]
+    md = sa.MetaData()
+    sa.Table(
+        'odd "table',
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        *[sa.Column(name, sa.Integer, nullable=False) for name in odd],
+        sa.CheckConstraint('"low" >= 0', name="ck_odd_low"),
+    )
+    md.create_all(pg)
+    rows = [{"id": i, **{name: i for name in odd}} for i in range(1, 81)]
+    for bad in (5, 9, 50, 51):
+        rows[bad - 1]["low"] = -1
+    pipeline = bl.Pipeline(postgres_url, writes=[bl.Insert('odd "table')], chunk_size=40)
+    with capture_statements(pipeline) as sent:
+        result = pipeline.run(rows)
+    assert [f.position for f in result.failed_items or []] == [5, 9, 50, 51]
+    assert len(sent.matching("FOR r IN")) == 2
+    with pg.connect() as conn:
+        got = conn.execute(sa.text('SELECT * FROM "odd ""table" ORDER BY id')).all()
+    assert [tuple(g) for g in got] == [
+        (r["id"], *[r[name] for name in odd]) for r in rows if r["low"] >= 0
+    ]
