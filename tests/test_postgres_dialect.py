@@ -411,3 +411,39 @@ def test_the_staged_pass_takes_any_table_and_column_names(postgres_url: str, pg:
     assert [tuple(g) for g in got] == [
         (r["id"], *[r[name] for name in odd]) for r in rows if r["low"] >= 0
     ]
+
+
+def test_a_transient_error_inside_the_staged_pass_is_retried_not_dead_lettered(
+    postgres_url: str, pg: sa.Engine
+) -> None:
+    # lock_not_available inside the pass: the chunk is retried whole; when that outlasts
+    # the retries the run stops failed, nothing dead-lettered, nothing of the chunk landed.
+    with pg.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION items_busy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.id = 20 THEN RAISE EXCEPTION 'busy' USING ERRCODE = 'lock_not_available';"
+                " END IF; RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER items_busy BEFORE INSERT ON items "
+                "FOR EACH ROW EXECUTE FUNCTION items_busy()"
+            )
+        )
+    slept: list[float] = []
+    pipeline = bl.Pipeline(
+        postgres_url,
+        writes=[bl.Insert("items")],
+        chunk_size=50,
+        retry=bl.RetryPolicy(attempts=3, sleep=slept.append),
+    )
+    with capture_statements(pipeline) as sent:
+        result = pipeline.run(_rows(100, bad=7), job="busy")
+    assert result.status == "failed" and result.error is not None and "busy" in result.error
+    assert result.retries >= 2 and slept
+    assert len(sent.matching("FOR r IN")) == 3  # each attempt met it in the staged pass
+    with pg.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM items")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM batchline_dead_letters")).scalar() == 0
