@@ -291,8 +291,11 @@ class Applier:
 
         SQLite keeps the rows before a failing one, so its insert just goes on. Elsewhere a
         failed insert (PostgreSQL's COPY) is all or nothing: each attempt runs under a
-        savepoint, and after a failure the rows are sent again without the bad one. That
-        costs a COPY per bad row, not a whole try of the chunk.
+        savepoint. The first is the plain insert, unless the last chunk had bad records.
+        After it fails, where the dialect stages rows (PostgreSQL), the rest go to the server once,
+        which tries each row on its own and reports every row that failed
+        (``Dialect.insert_staged``): one pass, whatever the number of bad rows. Otherwise
+        the rows are sent again without the bad one: an insert per bad row.
         """
         d, session = self.dialect, self.session
 
@@ -303,12 +306,20 @@ class Applier:
             d.insert_skipping(session, t, cols, rows, leave_out)
             return
         keep = list(range(len(rows)))  # the rows still to send, by index in ``rows``
+        staged: list[tuple[int, BaseException]] = []  # what the staged insert reported
+        # after a chunk with bad records this one most likely has some too: straight to the
+        # staged insert (a plain COPY would fail at its first bad row, after all was sent)
+        stage = d.stages_rows and self.dirty and len(rows) > 1
         session.execute("SAVEPOINT batchline_rows")
         while keep:
             try:
-                d.insert(session, t, cols, [rows[i] for i in keep], locate=True)
+                if stage:
+                    staged = d.insert_staged(session, t, cols, [rows[i] for i in keep])
+                else:
+                    d.insert(session, t, cols, [rows[i] for i in keep], locate=True)
                 break
             except Exception as exc:
+                # (a value the column cannot take fails the staging COPY the same way)
                 at = d.failed_row(exc)
                 if at is None or at >= len(keep):
                     raise
@@ -320,8 +331,16 @@ class Applier:
                 session.leave_pipeline(exc)
                 session.execute("ROLLBACK TO SAVEPOINT batchline_rows")  # it stays, for the next
                 del keep[at]
+                stage = d.stages_rows and len(keep) > 1
         session.enter_pipeline()
         session.execute("RELEASE SAVEPOINT batchline_rows")
+        # The staged rows that failed, in order, each having met the rows before it that
+        # landed: as the rows would fail one at a time. Those ``_leave_out`` takes stay out;
+        # at the first it does not, the try fails there (the rows after it do not matter).
+        for at, failure in staged:
+            failure.batchline_failed_row = keep[at]  # type: ignore[attr-defined]
+            if not leave_out(keep[at], failure):
+                raise failure
 
     def _leave_out(
         self,

@@ -134,6 +134,9 @@ class Dialect:
     #: Whether :meth:`insert_skipping` exists: an insert that can leave out a failing row
     #: and go on, keeping the rows before it.
     skips_rows = False
+    #: Whether :meth:`insert_staged` exists: an insert that tries every row on its own on
+    #: the server and reports all the rows that failed, in one pass.
+    stages_rows = False
     #: Whether to select a chunk's lookup keys ahead, on a second connection, while the
     #: previous chunk flushes (worth a round trip only over a network).
     reads_ahead = True
@@ -324,6 +327,20 @@ class Dialect:
         decides: true leaves the row out and goes on with the next (the rows before it
         stay), false raises ``exc`` (whose :meth:`failed_row` is ``i``). Only where
         :attr:`skips_rows`."""
+        raise NotImplementedError
+
+    def insert_staged(
+        self,
+        ex: Executor,
+        t: TableInfo,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> list[tuple[int, BaseException]]:
+        """Insert ``rows`` one at a time, in order, on the server, each row that fails left
+        out (the rows before it stay); return ``(index, error)`` of each data failure, in
+        order. A value the column cannot take raises, as :meth:`insert` with ``locate``
+        does (:meth:`failed_row` names it; nothing is inserted); an error that is not the
+        data's (classified transient or fatal) raises. Only where :attr:`stages_rows`."""
         raise NotImplementedError
 
     def upsert(
