@@ -1,0 +1,122 @@
+"""The loop for Arrow data written in bulk: chunks cut from record batches, no object per record.
+
+Taken instead of ``_run_loop``'s when ``_arrow_write.arrow_writer`` says the bulk path can
+write the source (Arrow data into one ``Insert``, no map function or one that leaves the
+values unchanged, no lookups, no idempotency key). Chunks are slices of the source's record
+batches, handed to the flush thread like row chunks (``_handoff``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._arrow_write import ArrowPart, ArrowWriter, arrow_batches, rows_chunk
+from ._chunk import Chunk
+from ._dialects import Dialect
+from ._handoff import Handoff
+from ._items import Failure, Item, Op
+from ._out import WriteIndex
+from ._prepare import Prepared, Preparer
+from ._sizes import measure_above, oversized
+from ._writes import Write
+from .typing import MapFunction
+
+__all__ = ["BULK_CEILING", "ROW_CEILING", "arrow_loop"]
+
+#: The most records a chunk written in bulk (``_arrow_write``) takes when sized by time.
+BULK_CEILING = 50_000
+#: ... and one that follows a chunk with bad records, which goes as rows (``ChunkSizer``'s).
+ROW_CEILING = 5_000
+
+
+def arrow_loop(
+    source: Any,
+    map_fn: MapFunction | None,
+    resume: int,
+    *,
+    writer: ArrowWriter,
+    writes: Sequence[Write],
+    index: WriteIndex,
+    dialect: Dialect,
+    chunk_bytes: int,
+    preparer: Preparer,
+    handoff: Handoff,
+) -> None:
+    """``_run_loop``'s loop for Arrow data into one ``Insert`` with no map function (or one that
+    leaves the chunk unchanged, ``_arrow_write.ArrowExact``): chunks are
+    slices of the source's record batches (``Chunk.arrow``), cut at the count the sizer
+    gives (or ``chunk_bytes``), never with an object per record. A chunk whose columns
+    the bulk path cannot write exactly (``ArrowWriter.exact``) becomes a row chunk here,
+    on the mapping thread, as ``_loop`` would have built it; one the database refuses in
+    bulk becomes one on the flush thread (``Flusher.flush``)."""
+    import pyarrow as pa
+
+    flusher, sizer = handoff.flusher, handoff.sizer
+    limit = flusher.row_limit
+    above = measure_above(limit)
+
+    def too_large(item: Item, ops: list[Op]) -> Failure | None:
+        assert limit is not None
+        return oversized(ops, writes, dialect, limit)
+
+    def as_rows(part: ArrowPart) -> Chunk:
+        return rows_chunk(part, writes, index, above, None if limit is None else too_large, map_fn)
+
+    def submit(slices: list[Any], first: int) -> None:
+        data = pa.Table.from_batches(slices)
+        part = ArrowPart(data, first, as_rows)
+        prepared: Prepared | None = None
+        if writer.exact(data):
+            closed = Chunk(writes, arrow=part)
+        else:
+            closed = as_rows(part)  # the row path, as _loop builds it
+            prepared = preparer.prepare(closed)
+        handoff.submit(closed, part.end, prepared)
+
+    try:
+        slices: list[Any] = []
+        first = 0
+        n = 0
+        for batch, start in arrow_batches(source, resume):
+            if slices and batch.schema != slices[0].schema:
+                # (a batch whose nanoseconds did not cast) a chunk holds one schema
+                submit(slices, first)
+                slices, n = [], 0
+            offset = 0
+            per_row = _row_bytes(batch)
+            while offset < batch.num_rows:
+                if not slices:
+                    first = start + offset
+                size = max(1, min(sizer.size, chunk_bytes // per_row))
+                if sizer.pinned is None and flusher.applier.dirty:
+                    # (read while the flush thread may change it: only a size is at stake)
+                    # the chunk will go as rows (Flusher.flush): sized as the row path's
+                    size = min(size, ROW_CEILING)
+                take = min(size - n, batch.num_rows - offset)
+                slices.append(batch.slice(offset, take))
+                offset += take
+                n += take
+                if n >= size:
+                    submit(slices, first)
+                    slices, n = [], 0
+        if slices:
+            submit(slices, first)
+    except BaseException:
+        handoff.abandon()
+        raise
+    handoff.wait()
+    handoff.budget.check(handoff.result)
+
+
+def _row_bytes(batch: Any) -> int:
+    """About what a row of ``batch`` weighs as ``Chunk.measure`` counts it: 16 bytes a
+    value, plus the bytes of its text."""
+    import pyarrow.types as pt
+
+    text = sum(
+        int(c.nbytes)
+        for c in batch.columns
+        if pt.is_string(c.type) or pt.is_large_string(c.type) or pt.is_binary(c.type)
+    )
+    return max(1, 16 * int(batch.num_columns) + text // max(1, int(batch.num_rows)))
