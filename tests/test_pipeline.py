@@ -526,3 +526,41 @@ def test_a_job_run_again_with_another_spec_is_refused_naming_the_difference(
 def _job(url: str, name: str) -> bl.JobState | None:
     with bl.DeadLetters(url) as letters:
         return letters.job(name)
+
+
+@pytest.mark.parametrize("rows", [3, 3000], ids=["small", "copy-sized"])
+def test_a_percent_sign_in_table_and_column_names_is_quoted_once(
+    db_url: str, engine: sa.Engine, rows: int
+) -> None:
+    # In format paramstyle (psycopg, PyMySQL) a literal % is doubled once; doubled twice,
+    # "100%" became a column "100%%" that does not exist, on every chunk's first try.
+    md = sa.MetaData()
+    sa.Table("t%x", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("v%", sa.Integer))
+    sa.Table(
+        "s%y", md, sa.Column("k%", sa.String(20), primary_key=True), sa.Column("n%", sa.Integer)
+    )
+    md.create_all(engine)
+    pipeline = bl.Pipeline(
+        db_url,
+        writes=[
+            bl.Insert("t%x"),
+            bl.Increment("s%y", key="k%", columns=["n%"]),
+            bl.Upsert("t%x", key="id"),
+        ],
+        chunk_size=1000,
+    )
+
+    def map_row(r: dict[str, Any], out: bl.Out) -> None:
+        out.insert("t%x", {"id": r["i"], "v%": r["i"]})
+        out.increment("s%y", {"k%": f"k{r['i'] % 7}", "n%": 1})
+        if r["i"] % 5 == 0:
+            out.upsert("t%x", {"id": r["i"], "v%": -r["i"]})
+
+    result = pipeline.run(({"i": i} for i in range(1, rows + 1)), map_row)
+    assert result.status == "success" and result.isolation_flushes == 0, result.to_dict()
+    t, s = md.tables["t%x"], md.tables["s%y"]
+    with engine.connect() as conn:
+        values = dict(conn.execute(sa.select(t.c.id, t.c["v%"])).all())
+        totals = dict(conn.execute(sa.select(s.c["k%"], s.c["n%"])).all())
+    assert values == {i: -i if i % 5 == 0 else i for i in range(1, rows + 1)}
+    assert sum(totals.values()) == rows and len(totals) == min(rows, 7)

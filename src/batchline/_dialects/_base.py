@@ -148,11 +148,9 @@ class Dialect:
 
     # -- identifiers ------------------------------------------------------------------------
     def quote(self, ident: str) -> str:
-        quoted = self._preparer.quote(ident)
-        if self.placeholder == "%s":
-            # In format paramstyle a literal % must be doubled, even inside quotes.
-            quoted = quoted.replace("%", "%%")
-        return quoted
+        # In format paramstyle a literal % must be doubled, even inside quotes: SQLAlchemy's
+        # preparer does it already for such drivers (doubling again made "a%b" a%%b).
+        return str(self._preparer.quote(ident))
 
     def table_sql(self, name: str) -> str:
         return ".".join(self.quote(part) for part in name.split("."))
