@@ -133,3 +133,24 @@ def dead_positions(engine: sa.Engine, job: str | None = None) -> list[int]:
             sql += " WHERE job = :job"
             params["job"] = job
         return sorted(int(r[0]) for r in conn.execute(sa.text(sql + " ORDER BY position"), params))
+
+
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows ``sql`` returns, on a connection of its own (nothing pooled stays open)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql)]
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, *statements: str) -> None:
+    """Run ``statements`` in one transaction, on a connection of its own."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 import batchline as bl
 from batchline import _arrow_write
+from tests._schemas import execute, rows
 
 BULK_BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -39,25 +40,6 @@ BULK_BACKENDS = [
 def url(request: pytest.FixtureRequest) -> str:
     name = {"sqlite": "sqlite_url", "postgres": "postgres_url"}[request.param]
     return str(request.getfixturevalue(name))
-
-
-def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(sql)]
-    finally:
-        engine.dispose()
-
-
-def execute(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
 
 
 class Sent:

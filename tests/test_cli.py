@@ -30,6 +30,7 @@ from rich.console import Console
 from batchline import Result as ResultType
 from batchline import cli as cli_module
 from batchline.cli import cli
+from tests._schemas import execute, rows
 
 ROWS = [
     {"id": 1, "name": "apple", "price": "1.50", "picked": "2024-01-02", "organic": "true"},
@@ -40,25 +41,6 @@ ROWS = [
 
 def run(*args: str, input: str | bytes | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
-
-
-def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(sql)]
-    finally:
-        engine.dispose()
-
-
-def execute(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
 
 
 def dead_letters(url: str) -> list[tuple[Any, ...]]:
