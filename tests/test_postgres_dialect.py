@@ -467,3 +467,35 @@ def test_a_transient_error_inside_the_staged_pass_is_retried_not_dead_lettered(
     with pg.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM items")).scalar() == 0
         assert conn.execute(sa.text("SELECT count(*) FROM batchline_dead_letters")).scalar() == 0
+
+
+def test_transactions_begin_in_the_pipeline_and_only_bookkeeping_commits_lazily(
+    postgres_url: str, pg: sa.Engine
+) -> None:
+    # psycopg waits a round trip for its own implicit BEGIN in pipeline mode, so sessions run
+    # the driver in autocommit and send BEGIN themselves. The job's start and end hold only
+    # bookkeeping and commit without waiting for the disk; chunk transactions always wait.
+    pipeline = bl.Pipeline(postgres_url, writes=[bl.Insert("items")], chunk_size=10)
+    sent: list[str] = []
+    pipeline.statement_listeners.append(lambda sql, rows: sent.append(sql))
+    records = [{"id": i, "amount": i, "label": "x"} for i in range(1, 31)]
+    assert pipeline.run(records).status == "success"
+    transactions: list[list[str]] = []
+    for sql in sent:
+        if sql == "BEGIN":
+            transactions.append([])
+        elif transactions:
+            transactions[-1].append(sql)
+    relaxed = [t for t in transactions if "SET LOCAL synchronous_commit TO OFF" in t]
+    chunks = [
+        t for t in transactions if any(s.startswith("INSERT INTO") and "items" in s for s in t)
+    ]
+    assert len(chunks) == 3 and len(relaxed) == 2  # the job's start and its end
+    assert not any("SET LOCAL synchronous_commit TO OFF" in t for t in chunks)
+    assert all(t[-1] == "COMMIT" for t in chunks)
+    raw = pipeline.engine.raw_connection()  # the run's pooled connection, settings back
+    try:
+        assert raw.driver_connection.autocommit is False
+    finally:
+        raw.close()
+        pipeline.close()
