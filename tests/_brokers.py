@@ -221,3 +221,13 @@ def kill_chain(
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     return proc.returncode, err.decode(errors="replace"), seed
+
+
+def check_linger(waits: list[float], linger: float) -> None:
+    """Trickled messages each landed within ``linger`` plus one flush: typically a few ms
+    after the linger (the median), and never more than a slow flush on a loaded machine
+    after it (a chunk may also wait for the flush before it). Without the linger cut they
+    would wait for a full chunk: minutes at one message every 50 ms."""
+    ordered = sorted(waits)
+    assert ordered[len(ordered) // 2] < linger + 0.05, ordered
+    assert ordered[-1] < linger + 0.25, ordered[-5:]
