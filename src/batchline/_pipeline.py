@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -46,8 +46,8 @@ from ._out import Out, WriteIndex
 from ._payload import PayloadPolicy
 from ._result import Result
 from ._retry import RetryPolicy
-from ._run_loop import AfterCommit, run_loop
-from ._sources import ArrowSource, FileSource, arrow_source, iter_records
+from ._run_loop import AfterCommit, Numbered, run_loop
+from ._sources import ArrowSource, FileSource, arrow_source
 from ._state import StateTables
 from ._writes import Lookup, Write
 from .typing import ChunkCallback
@@ -256,13 +256,13 @@ class Pipeline:
         arrow = records if isinstance(records, ArrowSource) else arrow_source(records)
         if isinstance(records, FileSource):
             fingerprint = source_id or records.fingerprint()
-            source: Iterable[Any] = records
+            source: Iterable[Any] | Numbered = records
         elif arrow is not None:
             fingerprint = source_id
             source = arrow
         else:
             fingerprint = source_id
-            source = iter_records(cast("Iterable[Mapping[str, Any]]", records))
+            source = Numbered(records)
         return self._run_source(
             source,
             map,
@@ -348,7 +348,7 @@ class Pipeline:
 
     def _run_source(
         self,
-        source: Iterable[Any],
+        source: Iterable[Any] | Numbered,
         map: MapFunction | None,
         *,
         job: str | None,

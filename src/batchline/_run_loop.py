@@ -11,8 +11,9 @@ flush it checks the failure budget (``max_failures``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,7 +37,7 @@ from ._state import key_hash
 from ._writes import Lookup, Write
 from .typing import MapFunction
 
-__all__ = ["FLUSH_NOW", "AfterCommit", "run_loop"]
+__all__ = ["FLUSH_NOW", "AfterCommit", "Numbered", "run_loop"]
 
 # -- core hook: streams (issue 14) ---------------------------------------------------------------
 #: Yielded by a source between records to close the chunk being collected now, and hand it to
@@ -48,7 +49,7 @@ FLUSH_NOW: Any = object()
 
 
 def run_loop(
-    source: Iterable[Any],
+    source: Iterable[Any] | Numbered,
     map_fn: MapFunction | None,
     key_fn: Callable[[dict[str, Any]], Any] | None,
     *,
@@ -144,7 +145,7 @@ def run_loop(
 
 
 def _loop(
-    source: Iterable[Any],
+    source: Iterable[Any] | Numbered,
     map_fn: MapFunction | None,
     key_fn: Callable[[dict[str, Any]], Any] | None,
     resume: int,
@@ -184,29 +185,48 @@ def _loop(
         out.start(fresh)
         return fresh, fresh.items
 
+    numbered = isinstance(source, Numbered)
+    position = resume
+    # (a Numbered source's records before ``resume`` are skipped in C, never looked at)
+    records = islice(source.records, resume, None) if isinstance(source, Numbered) else source
     try:
-        for src in source:
-            if src is FLUSH_NOW:  # core hook: streams (a linger expired)
-                if items:
-                    chunk, items = close(chunk)
-                    check_at = 1
-                continue
-            position = src.position
-            if position <= resume:
-                continue
-            if isinstance(src, ReadFailure):
-                item = Item(
-                    position, src.line, src.raw, failure=Failure("read", "ReadError", src.error)
-                )
-                chunk.failed += 1
+        for src in records:
+            if numbered and type(src) is dict:  # the common record: no object made for it
+                position += 1
+                out.item = item = Item(position, position, src)
+                data = continue_with = src
             else:
-                data = src.data
-                out.item = item = Item(position, src.line, data)
-                if type(src) is not SourceRecord:  # a replayed dead letter
-                    replayed = getattr(src, "dead_letter_id", None)
-                    if replayed is not None:
-                        item.dead_letter_id = replayed
-                        item.attempts = getattr(src, "attempts", 1) + 1
+                if src is FLUSH_NOW:  # core hook: streams (a linger expired)
+                    if items:
+                        chunk, items = close(chunk)
+                        check_at = 1
+                    continue
+                if numbered:  # another mapping (copied), or not a mapping at all
+                    position += 1
+                    src = _numbered(src, position)
+                position = src.position
+                if position <= resume:
+                    continue
+                if isinstance(src, ReadFailure):
+                    items.append(
+                        Item(
+                            position,
+                            src.line,
+                            src.raw,
+                            failure=Failure("read", "ReadError", src.error),
+                        )
+                    )
+                    chunk.failed += 1
+                    continue_with = _UNREAD
+                else:
+                    data = continue_with = src.data
+                    out.item = item = Item(position, src.line, data)
+                    if type(src) is not SourceRecord:  # a replayed dead letter
+                        replayed = getattr(src, "dead_letter_id", None)
+                        if replayed is not None:
+                            item.dead_letter_id = replayed
+                            item.attempts = getattr(src, "attempts", 1) + 1
+            if continue_with is not _UNREAD:
                 try:
                     if map_fn is None:
                         out._add(only, data)  # the one write, found once
@@ -222,7 +242,7 @@ def _loop(
                     )
                     chunk.discard(item)  # what it emitted before it raised
                     chunk.failed += 1
-            items.append(item)
+                items.append(item)
             n = len(items)
             if n < chunk_size:
                 if n < check_at:
@@ -242,6 +262,36 @@ def _loop(
         raise
     handoff.wait()
     handoff.budget.check(handoff.result)
+
+
+class Numbered:
+    """A plain iterable of records (mappings), numbered by the run loop as it goes: its
+    n-th record has position and line n.
+
+    Why not a :class:`SourceRecord` per record, as files give: that is an object, and a
+    generator step, per record, where a ``dict`` needs neither. A dict record is passed to
+    the mapping as it is (not copied): it is kept, by reference, until its chunk commits,
+    as its dead letter's payload should it fail. Another mapping is copied into a dict; a
+    value that is no mapping becomes a dead letter at stage ``read``.
+    """
+
+    __slots__ = ("records",)
+
+    def __init__(self, records: Iterable[Any]) -> None:
+        self.records = records
+
+
+def _numbered(record: Any, position: int) -> SourceRecord | ReadFailure:
+    """A :class:`Numbered` record that is not a dict, at ``position``."""
+    if isinstance(record, Mapping):
+        return SourceRecord(position, position, dict(record))
+    return ReadFailure(
+        position, position, f"record is {type(record).__name__}, expected a mapping", None
+    )
+
+
+#: A record the loop did not map (it could not be read).
+_UNREAD: Any = object()
 
 
 def _next_check(size: int, n: int, limit: int) -> int:
