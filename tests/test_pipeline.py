@@ -564,3 +564,46 @@ def test_a_percent_sign_in_table_and_column_names_is_quoted_once(
         totals = dict(conn.execute(sa.select(s.c["k%"], s.c["n%"])).all())
     assert values == {i: -i if i % 5 == 0 else i for i in range(1, rows + 1)}
     assert sum(totals.values()) == rows and len(totals) == min(rows, 7)
+
+
+def test_a_plain_iterable_is_numbered_its_odd_records_handled_and_a_resume_skips_what_landed(
+    sqlite_url: str,
+) -> None:
+    """A plain iterable's n-th record is position and line n: a dict goes to the mapping as
+    it is, another mapping as a dict copy, anything else is a dead letter at stage read; a
+    resumed job starts after its checkpoint without mapping what came before."""
+    from types import MappingProxyType
+
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
+    seen: list[Any] = []
+
+    def map_row(record: Any, out: bl.Out) -> None:
+        seen.append(record)
+        out.insert("t", {"id": record["id"], "v": record["v"]})
+
+    first = {"id": 1, "v": "a"}
+    records: list[Any] = [first, MappingProxyType({"id": 2, "v": "b"}), ["no"], {"id": 4, "v": "d"}]
+
+    def crashing() -> Iterator[Any]:
+        yield from records
+        raise OSError("the source broke")
+
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("t")], chunk_size=2)
+    with pytest.raises(OSError, match="the source broke"):
+        pipeline.run(crashing(), map_row, job="numbered")
+    assert seen[0] is first and type(seen[1]) is dict and seen[1] == {"id": 2, "v": "b"}
+
+    # the job resumes after record 4, mapping only the records after it
+    seen.clear()
+    result = pipeline.run([*records, {"id": 5, "v": "e"}], map_row, job="numbered")
+    assert (result.resumed_from, result.items_processed, result.status) == (4, 1, "success")
+    assert seen == [{"id": 5, "v": "e"}]
+    letters = bl.DeadLetters(sqlite_url).list(job="numbered")
+    assert [(d.position, d.line, d.stage) for d in letters] == [(3, 3, "read")]
+    assert "record is list, expected a mapping" in letters[0].message
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT id, v FROM t ORDER BY id")).all() == [
+            (1, "a"), (2, "b"), (4, "d"), (5, "e"),
+        ]  # fmt: skip
