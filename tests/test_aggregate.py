@@ -68,3 +68,40 @@ def test_a_single_column_key_given_as_a_ref_or_plainly_lands_on_one_row() -> Non
     # the records' own rows are untouched (isolation replays them against other resolutions)
     assert rows[0].values[1] == (41, 3)
     assert groups == aggregate(write, rows, {catalog: {("S1",): 41}})
+
+
+def test_a_one_column_increment_sums_whole_numbers_mixed_numbers_and_keeps_first_extras() -> None:
+    """The one-key, one-amount increment (``_one_total``): whole numbers summed exactly
+    (beyond 64 bits too), a Decimal beside floats summed as Decimal, and a key's create-only
+    columns taken from its first row."""
+    write = bl.Increment("t", key="k", columns=["qty"])
+    index = WriteIndex([write])
+    big = 2**70
+    whole = _rows(
+        index,
+        [("increment", {"k": k, "qty": q}) for k, q in [(2, 1), (1, big), (2, 5), (1, big)]],
+    )
+    assert aggregate(write, whole, {}) == [(("k", "qty"), [(1, 2 * big), (2, 6)], None)]
+
+    mixed = _rows(
+        index,
+        [
+            ("increment", {"k": 1, "qty": Decimal("0.10")}),
+            ("increment", {"k": 1, "qty": 0.2}),
+            ("increment", {"k": 2, "qty": 3}),
+            ("increment", {"k": 2, "qty": 0.5}),
+        ],
+    )
+    assert aggregate(write, mixed, {}) == [(("k", "qty"), [(1, Decimal("0.30")), (2, 3.5)], None)]
+
+    extras = _rows(
+        index,
+        [
+            ("increment", {"k": 5, "qty": 1, "name": "first"}),
+            ("increment", {"k": 4, "qty": 2, "name": "only"}),
+            ("increment", {"k": 5, "qty": 3, "name": "second"}),
+        ],
+    )
+    assert aggregate(write, extras, {}) == [
+        (("k", "qty", "name"), [(4, 2, "only"), (5, 4, "first")], None)
+    ]

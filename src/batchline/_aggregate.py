@@ -31,6 +31,8 @@ RowGroup = tuple[tuple[str, ...], list[tuple[Any, ...]], list[Item] | None]
 #: Per lookup, key -> looked-up value, for one flush try.
 Resolved = dict[Lookup, dict[tuple[Any, ...], Any]]
 
+_WHOLE = {int}  # a column of plain ints (no bool, float or Decimal among them)
+
 
 def _sorted_by_key(rows: list[tuple[Any, ...]], nkey: int) -> list[tuple[Any, ...]]:
     """Rows in key order, so concurrent writers take row locks in the same order."""
@@ -177,18 +179,24 @@ def _one_total(write: Increment, rows: Rows, resolved: Resolved) -> list[RowGrou
     keys = list(map(itemgetter(at), values))
     if at in rows.refs:
         keys = [resolved[k.lookup][k.key] if type(k) is Ref else k for k in keys]
-    adds = map(itemgetter(cols.index(write.columns[0])), values)
-    totals: dict[Any, Any] = {}
-    first: dict[Any, int] = {}
-    get = totals.get
-    for i, (k, b) in enumerate(zip(keys, adds)):
-        a = get(k)
-        if a is None:
-            totals[k] = b
-            first[k] = i
-        else:
-            totals[k] = a + b if type(a) is type(b) else _add(a, b)
     n = cols.index(write.columns[0])
+    adds = map(itemgetter(n), values)
+    totals: dict[Any, Any]
+    if rows.types[n] == _WHOLE:  # whole numbers only (Chunk.measure saw every type)
+        totals = dict.fromkeys(keys, 0)
+        for k, b in zip(keys, adds):
+            totals[k] += b
+    else:
+        totals = {}
+        get = totals.get
+        for k, b in zip(keys, adds):
+            a = get(k)
+            totals[k] = b if a is None else a + b if type(a) is type(b) else _add(a, b)
+    if len(cols) == 2:  # the key and the amount only: the totals are the rows
+        return [((cols[at], cols[n]), _sorted_by_key(list(totals.items()), 1), None)]
+    # each key's first row gives the other (create-only) columns: the first index of each
+    # key, in C (walking backwards, an earlier index overwrites a later one)
+    first = dict(zip(reversed(keys), reversed(range(len(keys)))))
     merged: dict[Any, dict[str, Any]] = {}
     for k, i in first.items():
         row = dict(zip(cols, _resolved(values[i], resolved) if rows.refs else values[i]))
