@@ -148,7 +148,14 @@ class Applier:
             else:
                 before = len(live)
                 resolved, live = self.resolver.resolve(
-                    session, live, rows, tally.lookups, tally.failures, reuse=savepoint
+                    session,
+                    live,
+                    rows,
+                    tally.lookups,
+                    tally.failures,
+                    reuse=savepoint,
+                    # the keys the read-ahead found in the same rows, when these are all
+                    wanted=prep.wanted if prep is not None and len(live) == len(batch) else None,
                 )
                 if len(live) != before:
                     rows = self.rows.rows_for(live)

@@ -27,7 +27,7 @@ from ._errors import FatalDatabaseError
 from ._items import Failure, Item
 from ._writes import Lookup, Ref
 
-__all__ = ["Found", "LookupCache", "LookupResolver", "split_cached", "wanted_refs"]
+__all__ = ["Found", "LookupCache", "LookupResolver", "Wanted", "split_cached", "wanted_refs"]
 
 #: Per lookup, key -> value.
 Found = dict[Lookup, dict[tuple[Any, ...], Any]]
@@ -50,13 +50,15 @@ class LookupCache:
         self.values.update(new)
 
 
-def wanted_refs(
-    rows: Sequence[Sequence[Rows]], lookups: Sequence[Lookup]
-) -> dict[Lookup, dict[tuple[Any, ...], Ref]] | None:
+#: Per lookup, the distinct keys a batch refers to, each with the first Ref to it.
+Wanted = dict[Lookup, dict[tuple[Any, ...], Ref]]
+
+
+def wanted_refs(rows: Sequence[Sequence[Rows]], lookups: Sequence[Lookup]) -> Wanted | None:
     """Per lookup, the distinct keys a batch's rows refer to (first Ref per key, whose values
     create a missing row); ``None`` if a row refers to a lookup the pipeline lacks. Only
     the columns where a Ref was seen are gone through (``Rows.refs``)."""
-    wanted: dict[Lookup, dict[tuple[Any, ...], Ref]] = {lk: {} for lk in lookups}
+    wanted: Wanted = {lk: {} for lk in lookups}
     for per_write in rows:
         for buffer in per_write:
             for i in buffer.refs:
@@ -157,6 +159,7 @@ class LookupResolver:
         failures: list[tuple[Item, Failure]],
         *,
         reuse: bool,
+        wanted: Wanted | None = None,
     ) -> tuple[Resolved, list[Item]]:
         """Resolve every Ref of ``live`` (whose rows are ``rows``), one lookup at a time, in
         one or two statements.
@@ -166,6 +169,7 @@ class LookupResolver:
         written: those referring to a key with no row (that may not be created) are added
         to ``failures`` at stage ``lookup``. With ``reuse`` (isolating, under savepoints),
         a resolution is kept for the transaction's later tries over part of its records.
+        ``wanted``: the keys ``rows`` refer to, when the caller found them already.
         """
         resolved: Resolved = {}
         if not self.lookups:
@@ -180,7 +184,8 @@ class LookupResolver:
             failures.extend((it, gone[id(it)]) for it in live if id(it) in gone)
             return memo.resolved, [it for it in live if id(it) not in gone]
         self._created = False
-        wanted = wanted_refs(rows, self.lookups)
+        if wanted is None:
+            wanted = wanted_refs(rows, self.lookups)
         if wanted is None:
             stray = next(r.lookup for _, r in _refs_of(rows) if r.lookup not in self.lookups)
             raise FatalDatabaseError(

@@ -31,7 +31,7 @@ from ._chunk import Chunk
 from ._database import Session
 from ._dialects import Dialect, ErrorKind, TableInfo
 from ._items import Item
-from ._lookups import split_cached, wanted_refs
+from ._lookups import Wanted, split_cached, wanted_refs
 from ._writes import Lookup, Write
 
 __all__ = ["Prepared", "Preparer"]
@@ -51,6 +51,9 @@ class Prepared:
     known: Resolved  # lookup values known to exist: from the cache or a read ahead
     fetched: Resolved  # of those, the ones read ahead (for the cache, once committed)
     groups: list[list[RowGroup]] | None  # per write, when every reference is known
+    #: Per lookup, the distinct keys the records refer to (so the flush, when it must
+    #: resolve them, does not go through the chunk's references again).
+    wanted: Wanted | None = None
 
 
 class Preparer:
@@ -82,7 +85,7 @@ class Preparer:
         complete = True
         wanted = wanted_refs(rows, self.lookups) if self.lookups else {}
         if wanted is None:  # the flush reports the stray lookup
-            return Prepared(good, known, fetched, None)
+            return Prepared(good, known, fetched, None)  # (wanted None: the flush re-finds)
         for lookup, refs_by_key in wanted.items():
             values, todo = split_cached(refs_by_key, self.caches[lookup].values)
             if todo:
@@ -93,7 +96,7 @@ class Preparer:
         groups = None
         if complete:
             groups = [aggregate(w, rows[i], known) for i, w in enumerate(self.writes)]
-        return Prepared(good, known, fetched, groups)
+        return Prepared(good, known, fetched, groups, wanted)
 
     def _read_ahead(self, lookup: Lookup, keys: list[tuple[Any, ...]]) -> dict[Any, Any]:
         reader = self.reader
