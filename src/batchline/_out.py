@@ -152,7 +152,24 @@ class Out:
     def insert(self, table: str, row: Row, *, columns: tuple[str, ...] | None = None) -> None:
         """Insert ``row`` into ``table`` (declared with :class:`~batchline.Insert`)."""
         idx = self._inserts.get(table)
-        self._add(self._find(Insert.kind, table) if idx is None else idx, row, columns)
+        if idx is None:
+            idx = self._find(Insert.kind, table)
+        # the hot loop's rows, inline: a dict, or a tuple with its columns, into a buffer
+        # that exists (inserts keep no sequence)
+        elif columns is None:
+            if type(row) is dict:
+                rows = self._buffers[idx].get(tuple(row))
+                if rows is not None:
+                    rows.values.append(tuple(row.values()))
+                    rows.owners.append(self.item)
+                    return
+        elif type(row) is tuple and len(row) == len(columns):
+            rows = self._buffers[idx].get(columns)
+            if rows is not None:
+                rows.values.append(row)
+                rows.owners.append(self.item)
+                return
+        self._add(idx, row, columns)
 
     def upsert(self, table: str, row: Row, *, columns: tuple[str, ...] | None = None) -> None:
         """Insert or update ``row`` (declared with :class:`~batchline.Upsert`)."""
@@ -161,7 +178,26 @@ class Out:
     def increment(self, table: str, row: Row, *, columns: tuple[str, ...] | None = None) -> None:
         """Add the row's increment columns to the row with its key (``Increment``)."""
         idx = self._increments.get(table)
-        self._add(self._find(Increment.kind, table) if idx is None else idx, row, columns)
+        if idx is None:
+            idx = self._find(Increment.kind, table)
+        elif columns is None:  # inline, as for insert (an increment keeps its sequence)
+            if type(row) is dict:
+                rows = self._buffers[idx].get(tuple(row))
+                if rows is not None:
+                    rows.values.append(tuple(row.values()))
+                    rows.owners.append(self.item)
+                    self._seq = seq = self._seq + 1
+                    rows.seq.append(seq)  # type: ignore[union-attr]
+                    return
+        elif type(row) is tuple and len(row) == len(columns):
+            rows = self._buffers[idx].get(columns)
+            if rows is not None:
+                rows.values.append(row)
+                rows.owners.append(self.item)
+                self._seq = seq = self._seq + 1
+                rows.seq.append(seq)  # type: ignore[union-attr]
+                return
+        self._add(idx, row, columns)
 
     def delete(self, table: str, key: Row, *, columns: tuple[str, ...] | None = None) -> None:
         """Delete the row of ``table`` whose key columns equal ``key`` (``Delete``)."""
