@@ -373,7 +373,7 @@ def test_a_restart_while_another_runner_holds_a_partition_drops_nothing(
     from batchline._database import Session
     from batchline._dialects import dialect_for
     from batchline._job_lock import JobLock
-    from batchline._state import StateTables
+    from batchline._state_tables import StateTables
 
     with pg.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE slow (id bigint)")

@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from batchline._errors import ConfigError
-from batchline._state import SCHEMA_VERSION, StateTables
+from batchline._state_tables import SCHEMA_VERSION, StateTables
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 CREATE = (
-    "import sys, sqlalchemy as sa, batchline._state as s; "
+    "import sys, sqlalchemy as sa, batchline._state_tables as s; "
     "e = sa.create_engine(sys.argv[1]); s.StateTables().create(e); e.dispose()"
 )
 

@@ -29,7 +29,7 @@ from ._result import FailedItem, Result
 from ._retry import RetryPolicy
 from ._sources import FileSource, ReadFailure, SourceRecord
 from ._sources import read_file as read
-from ._state import DeadLetter, JobState
+from ._state_rows import DeadLetter, JobState
 from ._streams import BrokerSource, Consumer, JetStreamSource, RabbitSource, RedisStreamSource
 from ._writes import Delete, Increment, Insert, Lookup, Ref, Upsert, Write
 

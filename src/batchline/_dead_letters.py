@@ -21,7 +21,9 @@ from ._dialects import dialect_for
 from ._job_lock import is_held
 from ._payload import refusal
 from ._result import Result
-from ._state import DeadLetter, JobState, StateStore, StateTables
+from ._state import StateStore
+from ._state_rows import DeadLetter, JobState
+from ._state_tables import StateTables
 
 __all__ = ["DeadLetters"]
 

@@ -33,7 +33,8 @@ from ._payload import PayloadPolicy
 from ._prepare import Prepared
 from ._result import FailedItem, Result
 from ._retry import RetryPolicy, TransientFailure
-from ._state import StateStore, to_json
+from ._state import StateStore
+from ._state_rows import to_json
 from ._writes import Lookup, Write
 from .typing import ChunkCallback
 

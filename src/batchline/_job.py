@@ -38,7 +38,9 @@ from ._payload import PayloadPolicy
 from ._result import Result, Status
 from ._retry import RetryPolicy, TransientFailure
 from ._spec import spec_differences
-from ._state import JobState, StateStore, StateTables, to_json
+from ._state import StateStore
+from ._state_rows import JobState, to_json
+from ._state_tables import StateTables
 from ._writes import Lookup, Write
 
 __all__ = ["FINISHED", "JobRun"]

@@ -40,7 +40,8 @@ import sqlalchemy as sa
 from ._database import Session
 from ._dialects import Dialect, Executor
 from ._errors import JobLocked
-from ._state import StateTables, now_iso
+from ._state_rows import now_iso
+from ._state_tables import StateTables
 
 __all__ = ["JobLock", "is_held", "this_runner"]
 

@@ -28,7 +28,7 @@ from ._infer import (
 from ._out import Out
 from ._pipeline import Pipeline
 from ._spec import spec_differences
-from ._state import JobState
+from ._state_rows import JobState
 from ._writes import Increment, Insert, Upsert, Write
 
 __all__ = [

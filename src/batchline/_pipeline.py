@@ -48,7 +48,7 @@ from ._result import Result
 from ._retry import RetryPolicy
 from ._run_loop import AfterCommit, Numbered, run_loop
 from ._sources import ArrowSource, FileSource, arrow_source
-from ._state import StateTables
+from ._state_tables import StateTables
 from ._writes import Lookup, Write
 from .typing import ChunkCallback
 

@@ -33,7 +33,7 @@ from ._prepare import Preparer
 from ._result import Result, Status
 from ._sizes import measure_above, oversized
 from ._sources import ReadFailure, SourceRecord
-from ._state import key_hash
+from ._state_rows import key_hash
 from ._writes import Lookup, Write
 from .typing import MapFunction
 

@@ -19,7 +19,7 @@ import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from ._state import to_json
+from ._state_rows import to_json
 
 __all__ = ["LOOSE_KEYS", "spec_differences"]
 

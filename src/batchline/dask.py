@@ -48,7 +48,8 @@ from ._job_lock import JobLock
 from ._pipeline import MapFunction, Pipeline
 from ._result import MAX_FAILED_ITEMS, Result, Status
 from ._sources import read_file
-from ._state import JobState, StateStore
+from ._state import StateStore
+from ._state_rows import JobState
 
 if TYPE_CHECKING:
     from distributed import Client, Future

@@ -27,7 +27,7 @@ from rich.text import Text
 
 from .._result import FailedItem, Result
 from .._sources import FileSource, ReadFailure, SourceItem
-from .._state import DeadLetter, JobState
+from .._state_rows import DeadLetter, JobState
 
 __all__ = [
     "LoadProgress",

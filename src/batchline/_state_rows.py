@@ -1,0 +1,124 @@
+"""What the state tables' rows read back as (:class:`JobState`, :class:`DeadLetter`), and
+the encodings written into them: JSON for payloads and specs, the ledger's key hash, times.
+
+Kept apart from the tables and the statements (``_state_tables``, ``_state``) because the
+public API hands these out (``DeadLetters.jobs()``, ``.list()``), and the CLI renders them,
+without touching a database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from ._payload import read_payload
+from ._sizes import TRUNCATED
+
+__all__ = ["DeadLetter", "JobState", "key_hash", "now_iso", "to_json"]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)  # anything else is kept as its text, never dropped
+
+
+def to_json(value: Any) -> str:
+    """JSON for payloads; what JSON cannot hold is stored as text rather than lost."""
+    try:
+        return json.dumps(value, default=_json_default, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return json.dumps(str(value), ensure_ascii=False)
+
+
+def key_hash(key: Any) -> str:
+    """A fixed-width ledger key for any idempotency key value (tuples, strings, numbers)."""
+    return hashlib.sha256(to_json(key).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    name: str
+    fingerprint: str | None
+    position: int
+    processed: int
+    failed: int
+    duplicates: int
+    chunks: int
+    status: str
+    spec: str | None
+    started_at: str
+    updated_at: str
+    finished_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    job: str
+    position: int
+    line: int
+    stage: str
+    error_class: str
+    message: str
+    payload: str
+    attempts: int
+    created_at: str
+
+    @property
+    def record(self) -> Any:
+        """The record as stored: whole (``payload_mode`` ``"full"``, redacted fields
+        blanked), only its key fields (``"keys"``), or None (``"none"``)."""
+        return read_payload(self.payload).record
+
+    @property
+    def payload_mode(self) -> str:
+        """What the letter keeps of its record: ``"full"``, ``"keys"`` or ``"none"``."""
+        return read_payload(self.payload).mode
+
+    @property
+    def redacted(self) -> tuple[str, ...]:
+        """The fields whose values were replaced by ``[redacted]``."""
+        return read_payload(self.payload).redacted
+
+    @property
+    def replayable(self) -> bool:
+        """Whether the letter holds its record as read, which replay needs."""
+        return read_payload(self.payload).replayable
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the payload was too large to store and holds only its head (the record
+        is then ``{"batchline_truncated": {"bytes": …, "head": …}}``; it cannot be replayed)."""
+        return self.payload.startswith('{"' + TRUNCATED + '"')
+
+    def to_dict(self) -> dict[str, Any]:
+        stored = read_payload(self.payload)
+        return {
+            "id": self.id,
+            "job": self.job,
+            "position": self.position,
+            "line": self.line,
+            "stage": self.stage,
+            "error_class": self.error_class,
+            "message": self.message,
+            "record": stored.record,
+            "payload_mode": stored.mode,
+            "redacted": list(stored.redacted),
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+        }
