@@ -23,8 +23,9 @@ from dataclasses import replace
 from typing import Any
 
 import batchline._pipeline as pipeline_module
+from batchline._bench._batchline_strategies import load_with_batchline
 from batchline._bench._harness import bench_setup
-from batchline._bench._strategies import _batchline, sqlalchemy_core
+from batchline._bench._strategies import sqlalchemy_core
 from batchline._gc import fewer_collections
 
 
@@ -62,7 +63,7 @@ def main() -> None:
             pipeline_module.fewer_collections = (  # type: ignore[assignment]
                 fewer_collections if tuned else contextlib.nullcontext
             )
-            _batchline(engine, work, chunk)
+            load_with_batchline(engine, work, chunk)
 
         def core(tuned: bool, chunk: int) -> None:
             with fewer_collections() if tuned else contextlib.nullcontext():

@@ -23,8 +23,8 @@ from typing import Any
 
 import batchline._dialects._postgres as pg_dialect
 import batchline._prepare as prepare
+from batchline._bench._batchline_strategies import load_with_batchline
 from batchline._bench._harness import bench_setup
-from batchline._bench._strategies import _batchline
 
 
 def _not_prepared(self: prepare.Preparer, items: Any) -> prepare.Prepared:
@@ -63,7 +63,7 @@ def main() -> None:
                 for chunk in chunk_sizes:
                     tables.reset(admin)
                     start = time.perf_counter()
-                    _batchline(engine, work, chunk)
+                    load_with_batchline(engine, work, chunk)
                     rate = len(work.lines) / (time.perf_counter() - start)
                     results.setdefault((name, chunk), []).append(rate)
     print(f"{args.lines:,} lines, +{args.latency_ms} ms each way, median of {args.repeats}")

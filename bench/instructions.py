@@ -46,8 +46,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from batchline._bench._batchline_strategies import load_with_batchline
 from batchline._bench._harness import verify_state
-from batchline._bench._strategies import _batchline, strategy_named
+from batchline._bench._strategies import strategy_named
 from batchline._bench._workload import BenchTables, make_workload
 from batchline._database import make_engine, redact_url
 
@@ -89,7 +90,9 @@ def child(args: argparse.Namespace) -> None:
     work.tables.create(engine, catalog)
     if args.strategy in ("batchline", "batchline-values"):
         # pinned: sized by time, chunks would be sized by callgrind's slowdown (~50x)
-        _batchline(engine, work, args.chunk_size, values=args.strategy == "batchline-values")
+        load_with_batchline(
+            engine, work, args.chunk_size, values=args.strategy == "batchline-values"
+        )
     else:
         strategy_named(args.strategy).run(engine, work)
     engine.dispose()

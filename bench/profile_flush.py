@@ -28,8 +28,8 @@ import batchline._database
 import batchline._flush
 import batchline._lookups
 import batchline._state
+from batchline._bench._batchline_strategies import load_with_batchline
 from batchline._bench._harness import bench_setup
-from batchline._bench._strategies import _batchline
 
 TIMED = [
     (batchline._flush.Flusher, "flush", "flush (total)"),
@@ -80,7 +80,7 @@ def main() -> None:
             chunk_size=args.chunk_size,
         )
         tables = work.tables
-        _batchline(engine, work, args.chunk_size)  # warm up: imports, caches, connections
+        load_with_batchline(engine, work, args.chunk_size)  # warm up: imports, caches, connections
         tables.reset(admin)
 
         seconds: dict[str, float] = collections.defaultdict(float)
@@ -102,7 +102,7 @@ def main() -> None:
                 patches.callback(setattr, batchline._flush.Flusher, "flush", flush)
                 main_prof.enable()
             start, cpu_start = time.perf_counter(), time.process_time()
-            _batchline(engine, work, args.chunk_size)
+            load_with_batchline(engine, work, args.chunk_size)
             wall = time.perf_counter() - start
             cpu = time.process_time() - cpu_start
             main_prof.disable()

@@ -29,6 +29,7 @@ from rich.console import Console
 
 from batchline import Result as ResultType
 from batchline import cli as cli_module
+from batchline.cli import _load as load_command
 from batchline.cli import cli
 from tests._schemas import execute, rows
 
@@ -754,7 +755,7 @@ def test_progress_bar_on_a_terminal_and_not_with_quiet(
 ) -> None:
     screen = io.StringIO()
     fake: Callable[[], Console] = lambda: Console(file=screen, force_terminal=True, width=120)  # noqa: E731
-    monkeypatch.setattr(cli_module, "stderr_console", fake)
+    monkeypatch.setattr(load_command, "stderr_console", fake)
     path = numbered_csv(tmp_path / "f.csv", 600, bad=frozenset({7}))
 
     result = run("load", str(path), "--db", sqlite_url, "--table", "t")
@@ -780,15 +781,15 @@ def test_progress_bar_counts_database_failures_as_chunks_commit(
     path.write_text("id,n\n" + "\n".join(rows) + "\n", encoding="utf-8")
     screen = io.StringIO()
     fake: Callable[[], Console] = lambda: Console(file=screen, force_terminal=True, width=120)  # noqa: E731
-    monkeypatch.setattr(cli_module, "stderr_console", fake)
+    monkeypatch.setattr(load_command, "stderr_console", fake)
     seen: list[int] = []
-    real = cli_module.LoadProgress.on_chunk
+    real = load_command.LoadProgress.on_chunk
 
     def spy(self: Any, result: Any, failed: Any) -> None:
         real(self, result, failed)
         seen.append(self.database_failures)
 
-    monkeypatch.setattr(cli_module.LoadProgress, "on_chunk", spy)
+    monkeypatch.setattr(load_command.LoadProgress, "on_chunk", spy)
     args = ("load", str(path), "--db", sqlite_url, "--table", "t", "--chunk-size", "100")
     result = run(*args)
     assert result.exit_code == 3

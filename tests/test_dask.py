@@ -20,14 +20,9 @@ import pytest
 import sqlalchemy as sa
 
 import batchline as bl
-from batchline.dask import (
-    DistributedResult,
-    _as_committed,
-    _records,
-    _run_records,
-    load_files,
-    run_partitions,
-)
+from batchline._dask._committed import as_committed
+from batchline._dask._worker import records_of, run_records
+from batchline.dask import DistributedResult, load_files, run_partitions
 
 distributed = pytest.importorskip("distributed")
 
@@ -450,7 +445,7 @@ def test_a_dataframe_partition_becomes_records_with_none_for_missing_values() ->
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame({"id": [1, 2], "price": [1.5, None], "sku": ["a", None]})
 
-    assert list(_records(frame)) == [
+    assert list(records_of(frame)) == [
         {"id": 1, "price": 1.5, "sku": "a"},
         {"id": 2, "price": None, "sku": None},
     ]
@@ -467,12 +462,12 @@ def test_a_second_attempt_of_a_running_partition_waits_and_writes_nothing_twice(
     pipeline = bl.Pipeline(postgres_url, writes=[bl.Insert("slow")], chunk_size=20)
     records = [{"id": i} for i in range(200)]
     with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(_run_records, pipeline, records, slow_insert, "dup/00000", None, None)
+        first = pool.submit(run_records, pipeline, records, slow_insert, "dup/00000", None, None)
         deadline = time.monotonic() + 60
         while not _committed(pg, "dup/00000") and not first.done():
             assert time.monotonic() < deadline, "the first attempt never committed a chunk"
             time.sleep(0.01)
-        second = pool.submit(_run_records, pipeline, records, slow_insert, "dup/00000", None, None)
+        second = pool.submit(run_records, pipeline, records, slow_insert, "dup/00000", None, None)
         one, two = first.result(), second.result()
 
     assert isinstance(one, bl.Result) and isinstance(two, bl.Result)
@@ -548,10 +543,10 @@ def test_a_partition_counts_what_its_job_committed_in_this_call() -> None:
     retry = bl.Result(job="j/00000", items_processed=100, records_seen=100, resumed_from=300)
     before, after = job(100, 100, 0, 1), job(400, 399, 1, 4)
 
-    counted = _as_committed(retry, before, after)
+    counted = as_committed(retry, before, after)
 
     assert (counted.items_processed, counted.items_failed, counted.records_seen) == (299, 1, 300)
     assert (counted.resumed_from, counted.chunks_committed) == (100, 3)
     assert counted.status == "partial_success"
     assert counted.failed_items_truncated  # that failure is in the dead letters, not the list
-    assert _as_committed(retry, None, None) is retry  # no job row: nothing better to say
+    assert as_committed(retry, None, None) is retry  # no job row: nothing better to say

@@ -1,10 +1,11 @@
 """``batchline bench``: strategies side by side on one workload, one database, one run.
 
-Modules: ``_workload`` (the prefixed tables and the lines), ``_strategies`` (sequential, the
-seed's batch, pandas, SQLAlchemy, hand-written, batchline, the floor), ``_harness`` (timing,
-checking, repeats), ``_proxy`` (the loopback latency proxy), ``_report`` (table, JSON,
-plot). The CLI registers :data:`bench_command` as ``batchline bench``; :func:`run_bench` is
-the same from Python.
+Modules: ``_workload`` (the prefixed tables and the lines), ``_strategies`` (the named
+strategies: sequential, the seed's batch, pandas, SQLAlchemy, hand-written, batchline, the
+floor, from ``_sqlalchemy_strategies``, ``_driver_strategies`` and ``_batchline_strategies``),
+``_harness`` (timing, checking, repeats), ``_proxy`` (the loopback latency proxy, with
+``_proxy_threads`` and ``_echo``), ``_report`` (table, JSON, plot). The CLI registers
+:data:`bench_command` as ``batchline bench``; :func:`run_bench` is the same from Python.
 """
 
 from __future__ import annotations

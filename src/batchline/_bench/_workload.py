@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -140,6 +140,11 @@ class Workload:
     def head(self, n: int) -> Workload:
         """The first ``n`` lines only (a sample for the slow strategies)."""
         return replace(self, lines=self.lines[:n]) if n < len(self.lines) else self
+
+    def chunks(self, size: int) -> Iterator[Sequence[dict[str, Any]]]:
+        """The lines, ``size`` at a time (the last chunk may be shorter)."""
+        for start in range(0, len(self.lines), size):
+            yield self.lines[start : start + size]
 
     @functools.cached_property
     def mapped(self) -> list[Row]:
