@@ -4,49 +4,37 @@ The mapping runs on the caller's thread, in input order. Flushes run on one work
 that owns the database session, so the mapping of chunk N+1 overlaps the flush of chunk N;
 at most two chunks are in memory at once, so memory does not grow with the input.
 
-This module holds the configuration and the frame of a run (its lock, flush thread, and
-cleanup). A record's way from :meth:`Pipeline.run` to COMMIT: ``_job_lock`` (one runner per
-job) → ``_job`` (on the flush thread: state tables, the job's row) → ``_run_loop`` (read,
-map through ``_out``, cut chunks as ``_chunking`` sizes them) → ``_prepare`` (lookups read
-ahead) → ``_flush`` (the chunk's transaction, retried) → ``_apply`` (one try: ``_lookups``
-resolved, rows built by ``_aggregate``, sent by ``_dialects``; errors through ``_failures``)
-→ ``_isolate`` (when a record is bad) → ``_state`` and ``_payload`` (ledger, dead letters,
-checkpoint) → COMMIT → ``_job`` (the job's end).
+This module holds the configuration and the ways to run it; ``_run_job`` holds the frame of
+a run (its lock, flush thread, and cleanup). A record's way from :meth:`Pipeline.run` to
+COMMIT: ``_run_job`` → ``_job_lock`` (one runner per job) → ``_job`` (on the flush thread:
+state tables, the job's row) → ``_run_loop`` (read, map through ``_out`` into ``_chunk``,
+cut chunks as ``_chunking`` sizes them) → ``_prepare`` (lookups read ahead) → ``_handoff``
+→ ``_flush`` (the chunk's transaction, retried) → ``_apply`` (one try: ``_lookups``
+resolved, rows built by ``_aggregate``, sent by ``_dialects``; errors through
+``_failures``) → ``_isolate`` (when a record is bad) → ``_state`` and ``_payload`` (ledger,
+dead letters, checkpoint) → COMMIT → ``_job`` (the job's end).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import secrets
-import threading
-import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ._database import Session, StatementListener, make_engine, redact_url
+from ._database import StatementListener, make_engine, redact_url
 from ._dialects import Dialect, dialect_for
 from ._errors import (
     ConfigError,
-    DatabaseError,
-    FatalDatabaseError,
-    JobLocked,
-    JobSpecMismatch,
-    ResumeMismatch,
 )
-from ._gc import fewer_collections
 from ._isolate import Isolation, isolation_for
-from ._job import FINISHED, JobRun
-from ._job_lock import JobLock
 from ._out import Out, WriteIndex
 from ._payload import PayloadPolicy
 from ._result import Result
 from ._retry import RetryPolicy
-from ._run_loop import AfterCommit, Numbered, run_loop
+from ._run_job import run_job
+from ._run_loop import Numbered
 from ._sources import ArrowSource, FileSource, arrow_source
 from ._state_tables import StateTables
 from ._writes import Lookup, Write
@@ -61,11 +49,6 @@ __all__ = ["MapFunction", "Pipeline"]
 log = logging.getLogger("batchline")
 
 MapFunction = Callable[[dict[str, Any], Out], None]
-
-
-def _anonymous_job(prefix: str = "run") -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return f"{prefix}-{stamp}-{secrets.token_hex(3)}"
 
 
 class Pipeline:
@@ -346,138 +329,9 @@ class Pipeline:
             idempotency_key=idempotency_key,
         )
 
-    def _run_source(
-        self,
-        source: Iterable[Any] | Numbered,
-        map: MapFunction | None,
-        *,
-        job: str | None,
-        idempotency_key: Callable[[dict[str, Any]], Any] | None,
-        restart: bool = False,
-        fingerprint: str | None = None,
-        spec: Mapping[str, Any] | None = None,
-        job_prefix: str = "run",
-        on_chunk: ChunkCallback | None = None,
-        wait: bool | float = False,
-        lock_kind: str = "job",
-        after_commit: AfterCommit | None = None,
-        continuing: bool = False,
-    ) -> Result:
-        """Run over source items (``SourceRecord``/``ReadFailure`` or replayed letters).
-
-        The run holds a lock (``lock_kind`` "job": its job's; "replay": the database's one
-        dead-letter replay) from before it reads the checkpoint until its end.
-
-        Core hook (streams, issue 14): ``after_commit(end)`` is called on the flush thread
-        after each chunk commits; ``continuing`` runs a job whose last run finished (a broker
-        consumer's job never ends: a clean stop is followed by the next start)."""
-        if map is None and len(self.writes) != 1:
-            raise ConfigError("without a map function the pipeline must have exactly one write")
-        started = time.perf_counter()
-        name = job or _anonymous_job(job_prefix)
-        result = Result(job=name)
-        worker = ThreadPoolExecutor(1, thread_name_prefix="batchline-flush")
-        session = Session(self.engine, self.dialect, self.statement_listeners)
-        lock = JobLock(
-            self.engine, self.dialect, self.state_tables, name, kind=lock_kind, wait=wait
-        )
-        job_run = JobRun(
-            name,
-            engine=self.engine,
-            dialect=self.dialect,
-            session=session,
-            lock=lock,
-            state_tables=self.state_tables,
-            retry=self.retry,
-            result=result,
-        )
-        counted = _count_statements(self.statement_listeners, result)
-        gc_scope = contextlib.ExitStack()
-        if self.tune_gc:
-            gc_scope.enter_context(fewer_collections())
-        try:
-            if lock.by_connection:
-                # taken on the session's first connection, and again on any replacement
-                session.on_connect = lambda s: lock.on_connect(s, s.commit)
-            else:
-                lock.take_file()
-            flusher, job_state = worker.submit(
-                job_run.start,
-                writes=self.writes,
-                lookups=self.lookups,
-                namespace=self.namespace,
-                isolation=self.isolation,
-                payload=self.payload,
-                fingerprint=fingerprint,
-                restart=restart,
-                spec=spec,
-            ).result()
-            flusher.on_chunk = on_chunk
-            if (
-                job_state is not None
-                and job_state.status in FINISHED
-                and not restart
-                and not continuing  # core hook: streams
-            ):
-                result.status = job_state.status  # type: ignore[assignment]
-                result.message = (
-                    f"job {name!r} already finished ({job_state.status}, {job_state.processed} "
-                    f"processed, {job_state.failed} failed); nothing to do (restart=True to redo)"
-                )
-                return result
-            resume = job_state.position if job_state is not None and not restart else 0
-            result.resumed_from = resume
-            if resume:
-                log.info("job %s: resuming after record %d", name, resume)
-            status = run_loop(
-                source,
-                map,
-                idempotency_key,
-                resume=resume,
-                engine=self.engine,
-                dialect=self.dialect,
-                listeners=self.statement_listeners,
-                writes=self.writes,
-                lookups=self.lookups,
-                index=self.index,
-                chunk_size=self.chunk_size,
-                chunk_seconds=self.chunk_seconds,
-                chunk_bytes=self.chunk_bytes,
-                pipelined=self.pipelined,
-                max_failures=self.max_failures,
-                flusher=flusher,
-                worker=worker,
-                result=result,
-                after_commit=after_commit,  # core hook: streams
-            )
-            result.status = status
-            try:
-                worker.submit(job_run.finish, flusher, status).result()
-            except DatabaseError as exc:
-                result.status = "failed"
-                result.error = result.error or f"could not record the job's end: {exc}"
-            return result
-        except BaseException as exc:
-            if isinstance(exc, FatalDatabaseError):
-                exc.job = name
-            if not isinstance(exc, (ResumeMismatch, JobSpecMismatch, JobLocked)):
-                # A refused resume touched nothing: the job keeps the state it had
-                # (a finished job must not turn "failed" for being pointed at another file).
-                with contextlib.suppress(Exception):
-                    worker.submit(job_run.mark_failed).result()
-            raise
-        finally:
-            worker.submit(job_run.release).result()
-            worker.shutdown(wait=True)
-            if self._owns_engine and self._engine is not None:
-                # Leave no pooled connection open behind a run: the one-line form
-                # ``Pipeline(url, ...).run(rows)`` never calls close().
-                self._engine.dispose()
-            self.statement_listeners[:] = [
-                lst for lst in self.statement_listeners if lst is not counted
-            ]
-            gc_scope.close()
-            result.processing_time_seconds = time.perf_counter() - started
+    #: Run over source items (``SourceRecord``/``ReadFailure`` or replayed letters): the frame
+    #: of every run, shared by run(), arun(), the consumers and dead-letter replay.
+    _run_source = run_job
 
     # -- dead letters -----------------------------------------------------------------------------
     def dead_letters(self) -> Any:
@@ -487,14 +341,3 @@ class Pipeline:
         return DeadLetters(
             self.engine, prefix=self.state_tables.prefix, schema=self.state_tables.schema
         )
-
-
-def _count_statements(listeners: list[StatementListener], result: Result) -> StatementListener:
-    lock = threading.Lock()  # both threads send statements (the mapping thread reads ahead)
-
-    def count(sql: str, rows: int) -> None:
-        with lock:
-            result.statements += 1
-
-    listeners.append(count)
-    return count
