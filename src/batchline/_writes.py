@@ -65,7 +65,9 @@ class Upsert(Write):
 
     ``update=None`` updates every non-key column the row carries; ``update=()`` only
     inserts missing rows and leaves existing ones alone. Rows for the same key within one
-    chunk are merged in input order (later values win), as applying them one by one would.
+    chunk are applied in input order (the n-th row of a key in the chunk's n-th statement),
+    so later values win, as applying them one by one would, and no row hides another's
+    error (see ``batchline._aggregate``).
     """
 
     key: tuple[str, ...]
