@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -231,3 +232,26 @@ def check_linger(waits: list[float], linger: float) -> None:
     ordered = sorted(waits)
     assert ordered[len(ordered) // 2] < linger + 0.05, ordered
     assert ordered[-1] < linger + 0.25, ordered[-5:]
+
+
+def close_amqp_connections(name: str) -> int:
+    """Close, from the server's side, every RabbitMQ connection whose client named itself
+    ``name`` (``rabbitmqctl close_connection``, as an operator or a broker failover
+    would); how many were closed. Skips the test without ``rabbitmqctl``."""
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        pytest.skip("rabbitmqctl is not installed: cannot close a connection server-side")
+    listed = subprocess.run(
+        [ctl, "-q", "list_connections", "--no-table-headers", "pid", "client_properties"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    closed = 0
+    for line in listed.stdout.splitlines():
+        pid, _, properties = line.partition("\t")
+        if f'{{"connection_name","{name}"}}' in properties:
+            subprocess.run(
+                [ctl, "close_connection", pid, "batchline test: connection cut"],
+                capture_output=True, timeout=60, check=True,
+            )  # fmt: skip
+            closed += 1
+    return closed

@@ -5,6 +5,7 @@ idempotency ledger on the message id), poison dead-lettered and acknowledged, li
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from batchline._streams import Consumer, RabbitSource
 from tests._brokers import (
     amqp_url,
     check_linger,
+    close_amqp_connections,
     create_orders,
     kill_chain,
     map_order,
@@ -201,3 +203,79 @@ def test_amqp_sigkill_at_random_instants_loses_and_doubles_nothing(
     assert code == 0, (seed, err)
     check(db, "kill", sent, once=False)
     assert pub.depth() == 0, seed
+
+
+class AuditedSource(RabbitSource):
+    """A RabbitSource that checks, as each acknowledgement leaves, that every message it
+    covers (its channel's deliveries up to the tag) is committed: a row or a dead letter."""
+
+    def __init__(self, url: str, queue: str, db: str) -> None:
+        super().__init__(url, queue)
+        self.db = db
+        self.delivered: dict[int, list[tuple[int, int]]] = {}  # generation: [(tag, i)]
+        self.audited = 0
+        self.uncommitted: list[int] = []
+
+    def _on_message(self, generation: int, method: Any, properties: Any, body: bytes) -> None:
+        i = int(properties.message_id[2:])
+        self.delivered.setdefault(generation, []).append((method.delivery_tag, i))
+        super()._on_message(generation, method, properties, body)
+
+    def _basic_ack(self, channel: Any, tag: int) -> None:
+        covered = {i for t, i in self.delivered.get(self._generation, []) if t <= tag}
+        committed = set(order_ids(self.db)) | {i for i, _ in poison_letters(self.db, "cut")}
+        self.uncommitted.extend(sorted(covered - committed))
+        self.audited += len(covered)
+        super()._basic_ack(channel, tag)
+
+
+@pytest.mark.postgres
+def test_amqp_connection_closed_by_the_server_reconnects_and_acks_only_committed(
+    queue: tuple[str, Publisher], postgres_url: str
+) -> None:
+    """The broker closes the consumer's connection twice while a producer publishes: the
+    consumer connects again, declares the queue again and goes on; the messages the lost
+    channel had delivered come back and the ledger keeps them once; no acknowledgement ever
+    covers a message that had not committed (an old channel's tags are never sent on the
+    new channel, where they name other messages)."""
+    url, pub = queue
+    db = postgres_url
+    create_orders(db)
+    total = 4000
+    sent: dict[int, tuple[str, str]] = {}
+
+    def produce() -> None:  # 4,000 messages over about 3 s
+        own = Publisher(url, pub.queue)
+        try:
+            for i in range(0, total, 100):
+                sent.update(own.publish(i, i + 100))
+                time.sleep(0.07)
+        finally:
+            own.connection.close()
+
+    source = AuditedSource(url, pub.queue, db)
+    pipeline = bl.Pipeline(db, writes=[bl.Insert("orders")])
+    consumer = Consumer(pipeline, source, map_order, job="cut", linger=0.05)
+    thread = start(consumer)
+    producing = threading.Thread(target=produce)
+    try:
+        assert consumer.ready.wait(30)
+        producing.start()
+        for at_least in (600, 2000):
+            assert consumer.wait_acked(at_least, timeout=60)
+            assert close_amqp_connections(f"batchline:{pub.queue}") == 1
+        producing.join()
+        deadline = time.monotonic() + 60
+        while len(order_ids(db)) < total - total // 100 and time.monotonic() < deadline:
+            time.sleep(0.1)  # a poll step with a deadline
+    finally:
+        consumer.stop()
+        thread.join(60)
+        pipeline.close()
+    result = consumer.result
+    assert result is not None and result.status != "failed", result and result.error
+    assert source.reconnects == 2
+    assert source.uncommitted == []
+    assert source.audited >= total
+    check(db, "cut", sent, once=False)  # good messages once; poison at least once
+    assert pub.depth() == 0

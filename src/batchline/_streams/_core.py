@@ -24,15 +24,11 @@ fetched and memory holds at most two chunks and one fetch.
 
 from __future__ import annotations
 
-import bisect
 import collections
-import json
 import logging
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ConfigError
@@ -41,183 +37,12 @@ from .._pipeline import MapFunction, Pipeline
 from .._result import FailedItem, Result
 from .._run_loop import FLUSH_NOW
 from .._sources import ReadFailure, SourceRecord
+from ._acks import Acks
+from ._source import BrokerSource, Message, broker_position, decode_json
 
 __all__ = ["BrokerSource", "Consumer", "Message", "broker_position", "decode_json"]
 
 log = logging.getLogger("batchline")
-
-_RAW_LIMIT = 64 * 1024
-
-
-@dataclass(slots=True)
-class Message:
-    """One delivered message, as a source hands it over.
-
-    Attributes:
-        position: where the broker puts it in its order (a stream sequence, an encoded
-            Redis stream ID), or 0 where the broker has none (the consumer numbers it).
-        id: the broker's own name for it, as people read it (``"1764-0"``, ``"17"``, a
-            message id); dead letters of unreadable messages quote it.
-        record: the decoded record, or None when it could not be decoded.
-        error: why it could not be decoded (then ``record`` is None).
-        raw: its raw text, kept for the dead letter of an undecodable message.
-        token: what the source needs to acknowledge it.
-    """
-
-    position: int
-    id: str
-    record: dict[str, Any] | None
-    error: str | None
-    raw: str | None
-    token: Any
-
-
-def decode_json(id: str, body: bytes | str | None) -> tuple[dict[str, Any] | None, str | None]:
-    """A JSON object from a message body, or why not (the message becomes a dead letter)."""
-    if body is None:
-        return None, f"message {id}: no body"
-    try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, f"message {id}: invalid JSON: {exc}"
-    if not isinstance(value, dict):
-        return None, f"message {id}: JSON {type(value).__name__}, expected an object"
-    return value, None
-
-
-def raw_text(body: bytes | str | None) -> str | None:
-    if body is None:
-        return None
-    if isinstance(body, bytes):
-        body = body[:_RAW_LIMIT].decode("utf-8", errors="replace")
-    return body[:_RAW_LIMIT]
-
-
-def broker_position(spec: Any, position: int) -> str | None:
-    """A consumer job's checkpoint as its broker names it (``batchline jobs``): the last
-    committed Redis stream ID or JetStream sequence; None for other jobs, and for RabbitMQ,
-    whose queue has no position (the ledger holds the message ids there)."""
-    if not isinstance(spec, dict) or spec.get("command") != "consume":
-        return None
-    if spec.get("broker") == "redis":
-        from ._redis import stream_id
-
-        return stream_id(position) if position else "-"
-    if spec.get("broker") == "nats":
-        return f"seq {position}" if position else "-"
-    return None
-
-
-class BrokerSource(ABC):
-    """One broker's side of a consumer. ``fetch`` is called from the consumer's thread;
-    ``ack`` may be called from the flush thread, so each source makes it safe there."""
-
-    #: Whether ``Message.position`` is the broker's order (resume by position); else the
-    #: consumer numbers messages and dedups by the idempotency ledger on the message id.
-    ordered: bool = True
-    #: The kind of broker, for the job's spec and metrics ("redis", "nats", "amqp").
-    kind: str = ""
-
-    @abstractmethod
-    def describe(self) -> str:
-        """What is consumed (URL without password, stream, group): the job's fingerprint."""
-
-    @abstractmethod
-    def open(self, committed: int) -> None:
-        """Connect, create the group/consumer if missing, and get ready to deliver what
-        follows position ``committed`` (the job's checkpoint) and whatever is pending."""
-
-    @abstractmethod
-    def fetch(self, max_count: int, timeout: float) -> list[Message]:
-        """Up to ``max_count`` messages, waiting at most ``timeout`` seconds for the first."""
-
-    @abstractmethod
-    def ack(self, tokens: list[Any]) -> None:
-        """Acknowledge these messages (they are committed or were already)."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Send what is still buffered (acks) and disconnect."""
-
-    def position_text(self, position: int) -> str:
-        """A position as the broker writes it (for ``batchline jobs`` and dead letters)."""
-        return str(position)
-
-    def lag(self) -> int | None:
-        """Messages in the broker not yet delivered to this consumer, when the broker says
-        so cheaply and from any thread; None otherwise (read by metrics only)."""
-        return None
-
-
-class _Acks:
-    """Messages waiting for the commit of their chunk, in position order.
-
-    ``commit(end)`` runs on the flush thread after the chunk ending at ``end`` committed: it
-    acknowledges every message at or below ``end``. An acknowledgement that fails (the
-    broker's connection dropped) is sent again with the next chunk's, and once more when the
-    consumer stops; should it never get through, the message is redelivered to the next run
-    and recognised as committed. ``acked`` counts each message once.
-    """
-
-    def __init__(self, source: BrokerSource, committed: int) -> None:
-        self.source = source
-        self.committed = committed
-        self._lock = threading.Lock()
-        self._positions: list[int] = []
-        self._tokens: list[Any] = []
-        self._retry: list[Any] = []  # committed; their acknowledgement failed
-        self.acked = 0
-        self.changed = threading.Condition(self._lock)
-
-    def redelivered(self, position: int, token: Any) -> None:
-        """A message delivered again, at or below the last one handed to the run loop. At
-        or below the checkpoint it is committed: acknowledged (again) now. Above, its first
-        delivery is in a chunk on its way, whose acknowledgement covers it (the same
-        stream entry; JetStream's ``AckPolicy.ALL``)."""
-        with self._lock:
-            committed = position <= self.committed
-        if committed:
-            self._send([token], fresh=False)
-
-    def extend(self, messages: list[Message]) -> None:
-        """Messages the run loop will see, in increasing position, each above the last
-        one added (one lock for a whole fetch)."""
-        if not messages:
-            return
-        with self._lock:
-            self._positions.extend([m.position for m in messages])
-            self._tokens.extend([m.token for m in messages])
-
-    def commit(self, end: int) -> None:
-        with self._lock:
-            self.committed = max(self.committed, end)
-            n = bisect.bisect_right(self._positions, end)
-            tokens = self._retry + self._tokens[:n]
-            self._retry = []
-            del self._positions[:n], self._tokens[:n]
-        if tokens:
-            self._send(tokens, fresh=True)
-
-    def retry_failed(self) -> None:
-        """Send the acknowledgements that failed once more (the consumer is stopping)."""
-        with self._lock:
-            tokens, self._retry = self._retry, []
-        if tokens:
-            self._send(tokens, fresh=True)
-
-    def _send(self, tokens: list[Any], *, fresh: bool) -> None:
-        try:
-            self.source.ack(tokens)
-        except Exception as exc:
-            log.warning("could not acknowledge %d message(s) (%s); retrying", len(tokens), exc)
-            if fresh:
-                with self._lock:
-                    self._retry = tokens + self._retry
-            return
-        if fresh:
-            with self._lock:
-                self.acked += len(tokens)
-                self.changed.notify_all()
 
 
 class Consumer:
@@ -273,7 +98,8 @@ class Consumer:
         self.wait = wait
         self.on_chunk = on_chunk
         self._stop = threading.Event()
-        self._acks: _Acks | None = None
+        source.stopping = self._stop
+        self._acks: Acks | None = None
         self._current: tuple[dict[str, Any], str] | None = None
         #: Set once the source is open and the consumer waits for messages.
         self.ready = threading.Event()
@@ -405,7 +231,7 @@ class Consumer:
         """The engine's source: decoded messages, with ``FLUSH_NOW`` when a linger expires."""
         source = self.source
         committed = self._committed()
-        acks = self._acks = _Acks(source, committed)
+        acks = self._acks = Acks(source, committed)
         source.open(committed)
         self.ready.set()
         ordered = source.ordered

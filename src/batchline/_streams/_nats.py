@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from .._database import redact_url
 from .._errors import ConfigError, SourceError
-from ._core import BrokerSource, Message, decode_json, raw_text
+from ._source import BrokerSource, Message, decode_json, raw_text
 
 __all__ = ["JetStreamSource"]
 

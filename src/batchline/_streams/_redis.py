@@ -21,7 +21,7 @@ from typing import Any
 
 from .._database import redact_url
 from .._errors import ConfigError, SourceError
-from ._core import BrokerSource, Message, decode_json, raw_text
+from ._source import BrokerSource, Message, decode_json, raw_text
 
 __all__ = ["RedisStreamSource", "stream_id", "stream_position"]
 
