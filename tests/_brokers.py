@@ -255,3 +255,39 @@ def close_amqp_connections(name: str) -> int:
             )  # fmt: skip
             closed += 1
     return closed
+
+
+def jobs_row(db: str, job: str) -> dict[str, Any]:
+    """The job as ``batchline jobs --json`` shows it (and the table shows its lag)."""
+    from click.testing import CliRunner
+
+    from batchline.cli import cli
+
+    out = CliRunner().invoke(cli, ["jobs", "--db", db, "--json"])
+    assert out.exit_code == 0, out.output
+    (row,) = [r for r in json.loads(out.output) if r["name"] == job]
+    table = CliRunner().invoke(cli, ["jobs", "--db", db])
+    assert "lag" in table.output, table.output
+    return dict(row)
+
+
+def lag_then_caught_up(
+    db: str, job: str, total: int, make_consumer: Callable[[], Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``total`` messages wait; one consumer stops after its first chunk, another consumes
+    the rest. The job's row after each (``jobs_row``): the first leaves a lag, the second
+    none."""
+    first = make_consumer()
+    first.on_chunk = lambda result, failed: first.stop()
+    thread = start(first)
+    thread.join(60)
+    assert first.result is not None and 0 < first.acked < total, first.acked
+    behind = jobs_row(db, job)
+    second = make_consumer()
+    thread = start(second)
+    try:
+        assert second.wait_acked(total - first.acked, timeout=60)
+    finally:
+        second.stop()
+        thread.join(60)
+    return behind, jobs_row(db, job)

@@ -22,6 +22,7 @@ from tests._brokers import (
     close_amqp_connections,
     create_orders,
     kill_chain,
+    lag_then_caught_up,
     map_order,
     message,
     order_ids,
@@ -279,3 +280,24 @@ def test_amqp_connection_closed_by_the_server_reconnects_and_acks_only_committed
     assert source.audited >= total
     check(db, "cut", sent, once=False)  # good messages once; poison at least once
     assert pub.depth() == 0
+
+
+def test_amqp_jobs_shows_the_lag(queue: tuple[str, Publisher], sqlite_url: str) -> None:
+    """The consumer records the messages its queue still holds for it (ready, from a
+    passive declare, and prefetched but not yet read) in its job's row; ``batchline jobs``
+    shows them (a queue has no end position)."""
+    url, pub = queue
+    create_orders(sqlite_url)
+    pub.publish(0, 2000)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")], chunk_size=100)
+    spec = {"command": "consume", "broker": "amqp"}
+
+    def make() -> Consumer:
+        source = RabbitSource(url, pub.queue, prefetch=200)
+        return Consumer(pipeline, source, map_order, job="lag", fetch_size=100, spec=spec)
+
+    behind, caught_up = lag_then_caught_up(sqlite_url, "lag", 2000, make)
+    pipeline.close()
+    assert 0 < behind["broker_lag"] < 2000
+    assert behind["broker_end"] is None
+    assert caught_up["broker_lag"] == 0

@@ -27,6 +27,7 @@ from tests._brokers import (
     counted,
     create_orders,
     kill_chain,
+    lag_then_caught_up,
     letters_by_id,
     map_order,
     message,
@@ -245,3 +246,26 @@ def test_nats_server_restart_mid_run_acknowledges_only_what_committed(
             Consumer(pipeline, JetStreamSource(url, pub.stream, "r"), map_order, job="rs"), left
         )
     check_exactly_once(sqlite_url, "rs", sent)
+
+
+def test_nats_jobs_shows_the_lag_and_the_stream_end(
+    stream: tuple[str, Publisher], sqlite_url: str
+) -> None:
+    """The consumer records its durable consumer's ``num_pending`` and the stream's last
+    sequence in its job's row; ``batchline jobs`` shows them."""
+    url, pub = stream
+    create_orders(sqlite_url)
+    pub.publish(0, 2000)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")], chunk_size=100)
+    spec = {"command": "consume", "broker": "nats"}
+
+    def make() -> Consumer:
+        source = JetStreamSource(url, pub.stream, "lag")
+        return Consumer(pipeline, source, map_order, job="lag", fetch_size=100, spec=spec)
+
+    behind, caught_up = lag_then_caught_up(sqlite_url, "lag", 2000, make)
+    pipeline.close()
+    assert 0 < behind["broker_lag"] < 2000
+    assert behind["broker_end"] == "seq 2000"
+    assert caught_up["broker_lag"] == 0
+    assert caught_up["broker_end"] == "seq 2000" == caught_up["broker_position"]

@@ -20,6 +20,7 @@ from tests._brokers import (
     check_linger,
     create_orders,
     kill_chain,
+    lag_then_caught_up,
     letters_by_id,
     map_order,
     message,
@@ -292,3 +293,27 @@ def test_redis_connections_cut_mid_run_lose_and_double_nothing(
     assert cuts >= 10
     check_exactly_once(sqlite_url, "cut", sent, stream_id)
     assert client.xpending(name, "cut")["pending"] == 0
+
+
+def test_redis_jobs_shows_the_lag_and_the_stream_end(
+    stream: tuple[str, redis.Redis, str], sqlite_url: str
+) -> None:
+    """The consumer records the group's lag (``XINFO GROUPS``) and the stream's last entry
+    ID in its job's row; ``batchline jobs`` shows them (no broker URL kept there)."""
+    url, client, name = stream
+    create_orders(sqlite_url)
+    sent = publish(client, name, 0, 2000)
+    last = sent[1999][0]
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")], chunk_size=100)
+    spec = {"command": "consume", "broker": "redis"}
+
+    def make() -> Consumer:
+        source = RedisStreamSource(url, name, "g")
+        return Consumer(pipeline, source, map_order, job="lag", fetch_size=100, spec=spec)
+
+    behind, caught_up = lag_then_caught_up(sqlite_url, "lag", 2000, make)
+    pipeline.close()
+    assert 0 < behind["broker_lag"] < 2000
+    assert behind["broker_end"] == last
+    assert caught_up["broker_lag"] == 0
+    assert caught_up["broker_end"] == last == caught_up["broker_position"]

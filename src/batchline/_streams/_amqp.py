@@ -201,8 +201,13 @@ class RabbitSource(BrokerSource):
         self._depth = int(frame.method.message_count)
 
     def lag(self) -> int | None:
-        """Messages ready in the queue, not yet delivered (as of the last second)."""
-        return self._depth
+        """Messages not yet taken by the consumer: ready in the queue (as of the last
+        second) and delivered ahead by the prefetch but not yet read."""
+        if threading.current_thread() is self._owner and self._connection is not None:
+            with contextlib.suppress(Exception):  # on its own thread: ask now
+                self._refresh_depth()
+        depth = self._depth
+        return None if depth is None else depth + len(self._buffer)
 
     def ack(self, tokens: list[Any]) -> None:
         # delivery tags grow on a channel: one ack of the highest covers them all; tokens

@@ -38,6 +38,7 @@ from .._result import FailedItem, Result
 from .._run_loop import FLUSH_NOW
 from .._sources import ReadFailure, SourceRecord
 from ._acks import Acks
+from ._lag import LagRecorder
 from ._source import BrokerSource, Message, broker_position, decode_json
 
 __all__ = ["BrokerSource", "Consumer", "Message", "broker_position", "decode_json"]
@@ -61,6 +62,10 @@ class Consumer:
         spec, wait, on_chunk: as for :meth:`Pipeline.run`.
         metrics: a :class:`~batchline._metrics.ConsumerMetrics` (Prometheus,
             OpenTelemetry) told of each committed chunk; None (the default) costs nothing.
+        lag_interval: seconds between two records of the broker's lag and end position in
+            the job's row (``batchline jobs``; see ``_lag``), taken after a chunk commits
+            and when the consumer stops; None: never. Only a job started with a ``spec``
+            has the row to keep them in.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class Consumer:
         wait: bool | float = False,
         on_chunk: Any = None,
         metrics: ConsumerMetrics | None = None,
+        lag_interval: float | None = 1.0,
     ) -> None:
         if not linger > 0:
             raise ConfigError(f"linger must be above 0, got {linger}")
@@ -106,6 +112,10 @@ class Consumer:
         self.result: Result | None = None
         self._ended = False
         self.metrics = metrics
+        self._lag = None
+        if lag_interval is not None and spec is not None:
+            tables = pipeline.state_tables
+            self._lag = LagRecorder(pipeline.engine, tables.jobs, job, source, lag_interval)
         #: with metrics: (position, arrival) of each message not yet committed
         self._arrivals: collections.deque[tuple[int, float]] | None = None
         self._chunk_counts: tuple[int, Sequence[FailedItem], int, int] | None = None
@@ -169,6 +179,8 @@ class Consumer:
         finally:
             if self._acks is not None:
                 self._acks.retry_failed()
+                if self._lag is not None:
+                    self._lag.record()
             self.source.close()
             if self._acks is not None:
                 with self._acks.changed:
@@ -195,6 +207,8 @@ class Consumer:
             )
         if self._acks is not None:
             self._acks.commit(end)
+        if self._lag is not None:
+            self._lag.maybe()
 
     def _count_chunk(self, result: Result, failed: Sequence[FailedItem]) -> None:
         # on the flush thread, just before _after_commit of the same chunk

@@ -167,6 +167,12 @@ class JetStreamSource(BrokerSource):
         info = self._call(self._nc.jetstream().consumer_info(self.stream, self.durable), 5)
         return int(info.num_pending)
 
+    def end(self) -> str | None:
+        if self._nc is None or self._loop is None:
+            return None
+        info = self._call(self._nc.jetstream().stream_info(self.stream), 5)
+        return f"seq {int(info.state.last_seq)}"
+
     def ack(self, tokens: list[Any]) -> None:
         # AckPolicy.ALL: the last (highest) one acknowledges all before it
         self._call(self._ack(tokens[-1]))

@@ -229,6 +229,13 @@ class RedisStreamSource(BrokerSource):
                 return None if lag is None else int(lag)
         return None
 
+    def end(self) -> str | None:
+        client = self._acker
+        if client is None:
+            return None
+        last = client.xinfo_stream(self.stream).get("last-generated-id")
+        return None if last is None else (last.decode() if isinstance(last, bytes) else last)
+
     def ack(self, tokens: list[Any]) -> None:
         # on the acking client (thread-safe, a pool; it retries a lost connection): the
         # flush thread acknowledges while this consumer's read blocks on the reader

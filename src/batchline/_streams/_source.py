@@ -113,5 +113,10 @@ class BrokerSource(ABC):
 
     def lag(self) -> int | None:
         """Messages in the broker not yet delivered to this consumer, when the broker says
-        so cheaply and from any thread; None otherwise (read by metrics only)."""
+        so cheaply and from any thread; None otherwise (metrics, ``batchline jobs``)."""
+        return None
+
+    def end(self) -> str | None:
+        """The broker's last position (the newest stream entry ID, the stream's last
+        sequence), as it writes it; None where a queue has none. From any thread."""
         return None
