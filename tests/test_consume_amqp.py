@@ -4,6 +4,7 @@ idempotency ledger on the message id), poison dead-lettered and acknowledged, li
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -217,17 +218,17 @@ class AuditedSource(RabbitSource):
         self.audited = 0
         self.uncommitted: list[int] = []
 
-    def _on_message(self, generation: int, method: Any, properties: Any, body: bytes) -> None:
-        i = int(properties.message_id[2:])
-        self.delivered.setdefault(generation, []).append((method.delivery_tag, i))
-        super()._on_message(generation, method, properties, body)
+    def _message(self, generation: int, tag: int, message_id: str | None, body: bytes) -> Any:
+        assert message_id is not None
+        self.delivered.setdefault(generation, []).append((tag, int(message_id[2:])))
+        return super()._message(generation, tag, message_id, body)
 
-    def _basic_ack(self, channel: Any, tag: int) -> None:
-        covered = {i for t, i in self.delivered.get(self._generation, []) if t <= tag}
+    def _basic_ack(self, wire: Any, tag: int) -> None:
+        covered = {i for t, i in self.delivered.get(wire.generation, []) if t <= tag}
         committed = set(order_ids(self.db)) | {i for i, _ in poison_letters(self.db, "cut")}
         self.uncommitted.extend(sorted(covered - committed))
         self.audited += len(covered)
-        super()._basic_ack(channel, tag)
+        super()._basic_ack(wire, tag)
 
 
 @pytest.mark.postgres
@@ -301,3 +302,48 @@ def test_amqp_jobs_shows_the_lag(queue: tuple[str, Publisher], sqlite_url: str) 
     assert 0 < behind["broker_lag"] < 2000
     assert behind["broker_end"] is None
     assert caught_up["broker_lag"] == 0
+
+
+def test_amqp_properties_and_bodies_of_every_shape_are_read(
+    queue: tuple[str, Publisher], sqlite_url: str
+) -> None:
+    """The consumer decodes deliveries itself (``_amqp_wire``): a message id after every
+    property before it, or after a headers table; none at all (the body's hash is the
+    key); an empty body; a body over several frames (over 128 KiB)."""
+    url, pub = queue
+    create_orders(sqlite_url)
+    big = "x" * 300_000
+
+    def send(i: int, props: pika.BasicProperties, sku: str = "a") -> None:
+        body = json.dumps({"id": i, "sku": sku[:40], "qty": 1, "sent": 0, "note": sku})
+        pub.channel.basic_publish("", pub.queue, body.encode(), props)
+
+    every = pika.BasicProperties(
+        content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+        priority=1, correlation_id="c", reply_to="r", expiration="600000", message_id="m-1",
+        timestamp=1, type="t", user_id="guest", app_id="a",
+    )  # fmt: skip
+    send(1, every)
+    send(2, pika.BasicProperties(headers={"k": "v", "n": 1}, message_id="m-2"))
+    send(3, pika.BasicProperties())  # no message id
+    send(4, pika.BasicProperties(message_id="m-4"), sku=big)
+    pub.channel.basic_publish("", pub.queue, b"", pika.BasicProperties(message_id="m-5"))
+    pub.connection.process_data_events(0)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+    letters: list[Any] = []
+
+    def insert(record: dict[str, Any], out: Any) -> None:
+        record.pop("note")
+        out.insert("orders", record)
+
+    consumer = Consumer(pipeline, RabbitSource(url, pub.queue), insert, job="shapes")
+    result = consume(consumer, 5)
+    pipeline.close()
+    assert order_ids(sqlite_url) == [1, 2, 3, 4]
+    with bl.DeadLetters(sqlite_url) as dlq:
+        letters = dlq.list(job="shapes")
+    assert [letter.message for letter in letters] == [
+        "message m-5: invalid JSON: Expecting value: line 1 column 1 (char 0)"
+    ]
+    assert result.items_failed == 1
+    assert pub.depth() == 0

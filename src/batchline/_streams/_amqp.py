@@ -1,4 +1,4 @@
-"""RabbitMQ (AMQP 0-9-1, pika): a queue, acknowledged with ``multiple=True`` after commit.
+"""RabbitMQ (AMQP 0-9-1): a queue, acknowledged with ``multiple=True`` after commit.
 
 A queue has no order a restart could resume from: a message not acknowledged before a crash
 comes back at the head of the queue, among messages never seen. So the consumer numbers
@@ -13,9 +13,9 @@ good messages land exactly once, dead letters at least once.
 while that many are unacknowledged, and the consumer acknowledges only after commit. The
 chunk's last delivery tag is acknowledged with ``multiple=True``, one frame per chunk.
 
-pika's ``BlockingConnection`` belongs to one thread: ``ack``, called on the flush thread, hands
-the acknowledgement to the consumer's thread (``add_callback_threadsafe``), which sends it
-during its next fetch or on close.
+The connection is :mod:`._amqp_wire`'s (a consumer's part of the protocol, with deliveries
+decoded in one pass; pika's codec for the rest): the consumer's thread reads, and ``ack``,
+called on the flush thread, sends its frame itself.
 
 A lost connection (the broker restarted, a network cut, a connection closed by an operator)
 does not end the run: the next fetch connects again with backoff (tenacity), declares the
@@ -29,7 +29,6 @@ maybe uncommitted, message).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import logging
@@ -39,6 +38,7 @@ from typing import Any
 
 from .._database import redact_url
 from .._errors import ConfigError, SourceError
+from ._amqp_wire import Wire, WireError
 from ._source import BrokerSource, Message, decode_json, raw_text
 
 __all__ = ["RabbitSource"]
@@ -50,7 +50,8 @@ class RabbitSource(BrokerSource):
     """Messages of a RabbitMQ queue.
 
     Args:
-        url: ``amqp://user:password@host:5672/vhost`` (``%2F`` for the default vhost).
+        url: ``amqp://user:password@host:5672/vhost`` (``%2F`` for the default vhost), or
+            ``amqps://``; ``?heartbeat=N`` sets the heartbeat.
         queue: the queue; declared durable if missing.
         prefetch: unacknowledged messages the broker may send ahead (covering two chunks).
         reconnect_for: seconds to keep trying to connect again after a lost connection
@@ -72,11 +73,8 @@ class RabbitSource(BrokerSource):
         self.queue = queue
         self.prefetch = prefetch
         self.reconnect_for = reconnect_for
-        self._connection: Any = None
-        self._channel: Any = None
-        self._probe: Any = None  # a channel of its own for the queue's depth
+        self._wire: Wire | None = None
         self._generation = 0  # the channel's: a delivery tag names a message on it only
-        self._buffer: collections.deque[Message] = collections.deque()
         self._owner: threading.Thread | None = None
         self._depth: int | None = None
         self._depth_at = 0.0
@@ -88,43 +86,34 @@ class RabbitSource(BrokerSource):
 
     def open(self, committed: int) -> None:
         try:
-            import pika
+            import pika  # noqa: F401  (its codec and URL parsing)
         except ImportError as exc:  # pragma: no cover - the streams extra is missing
             raise ConfigError("RabbitMQ needs pika: pip install 'batchline[streams]'") from exc
+        self._owner = threading.current_thread()
         try:
             self._connect()
-        except pika.exceptions.AMQPError as exc:
+        except (WireError, OSError) as exc:
             self.close()
             raise SourceError(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
-        self._owner = threading.current_thread()
 
     def _connect(self) -> None:
-        import pika
-
-        parameters = pika.URLParameters(self.url)
         # operators see which consumer a connection is (rabbitmqctl list_connections)
-        parameters.client_properties = {"connection_name": f"batchline:{self.queue}"}
-        connection = pika.BlockingConnection(parameters)
+        wire = Wire(self.url, f"batchline:{self.queue}")
         try:
-            channel = connection.channel()
-            channel.queue_declare(self.queue, durable=True)
-            channel.basic_qos(prefetch_count=self.prefetch)
-            generation = self._generation + 1
-            channel.basic_consume(
-                self.queue,
-                lambda ch, method, props, body: self._on_message(generation, method, props, body),
-            )
-        except Exception:
-            with contextlib.suppress(Exception):
-                connection.close()
+            wire.connect()
+            self._depth = wire.declare(self.queue)
+            self._depth_at = time.monotonic() + 1.0
+            wire.consume(self.queue, self.prefetch)
+        except BaseException:
+            wire.close()
             raise
-        self._connection, self._channel, self._probe = connection, channel, None
-        self._generation = generation
+        self._generation += 1
+        wire.generation = self._generation
+        self._wire = wire  # (with its generation: the flush thread reads one reference)
 
     def _reconnect(self, exc: Exception) -> bool:
         """Connect again after ``exc`` lost the connection; False if the consumer was
         stopped meanwhile. Raises SourceError once ``reconnect_for`` is spent."""
-        import pika
         import tenacity
 
         log.warning("amqp %s: connection lost (%s); reconnecting", self.describe(), exc)
@@ -134,7 +123,7 @@ class RabbitSource(BrokerSource):
         if self.reconnect_for is not None:
             stop = stop | tenacity.stop_after_delay(self.reconnect_for)
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(pika.exceptions.AMQPConnectionError),
+            retry=tenacity.retry_if_exception_type((WireError, OSError)),
             wait=tenacity.wait_exponential(multiplier=0.1, max=5.0) + tenacity.wait_random(0, 0.1),
             stop=stop,
             sleep=stopping.wait,  # type: ignore[arg-type]  # a stop cuts the wait short
@@ -147,7 +136,7 @@ class RabbitSource(BrokerSource):
         )
         try:
             retrying(self._connect)
-        except pika.exceptions.AMQPError as last:
+        except (WireError, OSError) as last:
             if stopping.is_set():
                 return False
             raise SourceError(f"{self.describe()}: reconnecting: {last}") from last
@@ -156,93 +145,69 @@ class RabbitSource(BrokerSource):
         return True
 
     def _drop(self) -> None:
-        """Forget the lost connection and what it delivered but the run loop never saw
+        """Forget the lost connection and what it delivered that the run loop never saw
         (the broker delivers those again)."""
-        connection, self._connection, self._channel, self._probe = (
-            self._connection, None, None, None)  # fmt: skip
-        self._buffer.clear()
-        if connection is not None and connection.is_open:
-            with contextlib.suppress(Exception):
-                connection.close()
-
-    def _on_message(self, generation: int, method: Any, properties: Any, body: bytes) -> None:
-        message_id = properties.message_id or "sha256:" + hashlib.sha256(body).hexdigest()
-        record, error = decode_json(message_id, body)
-        raw = None if record is not None else raw_text(body)
-        token = (generation, method.delivery_tag)
-        self._buffer.append(Message(0, message_id, record, error, raw, token))
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            wire.close()
 
     def fetch(self, max_count: int, timeout: float) -> list[Message]:
-        import pika
-
+        wire = self._wire
         try:
-            if self._connection is None and not self._reconnect(RuntimeError("not connected")):
-                return []
-            # always let pika run: it sends the acks the flush thread handed over
-            self._connection.process_data_events(time_limit=0 if self._buffer else timeout)
+            if wire is None:
+                if not self._reconnect(WireError("not connected")):
+                    return []
+                wire = self._wire
+                assert wire is not None
+            wire.poll(0 if wire.deliveries else timeout)
             if time.monotonic() >= self._depth_at:
-                self._refresh_depth()
-        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+                self._refresh_depth(wire)
+        except (WireError, OSError) as exc:
             if not self._reconnect(exc):
                 return []
+            return []
+        deliveries = wire.deliveries
+        generation = self._generation
         out: list[Message] = []
-        buffer = self._buffer
-        while buffer and len(out) < max_count:
-            out.append(buffer.popleft())
+        for _ in range(min(max_count, len(deliveries))):
+            tag, message_id, body = deliveries.popleft()
+            out.append(self._message(generation, tag, message_id, body))
         return out
 
-    def _refresh_depth(self) -> None:
-        """The queue's ready messages, asked at most once a second (on a channel of its own:
-        a failed passive declare closes its channel)."""
+    def _message(self, generation: int, tag: int, message_id: str | None, body: bytes) -> Message:
+        message_id = message_id or "sha256:" + hashlib.sha256(body).hexdigest()
+        record, error = decode_json(message_id, body)
+        raw = None if record is not None else raw_text(body)
+        return Message(0, message_id, record, error, raw, (generation, tag))
+
+    def _refresh_depth(self, wire: Wire) -> None:
+        """The queue's ready messages, asked at most once a second (a passive declare)."""
         self._depth_at = time.monotonic() + 1.0
-        if self._probe is None or not self._probe.is_open:
-            self._probe = self._connection.channel()
-        frame = self._probe.queue_declare(self.queue, passive=True)
-        self._depth = int(frame.method.message_count)
+        self._depth = wire.declare(self.queue, passive=True)
 
     def lag(self) -> int | None:
         """Messages not yet taken by the consumer: ready in the queue (as of the last
         second) and delivered ahead by the prefetch but not yet read."""
-        if threading.current_thread() is self._owner and self._connection is not None:
-            with contextlib.suppress(Exception):  # on its own thread: ask now
-                self._refresh_depth()
+        wire = self._wire
+        if threading.current_thread() is self._owner and wire is not None:
+            with contextlib.suppress(WireError, OSError):  # on its own thread: ask now
+                self._refresh_depth(wire)
         depth = self._depth
-        return None if depth is None else depth + len(self._buffer)
+        return None if depth is None else depth + (0 if wire is None else len(wire.deliveries))
 
     def ack(self, tokens: list[Any]) -> None:
         # delivery tags grow on a channel: one ack of the highest covers them all; tokens
         # of an earlier channel are skipped (that channel's unacknowledged messages were
         # put back in the queue when it was lost)
-        generation = self._generation
-        tags = [tag for gen, tag in tokens if gen == generation]
-        if not tags:
-            return
-        last = max(tags)
-        if threading.current_thread() is self._owner:
-            self._ack_now(generation, last)
-        else:
-            connection = self._connection
-            if connection is None:
-                raise SourceError("amqp: not connected")
-            connection.add_callback_threadsafe(lambda: self._ack_now(generation, last))
+        wire = self._wire
+        if wire is None:
+            raise SourceError("amqp: not connected")
+        tags = [tag for gen, tag in tokens if gen == wire.generation]
+        if tags:
+            self._basic_ack(wire, max(tags))
 
-    def _ack_now(self, generation: int, tag: int) -> None:
-        """On the connection's own thread: acknowledge ``tag`` and all before it, if the
-        channel they came on is still the current one."""
-        if generation == self._generation and self._channel is not None:
-            self._basic_ack(self._channel, tag)
-
-    def _basic_ack(self, channel: Any, tag: int) -> None:
-        channel.basic_ack(tag, multiple=True)
+    def _basic_ack(self, wire: Wire, tag: int) -> None:
+        wire.ack(tag)
 
     def close(self) -> None:
-        connection = self._connection
-        if connection is None:
-            return
-        try:
-            if connection.is_open:
-                connection.process_data_events(time_limit=0)  # the acks still queued
-                connection.close()
-        except Exception as exc:  # closing: what was not acked is redelivered
-            log.debug("amqp: closing: %s", exc)
-        self._connection = None
+        self._drop()
