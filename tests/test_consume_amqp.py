@@ -347,3 +347,43 @@ def test_amqp_properties_and_bodies_of_every_shape_are_read(
     ]
     assert result.items_failed == 1
     assert pub.depth() == 0
+
+
+def test_amqp_poison_is_republished_to_the_dead_letter_exchange(
+    queue: tuple[str, Publisher], sqlite_url: str
+) -> None:
+    """With a dead-letter target each poison message is also published to that exchange,
+    with its body, message id and headers naming its stage and reason; a missing exchange
+    is refused when the consumer starts."""
+    url, pub = queue
+    create_orders(sqlite_url)
+    exchange, dead = unique("bl-dlx"), unique("bl-dead")
+    pub.channel.exchange_declare(exchange, "fanout")
+    pub.channel.queue_declare(dead)
+    pub.channel.queue_bind(dead, exchange)
+    try:
+        sent = pub.publish(0, 600)
+        pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+        missing = Consumer(pipeline, RabbitSource(url, pub.queue), map_order, job="dlt",
+                           dead_letter_target=unique("no-such-exchange"))  # fmt: skip
+        with pytest.raises(bl.SourceError, match="dead-letter target exchange"):
+            missing.run()
+        consumer = Consumer(pipeline, RabbitSource(url, pub.queue), map_order, job="dlt",
+                            dead_letter_target=exchange)  # fmt: skip
+        consume(consumer, 600)
+        pipeline.close()
+        got = []
+        while True:
+            method, props, body = pub.channel.basic_get(dead, auto_ack=True)
+            if method is None:
+                break
+            got.append((props, body))
+    finally:
+        pub.channel.queue_delete(dead)
+        pub.channel.exchange_delete(exchange)
+    poison = {entry: kind for entry, kind in sent.values() if kind != "good"}
+    assert {p.message_id: p.headers["x-batchline-stage"] for p, _ in got} == poison
+    for props, body in got:
+        assert body.startswith(b'{"id": ' + props.message_id[2:].encode())
+        assert props.headers["x-batchline-error"]
+    check(sqlite_url, "dlt", sent)

@@ -302,3 +302,32 @@ def test_nats_a_delivery_lost_on_the_way_is_fetched_again_not_skipped(
     pipeline.close()
     assert source.lost is not None and source.restarts == 1
     check_exactly_once(sqlite_url, "lossy", sent)
+
+
+def test_nats_poison_is_republished_to_the_dead_letter_subject(
+    stream: tuple[str, Publisher], sqlite_url: str
+) -> None:
+    """With a dead-letter target each poison message is also published on that subject
+    (here kept by a stream), with its body and headers naming its sequence, stage and
+    reason."""
+    url, pub = stream
+    create_orders(sqlite_url)
+    dead = f"{pub.stream}-dead"
+    pub.call(pub.js.add_stream(name=dead, subjects=[dead]))
+    try:
+        sent = pub.publish(0, 600)
+        pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+        source = JetStreamSource(url, pub.stream, "dlt")
+        consume(Consumer(pipeline, source, map_order, job="dlt", dead_letter_target=dead), 600)
+        pipeline.close()
+        info = pub.call(pub.js.stream_info(dead))
+        got = [pub.call(pub.js.get_msg(dead, seq)) for seq in range(1, info.state.messages + 1)]
+    finally:
+        pub.call(pub.js.delete_stream(dead))
+    poison = {entry: kind for entry, kind in sent.values() if kind != "good"}
+    assert {m.headers["Batchline-Id"]: m.headers["Batchline-Stage"] for m in got} == poison
+    by_seq = {entry: i for i, (entry, _) in sent.items()}
+    for m in got:
+        assert m.data.startswith(b'{"id": ' + str(by_seq[m.headers["Batchline-Id"]]).encode())
+        assert m.headers["Batchline-Error"]
+    check_exactly_once(sqlite_url, "dlt", sent)

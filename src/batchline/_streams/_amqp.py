@@ -39,7 +39,7 @@ from typing import Any
 from .._database import redact_url
 from .._errors import ConfigError, SourceError
 from ._amqp_wire import Wire, WireError
-from ._source import BrokerSource, Message, decode_json, raw_text
+from ._source import BrokerSource, DeadMessage, Message, decode_json, raw_text
 
 __all__ = ["RabbitSource"]
 
@@ -178,7 +178,7 @@ class RabbitSource(BrokerSource):
         message_id = message_id or "sha256:" + hashlib.sha256(body).hexdigest()
         record, error = decode_json(message_id, body)
         raw = None if record is not None else raw_text(body)
-        return Message(0, message_id, record, error, raw, (generation, tag))
+        return Message(0, message_id, record, error, raw, (generation, tag), body)
 
     def _refresh_depth(self, wire: Wire) -> None:
         """The queue's ready messages, asked at most once a second (a passive declare)."""
@@ -205,6 +205,30 @@ class RabbitSource(BrokerSource):
         tags = [tag for gen, tag in tokens if gen == wire.generation]
         if tags:
             self._basic_ack(wire, max(tags))
+
+    def _target(self, target: str) -> tuple[str, str]:
+        exchange, _, key = target.partition("/")
+        return exchange, key or self.queue
+
+    def check_target(self, target: str) -> None:
+        exchange, _ = self._target(target)
+        if exchange and self._wire is not None:
+            try:
+                self._wire.check_exchange(exchange)
+            except WireError as exc:
+                raise SourceError(f"dead-letter target exchange {exchange!r}: {exc}") from exc
+
+    def publish_dead(self, target: str, letters: list[DeadMessage]) -> None:
+        """Publish each (persistent) to ``target``, ``EXCHANGE[/ROUTING_KEY]`` (the routing
+        key is the queue's name by default; exchange "" is the default exchange): its
+        body and message id, with headers ``x-batchline-stage`` and ``x-batchline-error``."""
+        wire = self._wire
+        if wire is None:
+            raise SourceError("amqp: not connected")
+        exchange, key = self._target(target)
+        for letter in letters:
+            headers = {"x-batchline-stage": letter.stage, "x-batchline-error": letter.error[:4000]}
+            wire.publish(exchange, key, letter.body or b"", letter.id, headers)
 
     def _basic_ack(self, wire: Wire, tag: int) -> None:
         wire.ack(tag)

@@ -60,6 +60,7 @@ class Wire:
         self._send_lock = threading.Lock()
         self._partial: list[Any] | None = None  # [tag, message id, size, chunks, got]
         self.heartbeat = 0
+        self.frame_max = 131072
         #: set by the source: which channel's delivery tags this connection's are
         self.generation = 0
         self._sent = self._received = time.monotonic()
@@ -91,7 +92,7 @@ class Wire:
         )
         tune = self._expect(spec.Connection.Tune)
         self.heartbeat = int(tune.heartbeat if p.heartbeat is None else p.heartbeat)
-        frame_max = min(tune.frame_max or p.frame_max, p.frame_max)
+        self.frame_max = frame_max = min(tune.frame_max or p.frame_max, p.frame_max)
         self._method(0, spec.Connection.TuneOk(tune.channel_max or 2047, frame_max, self.heartbeat))
         self._method(0, spec.Connection.Open(p.virtual_host))
         self._expect(spec.Connection.OpenOk)
@@ -129,6 +130,29 @@ class Wire:
         from pika.frame import Method
 
         self._send(Method(channel, method).marshal())
+
+    def publish(
+        self, exchange: str, key: str, body: bytes, message_id: str, headers: dict[str, Any]
+    ) -> None:
+        """Publish a persistent message (its frames in one send: nothing comes between)."""
+        from pika import spec
+        from pika.frame import Body, Header, Method
+
+        properties = spec.BasicProperties(message_id=message_id, delivery_mode=2, headers=headers)
+        frames = [
+            Method(1, spec.Basic.Publish(exchange=exchange, routing_key=key)).marshal(),
+            Header(1, len(body), properties).marshal(),
+        ]
+        step = self.frame_max - 8
+        frames += [Body(1, body[i : i + step]).marshal() for i in range(0, len(body), step)]
+        self._send(b"".join(frames))
+
+    def check_exchange(self, exchange: str) -> None:
+        """That ``exchange`` exists (a passive declare; WireError if not)."""
+        from pika import spec
+
+        self._method(1, spec.Exchange.Declare(exchange=exchange, passive=True))
+        self._expect(spec.Exchange.DeclareOk)
 
     def ack(self, tag: int) -> None:
         """Acknowledge delivery ``tag`` and all before it on the channel."""

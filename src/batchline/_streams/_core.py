@@ -39,7 +39,7 @@ from .._run_loop import FLUSH_NOW
 from .._sources import ReadFailure, SourceRecord
 from ._acks import Acks
 from ._lag import LagRecorder
-from ._source import BrokerSource, Message, broker_position, decode_json
+from ._source import BrokerSource, DeadMessage, Message, broker_position, decode_json
 
 __all__ = ["BrokerSource", "Consumer", "Message", "broker_position", "decode_json"]
 
@@ -62,6 +62,13 @@ class Consumer:
         spec, wait, on_chunk: as for :meth:`Pipeline.run`.
         metrics: a :class:`~batchline._metrics.ConsumerMetrics` (Prometheus,
             OpenTelemetry) told of each committed chunk; None (the default) costs nothing.
+        dead_letter_target: also re-publish each dead-lettered message to this target
+            of the broker (a Redis stream, a NATS subject, a RabbitMQ
+            ``EXCHANGE[/ROUTING_KEY]``) with its id, stage and reason, once its dead
+            letter committed and before it is acknowledged. A notice, not the record: one
+            whose publish fails is logged and still acknowledged (the dead-letter table
+            has it), and after a crash between commit and publish it is not sent (on
+            RabbitMQ, whose poison messages come back, it may be sent twice).
         lag_interval: seconds between two records of the broker's lag and end position in
             the job's row (``batchline jobs``; see ``_lag``), taken after a chunk commits
             and when the consumer stops; None: never. Only a job started with a ``spec``
@@ -82,6 +89,7 @@ class Consumer:
         wait: bool | float = False,
         on_chunk: Any = None,
         metrics: ConsumerMetrics | None = None,
+        dead_letter_target: str | None = None,
         lag_interval: float | None = 1.0,
     ) -> None:
         if not linger > 0:
@@ -112,6 +120,12 @@ class Consumer:
         self.result: Result | None = None
         self._ended = False
         self.metrics = metrics
+        self.dead_letter_target = dead_letter_target
+        #: with a dead-letter target: (position, id, body) of each message not yet committed
+        self._bodies: collections.deque[tuple[int, str, Any]] | None = None
+        self._failed: list[FailedItem] = []  # the failures of the chunk committing now
+        if dead_letter_target is not None:
+            self._bodies = collections.deque()
         self._lag = None
         if lag_interval is not None and spec is not None:
             tables = pipeline.state_tables
@@ -162,7 +176,9 @@ class Consumer:
     def run(self) -> Result:
         """Consume until stopped; return the run's Result (its status covers this run)."""
         key_fn = None if self.source.ordered else self._message_key
-        on_chunk = self.on_chunk if self.metrics is None else self._count_chunk
+        on_chunk = self.on_chunk
+        if self.metrics is not None or self._bodies is not None:
+            on_chunk = self._count_chunk
         try:
             result = self.pipeline._run_source(
                 self._records(),
@@ -205,13 +221,41 @@ class Consumer:
                 retries=retries,
                 latency=None if oldest is None else time.monotonic() - oldest,
             )
+        if self._bodies is not None:
+            self._publish_dead(end)
         if self._acks is not None:
             self._acks.commit(end)
         if self._lag is not None:
             self._lag.maybe()
 
+    def _publish_dead(self, end: int) -> None:
+        """Re-publish the dead letters of the chunk ending at ``end`` (just committed)."""
+        bodies, failed = self._bodies, self._failed
+        assert bodies is not None
+        self._failed = []
+        held = {}
+        while bodies and bodies[0][0] <= end:
+            position, id, body = bodies.popleft()
+            held[position] = (id, body)
+        letters = [
+            DeadMessage(*held[f.position], f.stage, f.error) for f in failed if f.position in held
+        ]
+        if not letters:
+            return
+        assert self.dead_letter_target is not None
+        try:
+            self.source.publish_dead(self.dead_letter_target, letters)
+        except Exception as exc:  # a notice: the dead-letter table has them
+            log.warning("could not re-publish %d dead letter(s): %s", len(letters), exc)
+
     def _count_chunk(self, result: Result, failed: Sequence[FailedItem]) -> None:
         # on the flush thread, just before _after_commit of the same chunk
+        if self._bodies is not None:
+            self._failed = list(failed)
+        if self.metrics is None:
+            if self.on_chunk is not None:
+                self.on_chunk(result, failed)
+            return
         seen, duplicates, retries = self._seen
         self._seen = (result.records_seen, result.duplicates_skipped, result.retries)
         self._chunk_counts = (
@@ -247,6 +291,8 @@ class Consumer:
         committed = self._committed()
         acks = self._acks = Acks(source, committed)
         source.open(committed)
+        if self.dead_letter_target is not None:
+            source.check_target(self.dead_letter_target)
         self.ready.set()
         ordered = source.ordered
         last = committed  # the highest position handed to the run loop
@@ -287,6 +333,8 @@ class Consumer:
                 oldest = now
             if arrivals is not None:
                 arrivals.extend((m.position, now) for m in fresh)
+            if self._bodies is not None:
+                self._bodies.extend((m.position, m.id, m.body) for m in fresh)
             for m in fresh:
                 if m.record is None:
                     yield ReadFailure(m.position, m.position, m.error or "undecodable", m.raw)

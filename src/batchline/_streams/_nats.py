@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 from .._database import redact_url
 from .._errors import ConfigError, SourceError
 from ._nats_pull import Puller
-from ._source import BrokerSource, Message, decode_json, raw_text
+from ._source import BrokerSource, DeadMessage, Message, decode_json, raw_text
 
 __all__ = ["JetStreamSource"]
 
@@ -205,7 +205,9 @@ class JetStreamSource(BrokerSource):
             text = str(seq)
             record, error = decode_json(text, msg.data)
             out.append(
-                Message(seq, text, record, error, None if record else raw_text(msg.data), msg)
+                Message(
+                    seq, text, record, error, None if record else raw_text(msg.data), msg, msg.data
+                )
             )
         return out
 
@@ -222,6 +224,20 @@ class JetStreamSource(BrokerSource):
             return None
         info = self._call(self._nc.jetstream().stream_info(self.stream), 5)
         return f"seq {int(info.state.last_seq)}"
+
+    def publish_dead(self, target: str, letters: list[DeadMessage]) -> None:
+        """Publish each to subject ``target`` (a stream on it keeps them): its body, with
+        headers ``Batchline-Id`` (its stream sequence), ``Batchline-Stage`` and
+        ``Batchline-Error``."""
+
+        async def send() -> None:
+            for letter in letters:
+                headers = {"Batchline-Id": letter.id, "Batchline-Stage": letter.stage,
+                           "Batchline-Error": " ".join(letter.error.split())[:4000]}  # fmt: skip
+                await self._nc.publish(target, letter.body or b"", headers=headers)
+            await self._nc.flush(timeout=10)
+
+        self._call(send())
 
     def ack(self, tokens: list[Any]) -> None:
         # AckPolicy.ALL: the last (highest) one acknowledges all before it

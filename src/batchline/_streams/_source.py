@@ -11,9 +11,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BrokerSource", "Message", "broker_position", "decode_json", "raw_text"]
+from .._errors import ConfigError
+
+__all__ = ["BrokerSource", "DeadMessage", "Message", "broker_position", "decode_json", "raw_text"]
 
 _RAW_LIMIT = 64 * 1024
+
+
+@dataclass(slots=True)
+class DeadMessage:
+    """A dead-lettered message, re-published to the broker's dead-letter target."""
+
+    id: str
+    body: Any
+    stage: str
+    error: str
 
 
 @dataclass(slots=True)
@@ -29,6 +41,8 @@ class Message:
         error: why it could not be decoded (then ``record`` is None).
         raw: its raw text, kept for the dead letter of an undecodable message.
         token: what the source needs to acknowledge it.
+        body: what the source re-publishes to a dead-letter target should the message be
+            dead-lettered (its body; a Redis entry's fields).
     """
 
     position: int
@@ -37,6 +51,7 @@ class Message:
     error: str | None
     raw: str | None
     token: Any
+    body: Any = None
 
 
 _fast_loads: Callable[[bytes | str], Any] | None = None
@@ -136,6 +151,15 @@ class BrokerSource(ABC):
     def lag(self) -> int | None:
         """Messages in the broker not yet delivered to this consumer, when the broker says
         so cheaply and from any thread; None otherwise (metrics, ``batchline jobs``)."""
+        return None
+
+    def publish_dead(self, target: str, letters: list[DeadMessage]) -> None:
+        """Re-publish dead-lettered messages to ``target`` (a stream, subject, exchange),
+        each with its id, stage and reason (see :class:`Consumer`'s ``dead_letter_target``)."""
+        raise ConfigError(f"{self.kind}: re-publishing dead letters is not supported")
+
+    def check_target(self, target: str) -> None:
+        """Refuse a dead-letter target the broker cannot take, on open (connected)."""
         return None
 
     def end(self) -> str | None:
