@@ -11,11 +11,12 @@ from ._amqp import RabbitSource
 from ._core import Consumer
 from ._nats import JetStreamSource
 from ._redis import RedisStreamSource, stream_id, stream_position
-from ._source import BrokerSource, Message, broker_position
+from ._source import BrokerSource, DeadMessage, Message, broker_position
 
 __all__ = [
     "BrokerSource",
     "Consumer",
+    "DeadMessage",
     "JetStreamSource",
     "Message",
     "RabbitSource",
