@@ -5,10 +5,14 @@ idempotency ledger on the message id), poison dead-lettered and acknowledged, li
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pika
@@ -211,9 +215,9 @@ class AuditedSource(RabbitSource):
     """A RabbitSource that checks, as each acknowledgement leaves, that every message it
     covers (its channel's deliveries up to the tag) is committed: a row or a dead letter."""
 
-    def __init__(self, url: str, queue: str, db: str) -> None:
+    def __init__(self, url: str, queue: str, db: str, job: str = "cut") -> None:
         super().__init__(url, queue)
-        self.db = db
+        self.db, self.job = db, job
         self.delivered: dict[int, list[tuple[int, int]]] = {}  # generation: [(tag, i)]
         self.audited = 0
         self.uncommitted: list[int] = []
@@ -225,7 +229,7 @@ class AuditedSource(RabbitSource):
 
     def _basic_ack(self, wire: Any, tag: int) -> None:
         covered = {i for t, i in self.delivered.get(wire.generation, []) if t <= tag}
-        committed = set(order_ids(self.db)) | {i for i, _ in poison_letters(self.db, "cut")}
+        committed = set(order_ids(self.db)) | {i for i, _ in poison_letters(self.db, self.job)}
         self.uncommitted.extend(sorted(covered - committed))
         self.audited += len(covered)
         super()._basic_ack(wire, tag)
@@ -387,3 +391,99 @@ def test_amqp_poison_is_republished_to_the_dead_letter_exchange(
         assert body.startswith(b'{"id": ' + props.message_id[2:].encode())
         assert props.headers["x-batchline-error"]
     check(sqlite_url, "dlt", sent)
+
+
+class PrivateRabbit:
+    """A RabbitMQ node of the test's own (its port, node name and data folder), so that it
+    can be stopped and started (``rabbitmqctl stop_app`` / ``start_app``) without touching
+    the shared one; its durable queues and persistent messages survive that."""
+
+    BIN = Path("/usr/lib/rabbitmq/bin")  # not /usr/sbin's wrappers: they change user
+
+    def __init__(self, folder: Path) -> None:
+        if not (self.BIN / "rabbitmq-server").exists():
+            pytest.skip("rabbitmq-server is not installed here: cannot run a private node")
+        ports = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        self.port = ports[0]
+        self.node = f"{unique('bltest')}@localhost"
+        (folder / "plugins").write_text("[].")
+        self.env = {**os.environ, "HOME": str(folder), "RABBITMQ_NODENAME": self.node,
+                    "RABBITMQ_NODE_PORT": str(ports[0]), "RABBITMQ_DIST_PORT": str(ports[1]),
+                    "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
+                    "RABBITMQ_LOG_BASE": str(folder / "log"),
+                    "RABBITMQ_PID_FILE": str(folder / "pid"),
+                    "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "plugins"),
+                    "RABBITMQ_CONFIG_FILE": str(folder / "none")}  # fmt: skip
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        self.proc = subprocess.Popen(
+            [self.BIN / "rabbitmq-server"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.wait_up()
+
+    def wait_up(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                pika.BlockingConnection(pika.URLParameters(self.url)).close()
+                return
+            except pika.exceptions.AMQPError:
+                assert time.monotonic() < deadline, "the private RabbitMQ did not start"
+                time.sleep(0.1)  # a poll step with a deadline
+
+    def ctl(self, *args: str) -> None:
+        subprocess.run([self.BIN / "rabbitmqctl", "-n", self.node, *args], env=self.env,
+                       capture_output=True, timeout=60, check=True)  # fmt: skip
+
+    def close(self) -> None:
+        try:
+            self.ctl("shutdown")
+        finally:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+def test_amqp_broker_restart_mid_run_reconnects_and_acks_only_committed(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The broker's application stops and starts again mid-run (its durable queue and
+    persistent messages kept): the consumer reconnects with backoff, declares the queue
+    again and goes on; no acknowledgement covers an uncommitted message, and every good
+    message lands once."""
+    broker = PrivateRabbit(tmp_path)
+    try:
+        create_orders(sqlite_url)
+        pub = Publisher(broker.url, unique("bl-restart"))
+        sent = pub.publish(0, 3000)
+        pub.connection.close()
+        source = AuditedSource(broker.url, pub.queue, sqlite_url, job="restart")
+        pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")], chunk_size=200)
+        consumer = Consumer(pipeline, source, map_order, job="restart")
+        thread = start(consumer)
+        try:
+            assert consumer.wait_acked(500, timeout=60)
+            broker.ctl("stop_app")
+            broker.ctl("start_app")
+            broker.wait_up()
+            pub = Publisher(broker.url, pub.queue)
+            sent.update(pub.publish(3000, 4000))
+            deadline = time.monotonic() + 60
+            while len(order_ids(sqlite_url)) < 4000 - 40 and time.monotonic() < deadline:
+                time.sleep(0.1)  # a poll step with a deadline
+        finally:
+            consumer.stop()
+            thread.join(60)
+            pipeline.close()
+        assert source.reconnects >= 1
+        assert source.uncommitted == []
+        check(sqlite_url, "restart", sent, once=False)
+        assert pub.depth() == 0
+        pub.close()
+    finally:
+        broker.close()
