@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import select
+import selectors
 import socket
 import struct
 import threading
@@ -57,6 +57,7 @@ class Wire:
         self._replies: collections.deque[Any] = collections.deque()
         self._buf = bytearray()
         self._sock: Any = None
+        self._selector = selectors.DefaultSelector()
         self._send_lock = threading.Lock()
         self._partial: list[Any] | None = None  # [tag, message id, size, chunks, got]
         self.heartbeat = 0
@@ -72,12 +73,17 @@ class Wire:
 
         p = self.params
         sock = socket.create_connection((p.host, p.port), self.timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if p.ssl_options is not None:
-            host = p.ssl_options.server_hostname or p.host
-            sock = p.ssl_options.context.wrap_socket(sock, server_hostname=host)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if p.ssl_options is not None:
+                host = p.ssl_options.server_hostname or p.host
+                sock = p.ssl_options.context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
         sock.settimeout(self.timeout)
         self._sock = sock
+        self._selector.register(sock, selectors.EVENT_READ)
         self._send(ProtocolHeader().marshal())
         self._expect(spec.Connection.Start)
         user = p.credentials.username.encode()
@@ -174,8 +180,8 @@ class Wire:
             timeout = min(timeout, self.heartbeat / 2)
         pending = getattr(sock, "pending", None)  # TLS: bytes decrypted, not yet read
         if not (pending and pending()):
-            try:
-                readable, _, _ = select.select([sock], [], [], max(timeout, 0))
+            try:  # (a selector: select() refuses descriptors over 1023)
+                readable = self._selector.select(max(timeout, 0))
             except (OSError, ValueError) as exc:
                 raise WireError(f"select: {exc}") from exc
             if not readable:
@@ -282,6 +288,7 @@ class Wire:
 
         sock = self._sock
         if sock is None:
+            self._selector.close()
             return
         try:
             self._method(0, spec.Connection.Close(200, "batchline consumer stopping", 0, 0))
@@ -294,6 +301,7 @@ class Wire:
             pass
         finally:
             self._sock = None
+            self._selector.close()
             with contextlib.suppress(OSError):
                 sock.close()
 
