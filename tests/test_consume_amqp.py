@@ -422,6 +422,7 @@ class PrivateRabbit:
         self.proc = subprocess.Popen(
             [self.BIN / "rabbitmq-server"],
             env=self.env,
+            cwd=folder,  # a crash dump lands there, not in the repository
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
