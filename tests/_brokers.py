@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -231,3 +232,62 @@ def check_linger(waits: list[float], linger: float) -> None:
     ordered = sorted(waits)
     assert ordered[len(ordered) // 2] < linger + 0.05, ordered
     assert ordered[-1] < linger + 0.25, ordered[-5:]
+
+
+def close_amqp_connections(name: str) -> int:
+    """Close, from the server's side, every RabbitMQ connection whose client named itself
+    ``name`` (``rabbitmqctl close_connection``, as an operator or a broker failover
+    would); how many were closed. Skips the test without ``rabbitmqctl``."""
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        pytest.skip("rabbitmqctl is not installed: cannot close a connection server-side")
+    listed = subprocess.run(
+        [ctl, "-q", "list_connections", "--no-table-headers", "pid", "client_properties"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    closed = 0
+    for line in listed.stdout.splitlines():
+        pid, _, properties = line.partition("\t")
+        if f'{{"connection_name","{name}"}}' in properties:
+            subprocess.run(
+                [ctl, "close_connection", pid, "batchline test: connection cut"],
+                capture_output=True, timeout=60, check=True,
+            )  # fmt: skip
+            closed += 1
+    return closed
+
+
+def jobs_row(db: str, job: str) -> dict[str, Any]:
+    """The job as ``batchline jobs --json`` shows it (and the table shows its lag)."""
+    from click.testing import CliRunner
+
+    from batchline.cli import cli
+
+    out = CliRunner().invoke(cli, ["jobs", "--db", db, "--json"])
+    assert out.exit_code == 0, out.output
+    (row,) = [r for r in json.loads(out.output) if r["name"] == job]
+    table = CliRunner().invoke(cli, ["jobs", "--db", db])
+    assert "lag" in table.output, table.output
+    return dict(row)
+
+
+def lag_then_caught_up(
+    db: str, job: str, total: int, make_consumer: Callable[[], Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``total`` messages wait; one consumer stops after its first chunk, another consumes
+    the rest. The job's row after each (``jobs_row``): the first leaves a lag, the second
+    none."""
+    first = make_consumer()
+    first.on_chunk = lambda result, failed: first.stop()
+    thread = start(first)
+    thread.join(60)
+    assert first.result is not None and 0 < first.acked < total, first.acked
+    behind = jobs_row(db, job)
+    second = make_consumer()
+    thread = start(second)
+    try:
+        assert second.wait_acked(total - first.acked, timeout=60)
+    finally:
+        second.stop()
+        thread.join(60)
+    return behind, jobs_row(db, job)

@@ -50,8 +50,11 @@ def test_consume_fields_format_then_jobs_shows_the_last_stream_id(sqlite_url: st
     assert job["name"] == f"consume:{name}:g"
     assert job["broker_position"] == last.decode()
     assert job["processed"] == 20
+    assert job["broker_lag"] == 0  # recorded by the consumer as it stopped
+    assert job["broker_end"] == last.decode()
+    assert "password" not in json.dumps(job["spec"])
     table = CliRunner().invoke(cli, ["jobs", "--db", sqlite_url])
-    assert last.decode() in table.output
+    assert f"{last.decode()} of {last.decode()}" in table.output
 
 
 def test_consume_usage_errors_exit_2(sqlite_url: str) -> None:

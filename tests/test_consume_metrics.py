@@ -13,6 +13,9 @@ from typing import Any
 import redis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import batchline as bl
 from batchline._metrics import OpenTelemetryMetrics, PrometheusMetrics
@@ -91,9 +94,14 @@ def test_opentelemetry_counts_what_committed(sqlite_url: str) -> None:
     name = unique("bl-otel")
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
+    spans = InMemorySpanExporter()
+    tracing = TracerProvider()
+    tracing.add_span_processor(SimpleSpanProcessor(spans))
     try:
         publish(client, name, 600)
-        metrics = OpenTelemetryMetrics(job="m", broker="redis", meter_provider=provider)
+        metrics = OpenTelemetryMetrics(
+            job="m", broker="redis", meter_provider=provider, tracer_provider=tracing
+        )
         collected: list[Any] = []
         consume(url, name, sqlite_url, 600, metrics, lambda: collected.append(
             reader.get_metrics_data()
@@ -113,6 +121,14 @@ def test_opentelemetry_counts_what_committed(sqlite_url: str) -> None:
     assert sum(p.value for p in points["batchline.failures"]) == 6  # 2 of each kind
     assert points["batchline.lag"][0].value == 0
     assert sum(p.count for p in points["batchline.commit.latency"]) >= 1
+    chunks = spans.get_finished_spans()  # one per committed chunk, arrival to commit
+    assert {s.name for s in chunks} == {"batchline.chunk"}
+    assert sum(s.attributes["batchline.records"] for s in chunks) == 600
+    events = [e for s in chunks for e in s.events]
+    assert (
+        sorted(e.attributes["stage"] for e in events) == ["map"] * 2 + ["read"] * 2 + ["write"] * 2
+    )
+    assert all(s.end_time >= s.start_time for s in chunks)
 
 
 def test_metrics_off_cost_nothing() -> None:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -27,6 +28,7 @@ from tests._brokers import (
     counted,
     create_orders,
     kill_chain,
+    lag_then_caught_up,
     letters_by_id,
     map_order,
     message,
@@ -245,3 +247,87 @@ def test_nats_server_restart_mid_run_acknowledges_only_what_committed(
             Consumer(pipeline, JetStreamSource(url, pub.stream, "r"), map_order, job="rs"), left
         )
     check_exactly_once(sqlite_url, "rs", sent)
+
+
+def test_nats_jobs_shows_the_lag_and_the_stream_end(
+    stream: tuple[str, Publisher], sqlite_url: str
+) -> None:
+    """The consumer records its durable consumer's ``num_pending`` and the stream's last
+    sequence in its job's row; ``batchline jobs`` shows them."""
+    url, pub = stream
+    create_orders(sqlite_url)
+    pub.publish(0, 2000)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")], chunk_size=100)
+    spec = {"command": "consume", "broker": "nats"}
+
+    def make() -> Consumer:
+        source = JetStreamSource(url, pub.stream, "lag")
+        return Consumer(pipeline, source, map_order, job="lag", fetch_size=100, spec=spec)
+
+    behind, caught_up = lag_then_caught_up(sqlite_url, "lag", 2000, make)
+    pipeline.close()
+    assert 0 < behind["broker_lag"] < 2000
+    assert behind["broker_end"] == "seq 2000"
+    assert caught_up["broker_lag"] == 0
+    assert caught_up["broker_end"] == "seq 2000" == caught_up["broker_position"]
+
+
+class LossySource(JetStreamSource):
+    """Loses one delivery on the way, once (as a connection lost mid-batch would): the
+    deliveries after it come with a consumer sequence one too far ahead."""
+
+    lost: int | None = None
+
+    def fetch(self, max_count: int, timeout: float) -> list[Any]:
+        puller = self._puller
+        if self.lost is None and puller is not None and len(puller.buffer) > 10:
+            with puller.ready:
+                self.lost = int(puller.buffer[5].reply.split(".")[5])
+                del puller.buffer[5]
+        return super().fetch(max_count, timeout)
+
+
+def test_nats_a_delivery_lost_on_the_way_is_fetched_again_not_skipped(
+    stream: tuple[str, Publisher], sqlite_url: str
+) -> None:
+    """Acknowledging a later message (``AckPolicy.ALL``) would acknowledge the lost one
+    too: the consumer sees the gap in the consumer sequence, hands on nothing after it,
+    and makes the consumer anew from the last message handed on."""
+    url, pub = stream
+    create_orders(sqlite_url)
+    sent = pub.publish(0, 1500)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+    source = LossySource(url, pub.stream, "lossy")
+    consume(Consumer(pipeline, source, map_order, job="lossy"), len(sent))
+    pipeline.close()
+    assert source.lost is not None and source.restarts == 1
+    check_exactly_once(sqlite_url, "lossy", sent)
+
+
+def test_nats_poison_is_republished_to_the_dead_letter_subject(
+    stream: tuple[str, Publisher], sqlite_url: str
+) -> None:
+    """With a dead-letter target each poison message is also published on that subject
+    (here kept by a stream), with its body and headers naming its sequence, stage and
+    reason."""
+    url, pub = stream
+    create_orders(sqlite_url)
+    dead = f"{pub.stream}-dead"
+    pub.call(pub.js.add_stream(name=dead, subjects=[dead]))
+    try:
+        sent = pub.publish(0, 600)
+        pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+        source = JetStreamSource(url, pub.stream, "dlt")
+        consume(Consumer(pipeline, source, map_order, job="dlt", dead_letter_target=dead), 600)
+        pipeline.close()
+        info = pub.call(pub.js.stream_info(dead))
+        got = [pub.call(pub.js.get_msg(dead, seq)) for seq in range(1, info.state.messages + 1)]
+    finally:
+        pub.call(pub.js.delete_stream(dead))
+    poison = {entry: kind for entry, kind in sent.values() if kind != "good"}
+    assert {m.headers["Batchline-Id"]: m.headers["Batchline-Stage"] for m in got} == poison
+    by_seq = {entry: i for i, (entry, _) in sent.items()}
+    for m in got:
+        assert m.data.startswith(b'{"id": ' + str(by_seq[m.headers["Batchline-Id"]]).encode())
+        assert m.headers["Batchline-Error"]
+    check_exactly_once(sqlite_url, "dlt", sent)

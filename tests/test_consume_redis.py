@@ -4,10 +4,15 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
+import shutil
+import signal
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -20,6 +25,7 @@ from tests._brokers import (
     check_linger,
     create_orders,
     kill_chain,
+    lag_then_caught_up,
     letters_by_id,
     map_order,
     message,
@@ -292,3 +298,155 @@ def test_redis_connections_cut_mid_run_lose_and_double_nothing(
     assert cuts >= 10
     check_exactly_once(sqlite_url, "cut", sent, stream_id)
     assert client.xpending(name, "cut")["pending"] == 0
+
+
+def test_redis_jobs_shows_the_lag_and_the_stream_end(
+    stream: tuple[str, redis.Redis, str], sqlite_url: str
+) -> None:
+    """The consumer records the group's lag (``XINFO GROUPS``) and the stream's last entry
+    ID in its job's row; ``batchline jobs`` shows them (no broker URL kept there)."""
+    url, client, name = stream
+    create_orders(sqlite_url)
+    sent = publish(client, name, 0, 2000)
+    last = sent[1999][0]
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")], chunk_size=100)
+    spec = {"command": "consume", "broker": "redis"}
+
+    def make() -> Consumer:
+        source = RedisStreamSource(url, name, "g")
+        return Consumer(pipeline, source, map_order, job="lag", fetch_size=100, spec=spec)
+
+    behind, caught_up = lag_then_caught_up(sqlite_url, "lag", 2000, make)
+    pipeline.close()
+    assert 0 < behind["broker_lag"] < 2000
+    assert behind["broker_end"] == last
+    assert caught_up["broker_lag"] == 0
+    assert caught_up["broker_end"] == last == caught_up["broker_position"]
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, keeping its data in an append-only file, so that
+    it can be stopped (SIGTERM: it writes the file) and started again with the stream."""
+
+    def __init__(self, folder: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed: cannot restart a private server")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+                     str(folder), "--appendonly", "yes", "--appendfsync", "always",
+                     "--save", ""]  # fmt: skip
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if redis.Redis(port=self.port, socket_connect_timeout=1).ping():
+                    return
+            except redis.exceptions.RedisError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)  # a poll step with a deadline
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+            self.proc = None
+
+
+class AuditedRedis(RedisStreamSource):
+    """Checks, as each acknowledgement leaves, that the entries it names committed."""
+
+    def __init__(self, url: str, stream: str, group: str, db: str, ids: dict[str, int]) -> None:
+        super().__init__(url, stream, group)
+        self.db, self.ids = db, ids
+        self.uncommitted: list[str] = []
+
+    def ack(self, tokens: list[Any]) -> None:
+        with bl.DeadLetters(self.db) as dlq:
+            lettered = {stream_id(d.position) for d in dlq.list(job="restart", limit=10**6)}
+        landed = set(order_ids(self.db))
+        for token in tokens:
+            entry = token.decode()
+            if entry not in lettered and self.ids[entry] not in landed:
+                self.uncommitted.append(entry)
+        super().ack(tokens)
+
+
+def test_redis_server_restart_mid_run_acknowledges_only_what_committed(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The Redis server stops (SIGTERM) and starts again mid-run, its stream kept in its
+    append-only file: the consumer reconnects, reads its pending entries again and goes on;
+    every acknowledgement names committed entries only, and every message lands once."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    create_orders(sqlite_url)
+    name = unique("bl-restart")
+    client = redis.Redis(port=server.port)
+    sent = publish(client, name, 0, 3000)
+    ids = {entry: i for i, (entry, _) in sent.items()}
+    source = AuditedRedis(server.url, name, "g", sqlite_url, ids)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")], chunk_size=200)
+    consumer = Consumer(pipeline, source, map_order, job="restart")
+    thread = start(consumer)
+    try:
+        assert consumer.wait_acked(500, timeout=60)
+        server.stop()
+        server.start()
+        client = redis.Redis(port=server.port)
+        more = publish(client, name, 3000, 4000)
+        sent.update(more)
+        ids.update({entry: i for i, (entry, _) in more.items()})
+        assert consumer.wait_acked(len(sent), timeout=60), consumer.acked
+    finally:
+        consumer.stop()
+        thread.join(60)
+        pipeline.close()
+        try:
+            pending = client.xpending(name, "g")["pending"]
+        finally:
+            server.stop()
+    assert source.uncommitted == []
+    check_exactly_once(sqlite_url, "restart", sent, stream_id)
+    assert pending == 0
+
+
+def test_redis_poison_is_republished_to_the_dead_letter_stream(
+    stream: tuple[str, redis.Redis, str], sqlite_url: str
+) -> None:
+    """With a dead-letter target each poison message is also added to that stream, with
+    its own fields and its entry ID, stage and reason; good messages are not."""
+    url, client, name = stream
+    create_orders(sqlite_url)
+    sent = publish(client, name, 0, 600)
+    dead = f"{name}-dead"
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
+    source = RedisStreamSource(url, name, "g")
+    consumer = Consumer(pipeline, source, map_order, job="dlt", dead_letter_target=dead)
+    thread = start(consumer)
+    try:
+        assert consumer.wait_acked(600, timeout=60)
+    finally:
+        consumer.stop()
+        thread.join(60)
+        pipeline.close()
+    try:
+        entries = client.xrange(dead)
+    finally:
+        client.delete(dead)
+    poison = {entry: kind for entry, kind in sent.values() if kind != "good"}
+    assert len(poison) == 6
+    got = {f[b"batchline-id"].decode(): f[b"batchline-stage"].decode() for _, f in entries}
+    assert got == poison
+    by_id = {entry: i for i, (entry, _) in sent.items()}
+    for _, fields in entries:  # the message as it was (its body starts with its id)
+        i = by_id[fields[b"batchline-id"].decode()]
+        assert fields[b"data"].startswith(b'{"id": ' + str(i).encode())
+        assert fields[b"batchline-error"]
+    check_exactly_once(sqlite_url, "dlt", sent, stream_id)

@@ -8,12 +8,17 @@ callback; the libraries are imported only when an exporter is made.
 
 Lag is asked of the broker when the metric is read (a Prometheus scrape, an OpenTelemetry
 collection), never on the flush thread: Redis ``XINFO GROUPS`` (``lag``, Redis 7), the
-JetStream consumer's ``num_pending``; None (not reported) for RabbitMQ, whose connection
-belongs to the consumer's thread.
+JetStream consumer's ``num_pending``; for RabbitMQ the queue's ready messages as the
+consumer's thread last asked them (at most a second ago; its connection is that thread's).
+
+OpenTelemetry also gets a span per committed chunk (``batchline.chunk``), from its oldest
+message's arrival to its commit, with the chunk's counts as attributes and an event per
+dead letter (the first 20): a trace shows where a slow message waited.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -21,6 +26,7 @@ from ._result import FailedItem
 
 __all__ = ["ConsumerMetrics", "OpenTelemetryMetrics", "PrometheusMetrics"]
 
+_SPAN_EVENTS = 20
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -138,12 +144,18 @@ class PrometheusMetrics(ConsumerMetrics):
 
 
 class OpenTelemetryMetrics(ConsumerMetrics):
-    """OpenTelemetry instruments on ``meter_provider`` (default: the global one, a no-op
-    until the application installs an SDK)."""
+    """OpenTelemetry instruments on ``meter_provider``, and a span per committed chunk on
+    ``tracer_provider`` (default: the global ones, no-ops until the application installs
+    an SDK)."""
 
-    def __init__(self, *, job: str, broker: str, meter_provider: Any = None) -> None:
+    def __init__(
+        self, *, job: str, broker: str, meter_provider: Any = None, tracer_provider: Any = None
+    ) -> None:
         super().__init__()
         from opentelemetry import metrics as otel
+        from opentelemetry import trace
+
+        self._tracer = trace.get_tracer("batchline", tracer_provider=tracer_provider)
 
         meter = otel.get_meter("batchline", meter_provider=meter_provider)
         self._attrs = {"job": job, "broker": broker}
@@ -181,3 +193,23 @@ class OpenTelemetryMetrics(ConsumerMetrics):
             self._latency.record(latency, attrs)
         for f in failed:
             self._failures.add(1, {**attrs, "stage": f.stage, "error_class": f.error_class or ""})
+        now = time.time_ns()
+        start = now if latency is None else now - int(latency * 1e9)
+        span = self._tracer.start_span(
+            "batchline.chunk",
+            start_time=start,
+            attributes={
+                "batchline.job": attrs["job"],
+                "batchline.broker": attrs["broker"],
+                "batchline.records": records,
+                "batchline.failed": len(failed),
+                "batchline.duplicates": duplicates,
+                "batchline.retries": retries,
+            },
+        )
+        for f in failed[:_SPAN_EVENTS]:
+            span.add_event(
+                "dead letter",
+                {"position": f.position, "stage": f.stage, "error_class": f.error_class or ""},
+            )
+        span.end(end_time=now)

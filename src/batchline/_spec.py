@@ -32,9 +32,11 @@ LOOSE_KEYS = frozenset(
         "dead_letter_payload",
         "dead_letter_keys",
         "redact",
+        "broker_state",
     }
 )
-"""Spec keys a job may be run again with different values (how, not what, it loads)."""
+"""Spec keys a job may be run again with different values (how, not what, it loads;
+``broker_state``: a consumer's last observed lag, written while it runs)."""
 
 
 def spec_differences(

@@ -8,13 +8,15 @@ broker has a module of its own whose client library is imported only when it is 
 from __future__ import annotations
 
 from ._amqp import RabbitSource
-from ._core import BrokerSource, Consumer, Message, broker_position
+from ._core import Consumer
 from ._nats import JetStreamSource
 from ._redis import RedisStreamSource, stream_id, stream_position
+from ._source import BrokerSource, DeadMessage, Message, broker_position
 
 __all__ = [
     "BrokerSource",
     "Consumer",
+    "DeadMessage",
     "JetStreamSource",
     "Message",
     "RabbitSource",

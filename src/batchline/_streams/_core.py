@@ -24,15 +24,11 @@ fetched and memory holds at most two chunks and one fetch.
 
 from __future__ import annotations
 
-import bisect
 import collections
-import json
 import logging
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ConfigError
@@ -41,183 +37,13 @@ from .._pipeline import MapFunction, Pipeline
 from .._result import FailedItem, Result
 from .._run_loop import FLUSH_NOW
 from .._sources import ReadFailure, SourceRecord
+from ._acks import Acks
+from ._lag import LagRecorder
+from ._source import BrokerSource, DeadMessage, Message, broker_position, decode_json
 
 __all__ = ["BrokerSource", "Consumer", "Message", "broker_position", "decode_json"]
 
 log = logging.getLogger("batchline")
-
-_RAW_LIMIT = 64 * 1024
-
-
-@dataclass(slots=True)
-class Message:
-    """One delivered message, as a source hands it over.
-
-    Attributes:
-        position: where the broker puts it in its order (a stream sequence, an encoded
-            Redis stream ID), or 0 where the broker has none (the consumer numbers it).
-        id: the broker's own name for it, as people read it (``"1764-0"``, ``"17"``, a
-            message id); dead letters of unreadable messages quote it.
-        record: the decoded record, or None when it could not be decoded.
-        error: why it could not be decoded (then ``record`` is None).
-        raw: its raw text, kept for the dead letter of an undecodable message.
-        token: what the source needs to acknowledge it.
-    """
-
-    position: int
-    id: str
-    record: dict[str, Any] | None
-    error: str | None
-    raw: str | None
-    token: Any
-
-
-def decode_json(id: str, body: bytes | str | None) -> tuple[dict[str, Any] | None, str | None]:
-    """A JSON object from a message body, or why not (the message becomes a dead letter)."""
-    if body is None:
-        return None, f"message {id}: no body"
-    try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, f"message {id}: invalid JSON: {exc}"
-    if not isinstance(value, dict):
-        return None, f"message {id}: JSON {type(value).__name__}, expected an object"
-    return value, None
-
-
-def raw_text(body: bytes | str | None) -> str | None:
-    if body is None:
-        return None
-    if isinstance(body, bytes):
-        body = body[:_RAW_LIMIT].decode("utf-8", errors="replace")
-    return body[:_RAW_LIMIT]
-
-
-def broker_position(spec: Any, position: int) -> str | None:
-    """A consumer job's checkpoint as its broker names it (``batchline jobs``): the last
-    committed Redis stream ID or JetStream sequence; None for other jobs, and for RabbitMQ,
-    whose queue has no position (the ledger holds the message ids there)."""
-    if not isinstance(spec, dict) or spec.get("command") != "consume":
-        return None
-    if spec.get("broker") == "redis":
-        from ._redis import stream_id
-
-        return stream_id(position) if position else "-"
-    if spec.get("broker") == "nats":
-        return f"seq {position}" if position else "-"
-    return None
-
-
-class BrokerSource(ABC):
-    """One broker's side of a consumer. ``fetch`` is called from the consumer's thread;
-    ``ack`` may be called from the flush thread, so each source makes it safe there."""
-
-    #: Whether ``Message.position`` is the broker's order (resume by position); else the
-    #: consumer numbers messages and dedups by the idempotency ledger on the message id.
-    ordered: bool = True
-    #: The kind of broker, for the job's spec and metrics ("redis", "nats", "amqp").
-    kind: str = ""
-
-    @abstractmethod
-    def describe(self) -> str:
-        """What is consumed (URL without password, stream, group): the job's fingerprint."""
-
-    @abstractmethod
-    def open(self, committed: int) -> None:
-        """Connect, create the group/consumer if missing, and get ready to deliver what
-        follows position ``committed`` (the job's checkpoint) and whatever is pending."""
-
-    @abstractmethod
-    def fetch(self, max_count: int, timeout: float) -> list[Message]:
-        """Up to ``max_count`` messages, waiting at most ``timeout`` seconds for the first."""
-
-    @abstractmethod
-    def ack(self, tokens: list[Any]) -> None:
-        """Acknowledge these messages (they are committed or were already)."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Send what is still buffered (acks) and disconnect."""
-
-    def position_text(self, position: int) -> str:
-        """A position as the broker writes it (for ``batchline jobs`` and dead letters)."""
-        return str(position)
-
-    def lag(self) -> int | None:
-        """Messages in the broker not yet delivered to this consumer, when the broker says
-        so cheaply and from any thread; None otherwise (read by metrics only)."""
-        return None
-
-
-class _Acks:
-    """Messages waiting for the commit of their chunk, in position order.
-
-    ``commit(end)`` runs on the flush thread after the chunk ending at ``end`` committed: it
-    acknowledges every message at or below ``end``. An acknowledgement that fails (the
-    broker's connection dropped) is sent again with the next chunk's, and once more when the
-    consumer stops; should it never get through, the message is redelivered to the next run
-    and recognised as committed. ``acked`` counts each message once.
-    """
-
-    def __init__(self, source: BrokerSource, committed: int) -> None:
-        self.source = source
-        self.committed = committed
-        self._lock = threading.Lock()
-        self._positions: list[int] = []
-        self._tokens: list[Any] = []
-        self._retry: list[Any] = []  # committed; their acknowledgement failed
-        self.acked = 0
-        self.changed = threading.Condition(self._lock)
-
-    def redelivered(self, position: int, token: Any) -> None:
-        """A message delivered again, at or below the last one handed to the run loop. At
-        or below the checkpoint it is committed: acknowledged (again) now. Above, its first
-        delivery is in a chunk on its way, whose acknowledgement covers it (the same
-        stream entry; JetStream's ``AckPolicy.ALL``)."""
-        with self._lock:
-            committed = position <= self.committed
-        if committed:
-            self._send([token], fresh=False)
-
-    def extend(self, messages: list[Message]) -> None:
-        """Messages the run loop will see, in increasing position, each above the last
-        one added (one lock for a whole fetch)."""
-        if not messages:
-            return
-        with self._lock:
-            self._positions.extend([m.position for m in messages])
-            self._tokens.extend([m.token for m in messages])
-
-    def commit(self, end: int) -> None:
-        with self._lock:
-            self.committed = max(self.committed, end)
-            n = bisect.bisect_right(self._positions, end)
-            tokens = self._retry + self._tokens[:n]
-            self._retry = []
-            del self._positions[:n], self._tokens[:n]
-        if tokens:
-            self._send(tokens, fresh=True)
-
-    def retry_failed(self) -> None:
-        """Send the acknowledgements that failed once more (the consumer is stopping)."""
-        with self._lock:
-            tokens, self._retry = self._retry, []
-        if tokens:
-            self._send(tokens, fresh=True)
-
-    def _send(self, tokens: list[Any], *, fresh: bool) -> None:
-        try:
-            self.source.ack(tokens)
-        except Exception as exc:
-            log.warning("could not acknowledge %d message(s) (%s); retrying", len(tokens), exc)
-            if fresh:
-                with self._lock:
-                    self._retry = tokens + self._retry
-            return
-        if fresh:
-            with self._lock:
-                self.acked += len(tokens)
-                self.changed.notify_all()
 
 
 class Consumer:
@@ -236,6 +62,17 @@ class Consumer:
         spec, wait, on_chunk: as for :meth:`Pipeline.run`.
         metrics: a :class:`~batchline._metrics.ConsumerMetrics` (Prometheus,
             OpenTelemetry) told of each committed chunk; None (the default) costs nothing.
+        dead_letter_target: also re-publish each dead-lettered message to this target
+            of the broker (a Redis stream, a NATS subject, a RabbitMQ
+            ``EXCHANGE[/ROUTING_KEY]``) with its id, stage and reason, once its dead
+            letter committed and before it is acknowledged. A notice, not the record: one
+            whose publish fails is logged and still acknowledged (the dead-letter table
+            has it), and after a crash between commit and publish it is not sent (on
+            RabbitMQ, whose poison messages come back, it may be sent twice).
+        lag_interval: seconds between two records of the broker's lag and end position in
+            the job's row (``batchline jobs``; see ``_lag``), taken after a chunk commits
+            and when the consumer stops; None: never. Only a job started with a ``spec``
+            has the row to keep them in.
     """
 
     def __init__(
@@ -252,6 +89,8 @@ class Consumer:
         wait: bool | float = False,
         on_chunk: Any = None,
         metrics: ConsumerMetrics | None = None,
+        dead_letter_target: str | None = None,
+        lag_interval: float | None = 1.0,
     ) -> None:
         if not linger > 0:
             raise ConfigError(f"linger must be above 0, got {linger}")
@@ -273,13 +112,24 @@ class Consumer:
         self.wait = wait
         self.on_chunk = on_chunk
         self._stop = threading.Event()
-        self._acks: _Acks | None = None
+        source.stopping = self._stop
+        self._acks: Acks | None = None
         self._current: tuple[dict[str, Any], str] | None = None
         #: Set once the source is open and the consumer waits for messages.
         self.ready = threading.Event()
         self.result: Result | None = None
         self._ended = False
         self.metrics = metrics
+        self.dead_letter_target = dead_letter_target
+        #: with a dead-letter target: (position, id, body) of each message not yet committed
+        self._bodies: collections.deque[tuple[int, str, Any]] | None = None
+        self._failed: list[FailedItem] = []  # the failures of the chunk committing now
+        if dead_letter_target is not None:
+            self._bodies = collections.deque()
+        self._lag = None
+        if lag_interval is not None and spec is not None:
+            tables = pipeline.state_tables
+            self._lag = LagRecorder(pipeline.engine, tables.jobs, job, source, lag_interval)
         #: with metrics: (position, arrival) of each message not yet committed
         self._arrivals: collections.deque[tuple[int, float]] | None = None
         self._chunk_counts: tuple[int, Sequence[FailedItem], int, int] | None = None
@@ -326,7 +176,9 @@ class Consumer:
     def run(self) -> Result:
         """Consume until stopped; return the run's Result (its status covers this run)."""
         key_fn = None if self.source.ordered else self._message_key
-        on_chunk = self.on_chunk if self.metrics is None else self._count_chunk
+        on_chunk = self.on_chunk
+        if self.metrics is not None or self._bodies is not None:
+            on_chunk = self._count_chunk
         try:
             result = self.pipeline._run_source(
                 self._records(),
@@ -343,6 +195,8 @@ class Consumer:
         finally:
             if self._acks is not None:
                 self._acks.retry_failed()
+                if self._lag is not None:
+                    self._lag.record()
             self.source.close()
             if self._acks is not None:
                 with self._acks.changed:
@@ -367,11 +221,41 @@ class Consumer:
                 retries=retries,
                 latency=None if oldest is None else time.monotonic() - oldest,
             )
+        if self._bodies is not None:
+            self._publish_dead(end)
         if self._acks is not None:
             self._acks.commit(end)
+        if self._lag is not None:
+            self._lag.maybe()
+
+    def _publish_dead(self, end: int) -> None:
+        """Re-publish the dead letters of the chunk ending at ``end`` (just committed)."""
+        bodies, failed = self._bodies, self._failed
+        assert bodies is not None
+        self._failed = []
+        held = {}
+        while bodies and bodies[0][0] <= end:
+            position, id, body = bodies.popleft()
+            held[position] = (id, body)
+        letters = [
+            DeadMessage(*held[f.position], f.stage, f.error) for f in failed if f.position in held
+        ]
+        if not letters:
+            return
+        assert self.dead_letter_target is not None
+        try:
+            self.source.publish_dead(self.dead_letter_target, letters)
+        except Exception as exc:  # a notice: the dead-letter table has them
+            log.warning("could not re-publish %d dead letter(s): %s", len(letters), exc)
 
     def _count_chunk(self, result: Result, failed: Sequence[FailedItem]) -> None:
         # on the flush thread, just before _after_commit of the same chunk
+        if self._bodies is not None:
+            self._failed = list(failed)
+        if self.metrics is None:
+            if self.on_chunk is not None:
+                self.on_chunk(result, failed)
+            return
         seen, duplicates, retries = self._seen
         self._seen = (result.records_seen, result.duplicates_skipped, result.retries)
         self._chunk_counts = (
@@ -405,8 +289,10 @@ class Consumer:
         """The engine's source: decoded messages, with ``FLUSH_NOW`` when a linger expires."""
         source = self.source
         committed = self._committed()
-        acks = self._acks = _Acks(source, committed)
+        acks = self._acks = Acks(source, committed)
         source.open(committed)
+        if self.dead_letter_target is not None:
+            source.check_target(self.dead_letter_target)
         self.ready.set()
         ordered = source.ordered
         last = committed  # the highest position handed to the run loop
@@ -447,6 +333,8 @@ class Consumer:
                 oldest = now
             if arrivals is not None:
                 arrivals.extend((m.position, now) for m in fresh)
+            if self._bodies is not None:
+                self._bodies.extend((m.position, m.id, m.body) for m in fresh)
             for m in fresh:
                 if m.record is None:
                     yield ReadFailure(m.position, m.position, m.error or "undecodable", m.raw)

@@ -21,12 +21,13 @@ from typing import Any
 
 from .._database import redact_url
 from .._errors import ConfigError, SourceError
-from ._core import BrokerSource, Message, decode_json, raw_text
+from ._source import BrokerSource, DeadMessage, Message, decode_json, raw_text
 
 __all__ = ["RedisStreamSource", "stream_id", "stream_position"]
 
 log = logging.getLogger("batchline")
 
+_REASON_LIMIT = 4000
 _SEQ_BITS = 20
 _SEQ_LIMIT = 1 << _SEQ_BITS
 
@@ -214,7 +215,7 @@ class RedisStreamSource(BrokerSource):
                 else:
                     record, error = decode_json(text, body)
                 raw = None if record is not None else raw_text(body)
-            out.append(Message(position, text, record, error, raw, entry_id))
+            out.append(Message(position, text, record, error, raw, entry_id, fields))
         if gone:
             self._acker.xack(self.stream, self.group, *gone)
         return out
@@ -228,6 +229,24 @@ class RedisStreamSource(BrokerSource):
                 lag = group.get("lag")  # Redis 7; None when Redis cannot tell
                 return None if lag is None else int(lag)
         return None
+
+    def end(self) -> str | None:
+        client = self._acker
+        if client is None:
+            return None
+        last = client.xinfo_stream(self.stream).get("last-generated-id")
+        return None if last is None else (last.decode() if isinstance(last, bytes) else last)
+
+    def publish_dead(self, target: str, letters: list[DeadMessage]) -> None:
+        """``XADD`` each to stream ``target``: its own fields, and ``batchline-id`` (the
+        entry ID it had), ``batchline-stage`` and ``batchline-error``."""
+        pipe = self._acker.pipeline(transaction=False)
+        for letter in letters:
+            fields: dict[Any, Any] = dict(letter.body or {})
+            fields.update({"batchline-id": letter.id, "batchline-stage": letter.stage,
+                           "batchline-error": letter.error[:_REASON_LIMIT]})  # fmt: skip
+            pipe.xadd(target, fields)
+        pipe.execute()
 
     def ack(self, tokens: list[Any]) -> None:
         # on the acking client (thread-safe, a pool; it retries a lost connection): the

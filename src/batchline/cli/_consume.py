@@ -165,6 +165,13 @@ def _stop_on_signals(stop: Any) -> Iterator[None]:
     help="Serve Prometheus metrics (records, failures, chunk size, commit latency, retries, "
     "lag) on 127.0.0.1:PORT; needs batchline[metrics].",
 )
+@click.option(
+    "--dead-letter-target",
+    metavar="NAME",
+    help="Also re-publish each dead-lettered message, once its dead letter committed, to "
+    "this Redis stream, NATS subject or RabbitMQ EXCHANGE[/ROUTING_KEY] (a notice: the "
+    "dead-letter table stays the record).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No summary at the end.")
 @json_option
 @wait_option
@@ -190,6 +197,7 @@ def consume(
     fetch_size: int,
     job: str | None,
     metrics_port: int | None,
+    dead_letter_target: str | None,
     quiet: bool,
     as_json: bool,
     wait: float,
@@ -267,6 +275,7 @@ def consume(
         spec=spec,
         wait=wait,
         metrics=metrics,
+        dead_letter_target=dead_letter_target,
     )
     with pipeline, _stop_on_signals(runner.stop), contextlib.ExitStack() as scope:
         if metrics is not None:

@@ -134,7 +134,8 @@ def render_jobs(console: Console, jobs: Sequence[JobState]) -> None:
         console.print("no jobs")
         return
     table = Table(title="jobs", title_justify="left")
-    for name, justify in (
+    states = [_broker_state(job) for job in jobs]
+    columns = [
         ("name", "left"),
         ("status", "left"),
         ("position", "right"),
@@ -142,21 +143,40 @@ def render_jobs(console: Console, jobs: Sequence[JobState]) -> None:
         ("failed", "right"),
         ("duplicates", "right"),
         ("updated", "left"),
-    ):
+    ]
+    if any(states):  # a broker consumer's lag, as it last recorded it
+        columns.insert(3, ("lag", "right"))
+    for name, justify in columns:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for job in jobs:
-        # a consumer's position is its broker's: the last committed stream ID or sequence
+    for job, state in zip(jobs, states):
+        # a consumer's position is its broker's: the last committed stream ID or sequence,
+        # and the broker's own last one when the consumer recorded it
         at = _broker_position(job)
-        table.add_row(
+        position = f"{job.position:,}" if at is None else at
+        if state and state.get("end") is not None:
+            position += f" of {state['end']}"
+        cells: list[Text | str] = [
             Text(job.name),
             job.status,
-            f"{job.position:,}" if at is None else at,
+            position,
             f"{job.processed:,}",
             f"{job.failed:,}",
             f"{job.duplicates:,}",
             job.updated_at,
-        )
+        ]
+        if any(states):
+            lag = state.get("lag") if state else None
+            cells.insert(3, "" if not state else "?" if lag is None else f"{lag:,}")
+        table.add_row(*cells)
     console.print(table)
+
+
+def _broker_state(job: JobState) -> dict[str, Any] | None:
+    """What a consumer last recorded of its broker: ``{"lag", "end", "at"}`` (see
+    ``batchline._streams._lag``), or None."""
+    spec = _spec_of(job)
+    state = spec.get("broker_state") if isinstance(spec, dict) else None
+    return state if isinstance(state, dict) else None
 
 
 def _spec_of(job: JobState) -> Any:
@@ -179,12 +199,18 @@ def _broker_position(job: JobState) -> str | None:
 
 def job_to_dict(job: JobState) -> dict[str, Any]:
     """A job as JSON: its fields, with the stored spec parsed (and, for a broker consumer,
-    ``broker_position``: the last committed stream ID or sequence)."""
+    ``broker_position``: the last committed stream ID or sequence; with ``broker_lag``,
+    ``broker_end`` and ``broker_state_at`` as the consumer last recorded them)."""
     spec = _spec_of(job)
-    extra = {}
+    extra: dict[str, Any] = {}
     at = _broker_position(job)
     if at is not None:
         extra["broker_position"] = at
+    state = _broker_state(job)
+    if state is not None:
+        extra["broker_lag"] = state.get("lag")
+        extra["broker_end"] = state.get("end")
+        extra["broker_state_at"] = state.get("at")
     return {
         "name": job.name,
         "status": job.status,
