@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .._state import now_iso
+from .._state_rows import now_iso
 from ._source import BrokerSource
 
 __all__ = ["STATE_KEY", "LagRecorder"]
