@@ -1,0 +1,45 @@
+"""The encodings written into the state tables: a ledger key's hash never changes between
+releases (a job resumed by a newer batchline must recognise what an older one recorded),
+and payload JSON keeps what JSON cannot hold as text."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from batchline._state_rows import key_hash, to_json
+
+
+@pytest.mark.parametrize(
+    ("key", "digest"),
+    [
+        (("INV-1", 3), "dd0989c5201f60eaff6b5274d43918aec2ba06b84d0f2bf22e8ad480f7cdc8ef"),
+        ("msg-123", "96a0919c1683f5b3f08371c0cb5919cca6174a1bffadd5b88cdc55959842ca03"),
+        (42, "73475cb40a568e8da8a045ced110137e159f890ac4da883b6b17dc651b3a8049"),
+        (Decimal("1.10"), "2bba8bd227c5f31309369957d115a72950933ae5bc468ba714b2d807fcfd26fc"),
+        (("é", None), "4b813d3f87f8a2aeea37ff977351dd7942126076e0a9cd81630b7acf1e9b168b"),
+    ],
+)
+def test_a_ledger_key_hashes_as_every_release_before_hashed_it(key: Any, digest: str) -> None:
+    assert key_hash(key) == digest
+
+
+def test_payload_json_keeps_what_json_cannot_hold_as_text() -> None:
+    circular: list[Any] = []
+    circular.append(circular)
+    value = {
+        "when": datetime(2024, 1, 1, 12, 0, 0, 500000, tzinfo=timezone.utc),
+        "amount": Decimal("1.10"),
+        "raw": b"\x00\x01",
+        "tags": ("a", "b"),
+        "text": 'ü\n"x',
+        "nan": float("nan"),
+    }
+    assert to_json(value) == (
+        '{"when": "2024-01-01T12:00:00.500000+00:00", "amount": "1.10", "raw": "0001", '
+        '"tags": ["a", "b"], "text": "ü\\n\\"x", "nan": NaN}'
+    )
+    assert to_json(circular) == '"[[...]]"'  # not JSON-able at all: its text, never lost
