@@ -10,9 +10,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from batchline._demo import CatalogMatcher, run_sequential
 from batchline._invoices import create_schema, make_catalog, make_lines, seed_catalog
+from batchline._invoices._matching import CatalogMatcher
 from batchline.cli import cli
+from batchline.cli._demo_run import run_sequential
 
 
 def scalar(engine: sa.Engine, sql: str) -> int:

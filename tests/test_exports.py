@@ -31,3 +31,33 @@ def test_exported_classes_say_where_they_come_from() -> None:
         if inspect.isclass(value):
             assert value.__module__.startswith("batchline."), (name, value.__module__)
             assert value.__doc__, f"{name} has no docstring"
+
+
+def test_the_library_never_imports_the_command_line_or_the_bench() -> None:
+    """The engine, sources and dialects import neither ``batchline.cli`` nor
+    ``batchline._bench``: a library user's import pulls in no click, rich tables or
+    benchmark workload, and the layers only point one way (the CLI uses the library)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(batchline.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).parts
+        if parts[0] in ("cli", "_bench"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                dots = "." * node.level
+                target = f"{dots}{node.module or ''}"
+                names = [target] + [f"{target}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(
+                ".cli" in n.replace("batchline.", ".") or "._bench" in n.replace("batchline.", ".")
+                for n in names
+            ):
+                offenders.append(f"{path.relative_to(root)}: {names[0]}")
+    assert not offenders, offenders

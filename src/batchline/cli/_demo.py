@@ -54,7 +54,7 @@ def demo(db: str | None, lines: int, sequential_sample: int, quiet: bool, as_jso
     adds up inventory, dead-lettering the bad lines. Exit code 3: the bad lines are dead
     letters, as intended.
     """
-    from .._demo import run_demo
+    from ._demo_run import run_demo
 
     url = database_url(db or DEMO_DB)
     report = run_demo(

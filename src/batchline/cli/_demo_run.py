@@ -13,27 +13,25 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
-from rapidfuzz import fuzz, process, utils
 from rich.console import Console
 from rich.table import Table
 
-from ._database import make_engine
-from ._dead_letters import DeadLetters
-from ._invoices import create_schema, invoice_metadata, make_catalog, make_lines, seed_catalog
-from ._out import Out
-from ._pipeline import Pipeline
-from ._result import Result
-from ._writes import Increment, Insert, Lookup
-from .cli._render import render_result
+from .._database import make_engine
+from .._dead_letters import DeadLetters
+from .._invoices import create_schema, invoice_metadata, make_catalog, make_lines, seed_catalog
+from .._invoices._matching import CatalogMatcher, make_map, parse_line
+from .._pipeline import Pipeline
+from .._result import Result
+from .._writes import Increment, Insert, Lookup
+from ._render import render_result
 
-__all__ = ["CatalogMatcher", "DemoReport", "SequentialTiming", "run_demo"]
+__all__ = ["DemoReport", "SequentialTiming", "run_demo", "run_sequential"]
 
 JOB = "demo"
 CATALOG_SIZE = 3000
@@ -43,113 +41,6 @@ SKU_AGREEMENT = 60  # the description must look at least this much like the SKU'
 FUZZY_CUTOFF = 85  # a description matches a catalog name from this score up
 SEQUENTIAL_BUDGET = 10.0  # seconds the one-at-a-time way may take; its rate is what counts
 _NUMBERS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-
-
-class CatalogMatcher:
-    """Finds the product an invoice line means, and learns the products created on the way.
-
-    The line's SKU is trusted when the catalog has it and the description agrees with that
-    product's name; otherwise the description is fuzzy-matched against every name (cached
-    per description); when nothing matches, the line names a new product (created through
-    the ``Lookup`` at flush time, and added here so later lines find it).
-    """
-
-    def __init__(self, products: Iterable[tuple[str, str]]) -> None:
-        self._name_by_sku: dict[str, str] = {}  # sku -> processed name
-        self._display: dict[str, str] = {}  # sku -> name as created
-        self._sku_by_name: dict[str, str] = {}  # processed name -> sku
-        self._names: list[str] = []
-        self._skus: list[str] = []
-        self._fuzzy: dict[str, str | None] = {}
-        self.by_sku = self.by_description = self.created = 0
-        for sku, name in products:
-            self.add(sku, name)
-
-    def add(self, sku: str, name: str) -> None:
-        processed = utils.default_process(name)
-        self._name_by_sku[sku] = processed
-        self._display[sku] = name
-        self._sku_by_name.setdefault(processed, sku)
-        self._names.append(processed)
-        self._skus.append(sku)
-        self._fuzzy.clear()  # a description that matched nothing may match the newcomer
-
-    def _closest(self, wanted: str) -> str | None:
-        """The SKU of the most similar name whose numbers (sizes, models) are the same."""
-        numbers = _NUMBERS.findall(wanted)
-        for _, _, index in process.extract(
-            wanted,
-            self._names,
-            scorer=fuzz.ratio,
-            processor=None,
-            score_cutoff=FUZZY_CUTOFF,
-            limit=5,
-        ):
-            if _NUMBERS.findall(self._names[index]) == numbers:
-                return self._skus[index]
-        return None
-
-    def match(self, sku: str, description: str) -> tuple[str, str]:
-        """(sku, name) of the product the line means; new products are learnt.
-
-        Raises:
-            ValueError: the line has neither a usable SKU nor a description.
-        """
-        sku = (sku or "").strip()
-        wanted = utils.default_process(description or "")
-        known = self._name_by_sku.get(sku)
-        if known is not None and (not wanted or fuzz.ratio(wanted, known) >= SKU_AGREEMENT):
-            self.by_sku += 1
-            return sku, self._display[sku]
-        if wanted:
-            found = self._sku_by_name.get(wanted)
-            if found is None:
-                if wanted not in self._fuzzy:
-                    self._fuzzy[wanted] = self._closest(wanted)
-                found = self._fuzzy[wanted]
-            if found is not None:
-                self.by_description += 1
-                return found, self._display[found]
-        if not sku or not wanted:
-            raise ValueError("no SKU or description: no product can be found or created")
-        self.created += 1
-        name = " ".join(description.split())
-        self.add(sku, name)
-        return sku, name
-
-
-def _parse_line(line: Mapping[str, Any]) -> tuple[int, Decimal]:
-    try:
-        quantity = int(line["quantity"])
-    except (TypeError, ValueError):
-        raise ValueError(f"quantity is not a whole number: {line['quantity']!r}") from None
-    try:
-        price = Decimal(str(line["unit_price"]))
-    except InvalidOperation:
-        raise ValueError(f"unit price is not a number: {line['unit_price']!r}") from None
-    return quantity, price
-
-
-def make_map(matcher: CatalogMatcher, catalog: Lookup) -> Callable[[dict[str, Any], Out], None]:
-    """The demo's mapping: match the product, emit the transaction and the inventory increment."""
-
-    def map_line(line: dict[str, Any], out: Out) -> None:
-        sku, name = matcher.match(line["sku"], line["description"])
-        quantity, price = _parse_line(line)
-        item = catalog.ref(sku=sku, name=name)
-        out.insert(
-            "transactions",
-            {
-                "invoice_id": line["invoice_id"],
-                "line_no": line["line_no"],
-                "item_id": item,
-                "quantity": quantity,
-                "unit_cost": price,
-            },
-        )
-        out.increment("inventory", {"item_id": item, "quantity": quantity})
-
-    return map_line
 
 
 @dataclass
@@ -204,7 +95,7 @@ def run_sequential(
             done += 1
             try:
                 sku, name = matcher.match(line["sku"], line["description"])
-                quantity, price = _parse_line(line)
+                quantity, price = parse_line(line)
                 item_id = conn.execute(find, {"sku": sku}).scalar()
                 if item_id is None:
                     conn.execute(add_item, {"sku": sku, "name": name})
