@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql
 
 import batchline as bl
 from batchline._dialects._postgres import PostgresDialect
+from batchline._dialects._postgres_arrays import array_params
 from batchline.testing import capture_statements
 
 pytestmark = pytest.mark.postgres
@@ -212,11 +213,11 @@ def test_upsert_and_increment_keys_with_tricky_text(postgres_url: str, pg: sa.En
 
 def test_plain_columns_go_as_one_literal_and_others_value_by_value() -> None:
     rows = [(1, "a", Decimal("1.50"), "x y"), (2, "b", Decimal("2"), None)]
-    arrays = PostgresDialect._arrays(rows, ["integer", "text", "numeric", "text"])
+    arrays = array_params(rows, ["integer", "text", "numeric", "text"])
     assert arrays == ["{1,2}", "{a,b}", "{1.50,2}", ["x y", None]]
     # no literal where the type is unknown or an array type
-    assert PostgresDialect._arrays([(1,), (2,)], [""]) == [[1, 2]]
-    assert PostgresDialect._arrays([(1,), (2,)], ["INTEGER[]"]) == [[1, 2]]
+    assert array_params([(1,), (2,)], [""]) == [[1, 2]]
+    assert array_params([(1,), (2,)], ["INTEGER[]"]) == [[1, 2]]
 
 
 def test_nulls_among_numbers_go_in_the_literal_and_land_without_isolation(
@@ -224,7 +225,7 @@ def test_nulls_among_numbers_go_in_the_literal_and_land_without_isolation(
 ) -> None:
     # A NULL in a number column was written "None" into the array literal: the chunk's first
     # try failed, and isolation then landed every row (correct, but a wasted try per chunk).
-    assert PostgresDialect._arrays([(1,), (None,), (3,)], ["integer"]) == ["{1,NULL,3}"]
+    assert array_params([(1,), (None,), (3,)], ["integer"]) == ["{1,NULL,3}"]
     monkeypatch.setattr(PostgresDialect, "copy_from_rows", 10_000)  # the unnest INSERT
     with pg.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE nums (id INTEGER PRIMARY KEY, n BIGINT, d NUMERIC)")
@@ -384,12 +385,12 @@ def test_the_staged_pass_keeps_exactly_what_classify_calls_data(pg: sa.Engine) -
     import psycopg
 
     from batchline._dialects import ErrorKind
-    from batchline._dialects._postgres import _data_condition
+    from batchline._dialects._postgres_staged import data_condition
 
     codes = ["22001", "22P02", "22003", "23502", "23503", "23505", "23514", "54000", "54001"]
     codes += ["42501", "42703", "42P01", "40001", "40P01", "55P03", "57014", "08006", "XX000"]
     codes += ["P0001", "22ZZZ", "23ZZZ"]
-    condition = _data_condition().replace("SQLSTATE", "code")
+    condition = data_condition().replace("SQLSTATE", "code")
     with pg.connect() as conn:
         server = dict(
             conn.exec_driver_sql(
