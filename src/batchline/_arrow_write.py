@@ -29,7 +29,7 @@ commits a chunk all of whose rows landed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ._chunk import Chunk
 from ._database import Session
@@ -96,6 +96,23 @@ def _sqlite_exact(t: Any) -> bool:
     )
 
 
+def _sqlite_native(t: Any) -> bool:
+    """Whether sqlite3 binds the Python values of an Arrow column of type ``t`` as they
+    are: 64-bit (or narrower) integers, doubles, text, nulls."""
+    import pyarrow.types as pt
+
+    return bool(
+        pt.is_signed_integer(t)
+        or pt.is_uint8(t)
+        or pt.is_uint16(t)
+        or pt.is_uint32(t)
+        or pt.is_float64(t)
+        or pt.is_string(t)
+        or pt.is_large_string(t)
+        or pt.is_null(t)
+    )
+
+
 class ArrowWriter:
     """How one run writes Arrow chunks: its table, and the bulk form for its database."""
 
@@ -113,13 +130,15 @@ class ArrowWriter:
         #: The map function's own check (``ArrowExact``), when there is one.
         self.unchanged = unchanged
 
-    def exact(self, data: Any) -> bool:
+    def exact(self, data: Any, converted: bool = False) -> bool:
         """Whether every column of ``data`` (a ``pyarrow.Table``) goes the bulk path without a
-        value changing (see the module's docstring); if not, the chunk goes the row path."""
+        value changing (see the module's docstring); if not, the chunk goes the row path.
+        ``converted``: the map function made ``data`` itself (CSV, ``_csv_convert``), so
+        it is what the map would emit."""
         import pyarrow.compute as pc
         import pyarrow.types as pt
 
-        if self.unchanged is not None and not self.unchanged(data):
+        if not converted and self.unchanged is not None and not self.unchanged(data):
             return False
         columns = self.table.columns
         for field, column in zip(data.schema, data.columns):
@@ -146,17 +165,31 @@ class ArrowWriter:
             import pyarrow.csv as pacsv
 
             sink = pa.BufferOutputStream()
-            options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+            options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
             pacsv.write_csv(_for_postgres(data), sink, options)
-            # Every value quoted, a null left empty and unquoted: PostgreSQL's CSV reads
-            # that as NULL, and a quoted "" as the empty string. Quoted, a value can never
-            # be the end-of-data marker "\." either.
+            # Every text value quoted (Arrow's "needed" quotes strings always), a null left
+            # empty and unquoted: PostgreSQL's CSV reads that as NULL, and a quoted "" as
+            # the empty string. Quoted, a text can never be the end-of-data marker "\."
+            # either, and no number, date or time can be it. (Quoting only text: a fifth
+            # fewer bytes for the server to parse than quoting every value.)
             sql = (
                 f"COPY {self.table.sql} ({self.dialect.columns_sql(names)}) FROM STDIN (FORMAT csv)"
             )
             session.copy_data(sql, memoryview(sink.getvalue()), data.num_rows)
             return
-        columns = [column.to_pylist() for column in _for_sqlite(data).columns]
+        data = _for_sqlite(data)
+        columns = [column.to_pylist() for column in data.columns]
+        if all(_sqlite_native(t) for t in data.schema.types):
+            # ints, floats (no NaN: see exact), text and NULL only: sqlite3 binds them as
+            # they are, so the rows go straight to executemany, with no list of all the
+            # parameters built in Python (the multi-row INSERT's cost here)
+            marks = ", ".join(["?"] * len(names))
+            sql = (
+                f"INSERT INTO {self.table.sql} ({self.dialect.columns_sql(names)}) "  # noqa: S608
+                f"VALUES ({marks})"
+            )
+            session.execute_each(sql, zip(*columns), data.num_rows)
+            return
         rows = list(zip(*columns))
         self.dialect.insert(session, self.table, names, rows)
 
@@ -209,14 +242,31 @@ def _for_sqlite(data: Any) -> Any:
 
 class ArrowPart:
     """A chunk's records as Arrow columns: ``data`` (a ``pyarrow.Table``) holds the records
-    at positions ``first`` … ``first + len - 1``, one row each, in order."""
+    at positions ``first`` … ``first + len - 1``, one row each, in order.
 
-    __slots__ = ("_rows", "data", "first")
+    A CSV chunk (``_csv_blocks``) also keeps ``raw``, its records as read (text columns,
+    positions, lines, read errors), for the row path; there ``data`` holds the rows that
+    convert, and ``failed`` the records already dead letters (unreadable, or a value that
+    does not fit its column), written in the same transaction."""
 
-    def __init__(self, data: Any, first: int, rows: Callable[[ArrowPart], Chunk]) -> None:
+    __slots__ = ("_end", "_rows", "data", "failed", "first", "raw")
+
+    def __init__(
+        self,
+        data: Any,
+        first: int,
+        rows: Callable[[ArrowPart], Chunk],
+        *,
+        raw: Any = None,
+        failed: Sequence[tuple[Item, Failure]] = (),
+        end: int | None = None,
+    ) -> None:
         self.data = data
         self.first = first
         self._rows = rows
+        self.raw = raw
+        self.failed = list(failed)
+        self._end = end
 
     def __len__(self) -> int:
         return int(self.data.num_rows)
@@ -224,7 +274,7 @@ class ArrowPart:
     @property
     def end(self) -> int:
         """The position of the last record."""
-        return self.first + len(self) - 1
+        return self._end if self._end is not None else self.first + len(self) - 1
 
     def as_rows(self) -> Chunk:
         """The same records as a sealed row chunk: one ``Item`` each, its row emitted
@@ -263,6 +313,8 @@ def arrow_writer(
     unchanged = getattr(map_fn, "arrow_unchanged", None)
     if map_fn is not None and unchanged is None:
         return None
+    if is_csv(source) and getattr(map_fn, "arrow_convert", None) is None:
+        return None  # text columns: only the load's map converts them
     if key_fn is not None or lookups or len(writes) != 1:
         return None
     write = writes[0]
@@ -274,12 +326,24 @@ def arrow_writer(
 
 def batches_of(source: Any) -> Iterable[Any] | None:
     """``source``'s record batches, from its first record, when it is Arrow data that can
-    still be read from there, or a Parquet file; else None."""
+    still be read from there, or a Parquet or CSV file; else None."""
     if isinstance(source, ArrowSource):
         return source.batches if source.rereadable else None
     if isinstance(source, FileSource) and source.format == "parquet" and source.path != "-":
         return source.parquet_batches()
+    if is_csv(source):
+        return cast("Iterable[Any]", source.csv_batches())
     return None
+
+
+def is_csv(source: Any) -> bool:
+    """Whether ``source`` is a CSV/TSV/tbl file (not stdin): read as text batches
+    (``_csv_blocks``), converted by the load's map (``_csv_convert``)."""
+    return (
+        isinstance(source, FileSource)
+        and source.format in ("csv", "tsv", "tbl")
+        and source.path != "-"
+    )
 
 
 def arrow_batches(source: Any, resume: int) -> Iterator[tuple[Any, int]]:
@@ -316,6 +380,10 @@ def rows_chunk(
     out = Out(index, chunk)
     table = writes[0].table
     items = chunk.items
+    if part.raw is not None:
+        _raw_rows(part, chunk, out, map_fn)
+        chunk.seal(above, too_large)
+        return chunk
     position = part.first
     for row in part.data.to_pylist():
         out.item = item = Item(position, position, row)
@@ -334,3 +402,33 @@ def rows_chunk(
         position += 1
     chunk.seal(above, too_large)
     return chunk
+
+
+def _raw_rows(
+    part: ArrowPart, chunk: Chunk, out: Out, map_fn: Callable[[dict[str, Any], Out], None] | None
+) -> None:
+    """A CSV chunk's records as the row path reads and maps them (``_run_loop._loop``): its
+    dead letters as found when it was converted, every other record mapped anew."""
+    from ._csv_blocks import META
+
+    assert map_fn is not None, "a CSV chunk without the load's map"
+    known = {item.position: item for item, _ in part.failed}
+    items = chunk.items
+    for row in part.raw.to_pylist():
+        position, line = row.pop(META[0]), row.pop(META[1])
+        del row[META[2]], row[META[3]]
+        failed = known.get(position)
+        if failed is not None:
+            items.append(failed)
+            chunk.failed += 1
+            continue
+        out.item = item = Item(position, line, row)
+        try:
+            map_fn(row, out)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            item.failure = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
+            chunk.discard(item)
+            chunk.failed += 1
+        items.append(item)

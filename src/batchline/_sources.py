@@ -655,6 +655,13 @@ class FileSource:
                 position += 1
                 yield SourceRecord(position, position, row)
 
+    def csv_batches(self) -> Iterator[Any]:
+        """A CSV/TSV/tbl file's records as record batches of text columns, each record at
+        its position and line (``batchline._csv_blocks``). Each call reads the file anew."""
+        from ._csv_blocks import csv_batches
+
+        return csv_batches(self)
+
     def parquet_batches(self) -> Iterator[Any]:
         """The Parquet file's record batches in order, row group by row group (its records,
         as ``_iter_parquet`` numbers them; ``batchline._arrow_write`` writes them as they
