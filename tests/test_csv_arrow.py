@@ -1,6 +1,6 @@
 """`batchline load file.csv` on the Arrow path (``_csv_blocks`` → ``_csv_convert`` → bulk):
 what lands, the dead letters (stage, line, reason), the job and the Result are the row
-path's, on all three databases (MySQL/MariaDB writes CSV chunks as rows)."""
+path's, on all three databases."""
 
 from __future__ import annotations
 
@@ -115,8 +115,7 @@ def test_a_csv_load_in_bulk_leaves_what_the_row_path_leaves(
     where = write_file(path, n)
     bulk, rowwise, sent = load_twice(db_url, path, monkeypatch, types=TYPES, chunk_size=700)
     assert same(bulk, rowwise)
-    bulk_path = not db_url.startswith("mysql")
-    assert (sent.bulk_rows > n // 2) is bulk_path
+    assert sent.bulk_rows > n // 2
     letters = {(line, stage): message for _, line, stage, _, message, _ in bulk["letters"]}
     assert set(letters) == {
         (where["bad_amount"], "map"),
@@ -166,7 +165,7 @@ def test_a_semicolon_latin1_file_loads_in_bulk(
     sent = Sent(monkeypatch)
     result = bl.load(str(path), db_url, table="semi", delimiter=";", encoding="latin-1")
     assert result.status == "success" and result.items_processed == 50
-    assert (sent.bulk_rows == 50) is (not db_url.startswith("mysql"))
+    assert sent.bulk_rows == 50
     got = rows(db_url, "SELECT id, city, price FROM semi ORDER BY id")
     assert [(r[0], r[1], str(r[2])) for r in got][:2] == [
         (0, "Zürich 0", "0.25"),
@@ -209,8 +208,6 @@ def test_a_bulk_csv_chunk_the_database_refuses_goes_as_rows(
 
 
 def test_a_killed_csv_load_resumes_to_exactly_a_clean_load(tmp_path: Path, db_url: str) -> None:
-    if db_url.startswith("mysql"):
-        pytest.skip("MySQL writes CSV chunks as rows: the row path's kill tests cover it")
     n = 200_000
     path = tmp_path / "k.csv"
     lines = ["id,amount,day,note"]
@@ -251,3 +248,40 @@ def test_a_killed_csv_load_resumes_to_exactly_a_clean_load(tmp_path: Path, db_ur
     ) == [(n, n - bad, bad)]
     letters = "SELECT position, line, stage FROM batchline_dead_letters WHERE job = '{}' ORDER BY 1"
     assert rows(db_url, letters.format("k")) == rows(db_url, letters.format("c"))
+
+
+@pytest.mark.mysql
+def test_a_mysql_bulk_chunk_with_a_warning_is_redone_as_rows(
+    tmp_path: Path, mysql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LOAD DATA LOCAL would cut 'toolong' to 'too' with a warning: the chunk is rolled back
+    # and redone as rows, where strict mode refuses the value and it is dead-lettered
+    engine = sa.create_engine(mysql_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE w (id BIGINT PRIMARY KEY, code VARCHAR(3))"))
+    engine.dispose()
+    path = tmp_path / "w.csv"
+    path.write_text("id,code\n1,abc\n2,toolong\n3,xyz\n")
+    sent = Sent(monkeypatch)
+    result = bl.load(str(path), mysql_url, table="w")
+    assert sent.attempts == 1 and sent.bulk_rows == 0  # tried in bulk, refused
+    assert result.items_processed == 2
+    (failure,) = result.failed_items_list
+    assert (failure.line, failure.stage) == (3, "write")
+    assert rows(mysql_url, "SELECT id, code FROM w ORDER BY id") == [(1, "abc"), (3, "xyz")]
+
+
+@pytest.mark.mysql
+def test_mysql_bulk_without_local_infile_inserts_the_rows(
+    tmp_path: Path, mysql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an engine of the caller's, made without the LOCAL_FILES flag: the server refuses
+    # LOAD DATA LOCAL, and the chunks go as multi-row INSERTs, still in bulk
+    path = tmp_path / "n.csv"
+    path.write_text("id,price\n" + "".join(f"{i},{i}.5\n" for i in range(100)))
+    engine = sa.create_engine(mysql_url)
+    sent = Sent(monkeypatch)
+    result = bl.load(str(path), engine, table="n")
+    engine.dispose()
+    assert result.status == "success" and sent.bulk_rows == 100
+    assert rows(mysql_url, "SELECT count(*), sum(price) FROM n")[0][0] == 100

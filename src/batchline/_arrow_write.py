@@ -31,6 +31,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, cast
 
+from ._arrow_forms import (
+    MYSQL_FORMAT,
+    for_postgres,
+    for_sqlite,
+    mysql_exact,
+    mysql_text,
+    pg_targets,
+    sqlite_exact,
+    sqlite_native,
+)
 from ._chunk import Chunk
 from ._database import Session
 from ._dialects import Dialect, TableInfo
@@ -41,76 +51,6 @@ from ._sources import ArrowSource, FileSource, microseconds
 from ._writes import Insert, Lookup, Write
 
 __all__ = ["ArrowExact", "ArrowPart", "ArrowWriter", "arrow_batches", "arrow_writer"]
-
-#: PostgreSQL column types (as ``TableInfo`` reflects them) that read each Arrow type's CSV
-#: text back as the value the row path stores (psycopg sends the same value as its own
-#: text; the server parses either with the column's input function).
-_PG_INTEGER = frozenset({"SMALLINT", "INTEGER", "BIGINT", "NUMERIC"})
-_PG_FLOAT = frozenset({"DOUBLE PRECISION", "REAL"})
-_PG_TEXT = frozenset({"TEXT", "VARCHAR"})
-
-
-def _pg_targets(t: Any) -> frozenset[str]:
-    """The PostgreSQL column types an Arrow column of type ``t`` may be copied into as CSV
-    text without changing its value; empty when it must go the row path."""
-    import pyarrow.types as pt
-
-    if pt.is_integer(t):
-        return _PG_INTEGER
-    if pt.is_float32(t) or pt.is_float64(t):
-        # sent as float64 (see _for_postgres): the shortest text that reads back as the same
-        # double, as Python's repr, which is what psycopg sends
-        return _PG_FLOAT
-    if pt.is_decimal(t):
-        return frozenset({"NUMERIC"})
-    if pt.is_boolean(t):
-        return frozenset({"BOOLEAN"})
-    if pt.is_string(t) or pt.is_large_string(t):
-        return _PG_TEXT
-    if pt.is_date(t):
-        return frozenset({"DATE"})
-    if pt.is_timestamp(t) and t.unit != "ns":
-        # microseconds at most: what both PostgreSQL and Python's datetime hold
-        if t.tz is None:
-            return frozenset({"TIMESTAMP WITHOUT TIME ZONE"})
-        return frozenset({"TIMESTAMP WITH TIME ZONE"})
-    return frozenset()
-
-
-def _sqlite_exact(t: Any) -> bool:
-    """Whether an Arrow column of type ``t`` goes the SQLite bulk path. Its values are the
-    Python values the row path gets from the same batch (``to_pylist``), bound by the same
-    dialect code, so the gate is only about what the row path was tested to keep."""
-    import pyarrow.types as pt
-
-    return bool(
-        pt.is_integer(t)
-        or pt.is_float32(t)
-        or pt.is_float64(t)
-        or pt.is_decimal(t)
-        or pt.is_boolean(t)
-        or pt.is_string(t)
-        or pt.is_large_string(t)
-        or pt.is_date(t)
-        or (pt.is_timestamp(t) and t.unit != "ns")
-    )
-
-
-def _sqlite_native(t: Any) -> bool:
-    """Whether sqlite3 binds the Python values of an Arrow column of type ``t`` as they
-    are: 64-bit (or narrower) integers, doubles, text, nulls."""
-    import pyarrow.types as pt
-
-    return bool(
-        pt.is_signed_integer(t)
-        or pt.is_uint8(t)
-        or pt.is_uint16(t)
-        or pt.is_uint32(t)
-        or pt.is_float64(t)
-        or pt.is_string(t)
-        or pt.is_large_string(t)
-        or pt.is_null(t)
-    )
 
 
 class ArrowWriter:
@@ -127,6 +67,9 @@ class ArrowWriter:
         self.table = table
         self.write = write
         self.postgres = dialect.name == "postgresql"
+        self.mysql = dialect.name in ("mysql", "mariadb")
+        #: Whether LOAD DATA LOCAL INFILE works here (until the server says it does not).
+        self.local_infile = self.mysql
         #: The map function's own check (``ArrowExact``), when there is one.
         self.unchanged = unchanged
 
@@ -145,9 +88,18 @@ class ArrowWriter:
             if field.name not in columns:
                 return False  # the row path reports it (no such column), as before
             if self.postgres:
-                if columns[field.name].upper() not in _pg_targets(field.type):
+                if columns[field.name].upper() not in pg_targets(field.type):
                     return False
-            elif not _sqlite_exact(field.type):
+            elif self.mysql:
+                if not mysql_exact(field.type, columns[field.name]):
+                    return False
+                if (
+                    pt.is_floating(field.type)
+                    and column.null_count < len(column)
+                    and pc.any(pc.or_(pc.is_nan(column), pc.is_inf(column))).as_py()
+                ):
+                    return False  # MySQL holds neither: the row path dead-letters them
+            elif not sqlite_exact(field.type):
                 return False
             elif (
                 pt.is_floating(field.type)
@@ -160,13 +112,16 @@ class ArrowWriter:
     def send(self, session: Session, data: Any) -> None:
         """Insert every row of ``data`` inside the session's open transaction."""
         names = data.schema.names
+        if self.mysql:
+            self._send_mysql(session, data)
+            return
         if self.postgres:
             import pyarrow as pa
             import pyarrow.csv as pacsv
 
             sink = pa.BufferOutputStream()
             options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-            pacsv.write_csv(_for_postgres(data), sink, options)
+            pacsv.write_csv(for_postgres(data), sink, options)
             # Every text value quoted (Arrow's "needed" quotes strings always), a null left
             # empty and unquoted: PostgreSQL's CSV reads that as NULL, and a quoted "" as
             # the empty string. Quoted, a text can never be the end-of-data marker "\."
@@ -177,9 +132,9 @@ class ArrowWriter:
             )
             session.copy_data(sql, memoryview(sink.getvalue()), data.num_rows)
             return
-        data = _for_sqlite(data)
+        data = for_sqlite(data)
         columns = [column.to_pylist() for column in data.columns]
-        if all(_sqlite_native(t) for t in data.schema.types):
+        if all(sqlite_native(t) for t in data.schema.types):
             # ints, floats (no NaN: see exact), text and NULL only: sqlite3 binds them as
             # they are, so the rows go straight to executemany, with no list of all the
             # parameters built in Python (the multi-row INSERT's cost here)
@@ -193,51 +148,51 @@ class ArrowWriter:
         rows = list(zip(*columns))
         self.dialect.insert(session, self.table, names, rows)
 
+    def _send_mysql(self, session: Session, data: Any) -> None:
+        """``LOAD DATA LOCAL INFILE`` from a file of the chunk's text (``mysql_text``),
+        which must take every row without a warning: with LOCAL, MySQL turns a bad value
+        or a duplicate key into a warning (a value changed, a row skipped), so a chunk
+        with any is refused (``ValueError``: a data failure, the chunk goes as rows).
+        Where the connection cannot send a local file (an engine made without
+        ``client_flag=CLIENT.LOCAL_FILES``, a server with ``local_infile`` off), the rows
+        go as the dialect's multi-row INSERT instead."""
+        import os
+        import tempfile
 
-def _for_postgres(data: Any) -> Any:
-    """``data`` with float32 columns widened to float64: Arrow writes a float32 as
-    the shortest text of the float32 (``0.1``), the row path sends the Python float it
-    became (``0.10000000149011612``); both must be the same number to a float8 column."""
-    import pyarrow as pa
-    import pyarrow.types as pt
+        names = data.schema.names
+        if self.local_infile:
+            fd, path = tempfile.mkstemp(prefix="batchline-", suffix=".csv")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(mysql_text(data))
+                sql = (
+                    f"LOAD DATA LOCAL INFILE %s INTO TABLE {self.table.sql} {MYSQL_FORMAT} "
+                    f"({self.dialect.columns_sql(names)})"
+                )
+                try:
+                    taken, warnings = session.load_local(sql, path, data.num_rows)
+                except Exception as exc:
+                    number = exc.args[0] if exc.args else None
+                    if number not in _NO_LOCAL_INFILE:
+                        raise
+                    self.local_infile = False
+                else:
+                    if warnings or taken != data.num_rows:
+                        shown = session.query("SHOW WARNINGS LIMIT 1")
+                        first = f" (first: {shown[0][2]})" if shown else ""
+                        raise ValueError(
+                            f"LOAD DATA took {taken} of {data.num_rows} rows with {warnings} "
+                            f"warnings{first}"
+                        )
+                    return
+            finally:
+                os.unlink(path)
+        rows = list(zip(*(column.to_pylist() for column in data.columns)))
+        self.dialect.insert(session, self.table, names, rows)
 
-    columns = list(data.columns)
-    changed = False
-    for i, column in enumerate(columns):
-        t = column.type
-        if pt.is_floating(t) and not pt.is_float64(t):
-            columns[i] = column.cast(pa.float64())
-            changed = True
-    return pa.Table.from_arrays(columns, names=data.schema.names) if changed else data
 
-
-def _for_sqlite(data: Any) -> Any:
-    """``data`` with the columns whose Python values the SQLite dialect would turn into
-    text or integers one by one (``_adapt_value``) turned so by Arrow, in C, to the same
-    text: a decimal to its ``str()`` (both write the exponent form by the same rule, the
-    General Decimal Arithmetic's to-scientific-string), a date to its ISO form, a naive
-    timestamp to ``isoformat(" ")`` (microseconds shown only when there are some), a
-    boolean to 0/1. Zone-aware timestamps stay Python values: their text carries the
-    offset of the value's own zone, which Arrow's cast does not write."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.types as pt
-
-    columns = list(data.columns)
-    changed = False
-    for i, column in enumerate(columns):
-        t = column.type
-        if pt.is_decimal(t) or pt.is_date(t):
-            columns[i] = column.cast(pa.string())
-        elif pt.is_boolean(t):
-            columns[i] = column.cast(pa.int64())
-        elif pt.is_timestamp(t) and t.tz is None:
-            text = column.cast(pa.timestamp("us")).cast(pa.string())
-            columns[i] = pc.replace_substring_regex(text, pattern=r"\.000000$", replacement="")
-        else:
-            continue
-        changed = True
-    return pa.Table.from_arrays(columns, names=data.schema.names) if changed else data
+#: MySQL errors that say LOAD DATA LOCAL is not allowed on this connection or server.
+_NO_LOCAL_INFILE = frozenset({1148, 2068, 3948, 4166})
 
 
 class ArrowPart:
@@ -318,7 +273,12 @@ def arrow_writer(
     if key_fn is not None or lookups or len(writes) != 1:
         return None
     write = writes[0]
-    if type(write) is not Insert or dialect.name not in ("postgresql", "sqlite"):
+    if type(write) is not Insert or dialect.name not in (
+        "postgresql",
+        "sqlite",
+        "mysql",
+        "mariadb",
+    ):
         return None
     table = tables.get(write.table)
     return None if table is None else ArrowWriter(dialect, table, write, unchanged)
