@@ -74,17 +74,18 @@ _FAMILY = {
 class _Stats:
     """What one column's sample values looked like: how many said each kind."""
 
-    __slots__ = ("counts", "int_digits", "lossy", "scale", "tz_aware")
+    __slots__ = ("counts", "int_digits", "lossy", "scale", "tz_aware", "weight")
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+        self.weight = 1  # how many sampled values the one being observed stands for
         self.int_digits = 0  # widest integer part seen among integer/decimal values
         self.scale = 0  # most fractional digits among decimal values
         self.tz_aware = False
         self.lossy = False  # a value a narrower type would change ("007"): the column is text
 
     def add(self, kind: str) -> None:
-        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.counts[kind] = self.counts.get(kind, 0) + self.weight
 
     def add_digits(self, integer_part: int, scale: int) -> None:
         self.int_digits = max(self.int_digits, integer_part)
@@ -189,12 +190,26 @@ def infer_columns(
     out in the order their keys were first seen. See the module docstring for the rules.
     """
     stats: dict[str, _Stats] = {}
+    # Text (most of a CSV sample) is counted first and each distinct value observed once,
+    # standing for all its copies: a flag or a date column repeats a few values.
+    texts: dict[str, dict[str, int]] = {}
     for record in islice(sample, max_rows):
         for name, value in record.items():
             column = stats.get(name)
             if column is None:
                 column = stats[name] = _Stats()
-            if value is None or (isinstance(value, str) and not value.strip()):
-                continue
-            column.observe(value)
+                texts[name] = {}
+            if type(value) is str:
+                seen = texts[name]
+                seen[value] = seen.get(value, 0) + 1
+            elif value is not None:
+                column.observe(value)
+    for name, seen in texts.items():
+        column = stats[name]
+        for text, count in seen.items():
+            stripped = text.strip()
+            if stripped:
+                column.weight = count
+                column.observe_text(stripped)
+        column.weight = 1
     return [column.spec(name) for name, column in stats.items()]
