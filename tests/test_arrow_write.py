@@ -52,9 +52,11 @@ class Sent:
         self.statements: list[tuple[str, int]] = []
         original = _arrow_write.ArrowWriter.send
 
-        def send(writer: _arrow_write.ArrowWriter, session: Any, data: Any) -> None:
+        def send(
+            writer: _arrow_write.ArrowWriter, session: Any, data: Any, wire: Any = None
+        ) -> None:
             self.attempts += 1
-            original(writer, session, data)
+            original(writer, session, data, wire)
             self.bulk_rows += data.num_rows  # counted once it went through
 
         monkeypatch.setattr(_arrow_write.ArrowWriter, "send", send)

@@ -90,3 +90,19 @@ def test_plain_blocks_are_parsed_by_arrow_and_numbered_by_line(tmp_path: Path) -
     assert [r[META[0]] for r in rows] == list(range(1, 1001))
     assert [r[META[1]] for r in rows] == list(range(2, 1002))
     assert rows[-1]["b"] == "v999"
+
+
+def test_a_gzipped_file_and_a_bom_read_as_the_row_reader_reads_them(tmp_path: Path) -> None:
+    import gzip
+
+    text = "\ufeffa,b\n" + "".join(f"{i},x{i}\n" for i in range(300))
+    plain, packed = tmp_path / "bom.csv", tmp_path / "bom.csv.gz"
+    plain.write_text(text, encoding="utf-8")
+    packed.write_bytes(gzip.compress(text.encode()))
+    for path in (plain, packed):
+        assert from_batches(path, 256) == from_rows(path)
+    headless = tmp_path / "headless.csv"
+    headless.write_text("\ufeff1,x\n2,y\n", encoding="utf-8")
+    got = from_batches(headless, 1 << 20, names=["a", "b"])
+    assert got == from_rows(headless, names=["a", "b"])
+    assert got[0][4] == {"a": "1", "b": "x"}

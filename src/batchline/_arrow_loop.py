@@ -83,6 +83,7 @@ def arrow_loop(
             prepared = preparer.prepare(closed)
         elif writer.exact(data, converted=True) if converted else writer.exact(data):
             closed = Chunk(writes, arrow=part)
+            part.wire = writer.wire(data)  # (here, while the chunk before flushes)
         else:
             closed = as_rows(part)  # the row path, as _loop builds it
             prepared = preparer.prepare(closed)

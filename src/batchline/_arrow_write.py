@@ -109,12 +109,16 @@ class ArrowWriter:
                 return False  # SQLite stores a NaN as NULL: the row path dead-letters it
         return True
 
-    def send(self, session: Session, data: Any) -> None:
-        """Insert every row of ``data`` inside the session's open transaction."""
-        names = data.schema.names
-        if self.mysql:
-            self._send_mysql(session, data)
-            return
+    def wire(self, data: Any) -> Any:
+        r"""``data`` in the form :meth:`send` sends it: built ahead, on the mapping thread
+        while the chunk before flushes (``_arrow_loop``), so the flush only sends it.
+
+        PostgreSQL: the CSV bytes for ``COPY`` (Arrow's writer). Every text value quoted
+        (Arrow's "needed" quotes strings always), a null left empty and unquoted:
+        PostgreSQL's CSV reads that as NULL, and a quoted "" as the empty string. Quoted, a
+        text can never be the end-of-data marker "\." either, and no number, date or time
+        can be it. MySQL: the text of the ``LOAD DATA`` file (``mysql_text``). SQLite:
+        each column's Python values (``to_pylist``, in C)."""
         if self.postgres:
             import pyarrow as pa
             import pyarrow.csv as pacsv
@@ -122,19 +126,29 @@ class ArrowWriter:
             sink = pa.BufferOutputStream()
             options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
             pacsv.write_csv(for_postgres(data), sink, options)
-            # Every text value quoted (Arrow's "needed" quotes strings always), a null left
-            # empty and unquoted: PostgreSQL's CSV reads that as NULL, and a quoted "" as
-            # the empty string. Quoted, a text can never be the end-of-data marker "\."
-            # either, and no number, date or time can be it. (Quoting only text: a fifth
-            # fewer bytes for the server to parse than quoting every value.)
+            return memoryview(sink.getvalue())
+        if self.mysql:
+            return mysql_text(data) if self.local_infile else None
+        data = for_sqlite(data)
+        return [column.to_pylist() for column in data.columns], data.schema.types
+
+    def send(self, session: Session, data: Any, wire: Any = None) -> None:
+        """Insert every row of ``data`` inside the session's open transaction (``wire``:
+        its :meth:`wire`, when built ahead)."""
+        if wire is None:
+            wire = self.wire(data)
+        names = data.schema.names
+        if self.mysql:
+            self._send_mysql(session, data, wire)
+            return
+        if self.postgres:
             sql = (
                 f"COPY {self.table.sql} ({self.dialect.columns_sql(names)}) FROM STDIN (FORMAT csv)"
             )
-            session.copy_data(sql, memoryview(sink.getvalue()), data.num_rows)
+            session.copy_data(sql, wire, data.num_rows)
             return
-        data = for_sqlite(data)
-        columns = [column.to_pylist() for column in data.columns]
-        if all(sqlite_native(t) for t in data.schema.types):
+        columns, types = wire
+        if all(sqlite_native(t) for t in types):
             # ints, floats (no NaN: see exact), text and NULL only: sqlite3 binds them as
             # they are, so the rows go straight to executemany, with no list of all the
             # parameters built in Python (the multi-row INSERT's cost here)
@@ -148,7 +162,7 @@ class ArrowWriter:
         rows = list(zip(*columns))
         self.dialect.insert(session, self.table, names, rows)
 
-    def _send_mysql(self, session: Session, data: Any) -> None:
+    def _send_mysql(self, session: Session, data: Any, text: bytes | None) -> None:
         """``LOAD DATA LOCAL INFILE`` from a file of the chunk's text (``mysql_text``),
         which must take every row without a warning: with LOCAL, MySQL turns a bad value
         or a duplicate key into a warning (a value changed, a row skipped), so a chunk
@@ -160,11 +174,11 @@ class ArrowWriter:
         import tempfile
 
         names = data.schema.names
-        if self.local_infile:
+        if self.local_infile and text is not None:
             fd, path = tempfile.mkstemp(prefix="batchline-", suffix=".csv")
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(mysql_text(data))
+                    fh.write(text)
                 sql = (
                     f"LOAD DATA LOCAL INFILE %s INTO TABLE {self.table.sql} {MYSQL_FORMAT} "
                     f"({self.dialect.columns_sql(names)})"
@@ -204,7 +218,7 @@ class ArrowPart:
     convert, and ``failed`` the records already dead letters (unreadable, or a value that
     does not fit its column), written in the same transaction."""
 
-    __slots__ = ("_end", "_rows", "data", "failed", "first", "raw")
+    __slots__ = ("_end", "_rows", "data", "failed", "first", "raw", "wire")
 
     def __init__(
         self,
@@ -222,6 +236,8 @@ class ArrowPart:
         self.raw = raw
         self.failed = list(failed)
         self._end = end
+        #: The form the bulk path sends (``ArrowWriter.wire``), when built ahead.
+        self.wire: Any = None
 
     def __len__(self) -> int:
         return int(self.data.num_rows)

@@ -66,6 +66,11 @@ class _Stream:
                 return buf[: cut + 1]
             rest = buf  # a line longer than a block: read on
 
+    def drop_bom(self) -> None:
+        """Drop a UTF-8 BOM at the start of the stream, as the row reader does."""
+        head = self._stream.read(len(codecs.BOM_UTF8))
+        self._rest = b"" if head == codecs.BOM_UTF8 else head
+
     def readline(self) -> bytes:
         rest = self._rest
         cut = rest.find(b"\n")
@@ -100,6 +105,8 @@ def csv_batches(source: FileSource, size: int | None = None) -> Iterator[Any]:
         if not header:
             return  # an empty file
         blocks = _Stream(stream, size)
+        if lines == 0 and _is_utf8(source.encoding):
+            blocks.drop_bom()  # (no header line was read: the first data line may hold it)
         schema = pa.schema(
             [pa.field(n, pa.string()) for n in header]
             + [pa.field(META[0], pa.int64()), pa.field(META[1], pa.int64())]
@@ -270,6 +277,7 @@ class _RowReader:
             quote=source.quote,
             names=header,
         )
+        self.inner.bom = False  # a block starts mid-file
 
     def read(
         self,

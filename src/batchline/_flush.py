@@ -177,7 +177,7 @@ class Flusher:
                     tried = True
                     try:
                         session.begin()
-                        writer.send(session, part.data)
+                        writer.send(session, part.data, part.wire)
                         # (a CSV chunk's unreadable and misfit records: dead letters here)
                         tally = Tally()
                         self._bookkeep(part.failed, tally, end, landed=n)

@@ -222,6 +222,8 @@ class FileSource:
         self.names = list(names) if names else None
         self._counter: _CountingReader | None = None
         self._parquet_read = 0
+        #: Whether the stream starts at the file's start (where a UTF-8 BOM is dropped).
+        self.bom = True
 
     def __repr__(self) -> str:
         return f"FileSource({self.path!r}, format={self.format!r})"
@@ -305,7 +307,7 @@ class FileSource:
 
     def _lines(self, readline: Callable[[], bytes]) -> Iterator[bytes]:
         """Physical lines as bytes, with a UTF-8 BOM removed from the first."""
-        first = True
+        first = self.bom
         while True:
             line = readline()
             if not line:
