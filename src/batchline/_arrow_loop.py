@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._arrow_write import ArrowPart, ArrowWriter, arrow_batches, is_csv, rows_chunk
+from ._arrow_rows import rows_chunk
+from ._arrow_write import ArrowPart, ArrowWriter, arrow_batches, is_csv
 from ._chunk import Chunk
 from ._csv_blocks import META
 from ._dialects import Dialect

@@ -44,13 +44,12 @@ from ._arrow_forms import (
 from ._chunk import Chunk
 from ._database import Session
 from ._dialects import Dialect, TableInfo
-from ._errors import ConfigError
-from ._items import Failure, Item, Op
-from ._out import Out, WriteIndex
+from ._items import Failure, Item
+from ._out import Out
 from ._sources import ArrowSource, FileSource, microseconds
 from ._writes import Insert, Lookup, Write
 
-__all__ = ["ArrowExact", "ArrowPart", "ArrowWriter", "arrow_batches", "arrow_writer"]
+__all__ = ["ArrowExact", "ArrowPart", "ArrowWriter", "arrow_batches", "arrow_writer", "is_csv"]
 
 
 class ArrowWriter:
@@ -339,72 +338,3 @@ def arrow_batches(source: Any, resume: int) -> Iterator[tuple[Any, int]]:
         if part.num_rows:
             yield microseconds(part), position + skip + 1
         position += n
-
-
-def rows_chunk(
-    part: ArrowPart,
-    writes: Sequence[Write],
-    index: WriteIndex,
-    above: int,
-    too_large: Callable[[Item, list[Op]], Failure | None] | None,
-    map_fn: Callable[[dict[str, Any], Out], None] | None = None,
-) -> Chunk:
-    """``part``'s records as the row path builds a chunk of them (see ``_run_loop._loop``):
-    one ``Item`` per record, at its position, mapped (or written as it is) through
-    ``Out``, then sealed. A map function that raises fails its record alone."""
-    chunk = Chunk(writes)
-    out = Out(index, chunk)
-    table = writes[0].table
-    items = chunk.items
-    if part.raw is not None:
-        _raw_rows(part, chunk, out, map_fn)
-        chunk.seal(above, too_large)
-        return chunk
-    position = part.first
-    for row in part.data.to_pylist():
-        out.item = item = Item(position, position, row)
-        try:
-            if map_fn is None:
-                out.write(table, row)
-            else:
-                map_fn(row, out)
-        except ConfigError:
-            raise
-        except Exception as exc:  # the mapping failed this record only, as in _loop
-            item.failure = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
-            chunk.discard(item)
-            chunk.failed += 1
-        items.append(item)
-        position += 1
-    chunk.seal(above, too_large)
-    return chunk
-
-
-def _raw_rows(
-    part: ArrowPart, chunk: Chunk, out: Out, map_fn: Callable[[dict[str, Any], Out], None] | None
-) -> None:
-    """A CSV chunk's records as the row path reads and maps them (``_run_loop._loop``): its
-    dead letters as found when it was converted, every other record mapped anew."""
-    from ._csv_blocks import META
-
-    assert map_fn is not None, "a CSV chunk without the load's map"
-    known = {item.position: item for item, _ in part.failed}
-    items = chunk.items
-    for row in part.raw.to_pylist():
-        position, line = row.pop(META[0]), row.pop(META[1])
-        del row[META[2]], row[META[3]]
-        failed = known.get(position)
-        if failed is not None:
-            items.append(failed)
-            chunk.failed += 1
-            continue
-        out.item = item = Item(position, line, row)
-        try:
-            map_fn(row, out)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            item.failure = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
-            chunk.discard(item)
-            chunk.failed += 1
-        items.append(item)

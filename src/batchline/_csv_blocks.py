@@ -89,7 +89,7 @@ def csv_batches(source: FileSource, size: int | None = None) -> Iterator[Any]:
 
     size = size or BLOCK_BYTES
 
-    from ._sources import _CountingReader
+    from ._source_items import _CountingReader
 
     try:
         raw = open(source.path, "rb")  # noqa: SIM115 -- closed in the finally below

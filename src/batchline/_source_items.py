@@ -6,7 +6,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 __all__ = ["RAW_LIMIT", "ReadFailure", "SourceItem", "SourceRecord", "iter_records"]
 
@@ -84,3 +84,24 @@ def json_kind(value: object) -> str:
     if value is None:
         return "null"
     return "number"
+
+
+class _CountingReader:
+    """Counts the bytes pulled from a binary stream, for progress without seeking."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.count += len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self._stream.readline(size)
+        self.count += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._stream.seek(offset, whence)

@@ -32,6 +32,7 @@ from ._source_items import (
     ReadFailure,
     SourceItem,
     SourceRecord,
+    _CountingReader,
     decode_message,
     is_utf8,
     iter_records,
@@ -173,27 +174,6 @@ def _normalize_format(format: str) -> str:
     if fmt not in FORMATS:
         raise SourceError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     return fmt
-
-
-class _CountingReader:
-    """Counts the bytes pulled from a binary stream, for progress without seeking."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        self.count += len(data)
-        return data
-
-    def readline(self, size: int = -1) -> bytes:
-        data = self._stream.readline(size)
-        self.count += len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._stream.seek(offset, whence)
 
 
 class FileSource:
