@@ -106,3 +106,26 @@ def test_a_gzipped_file_and_a_bom_read_as_the_row_reader_reads_them(tmp_path: Pa
     got = from_batches(headless, 1 << 20, names=["a", "b"])
     assert got == from_rows(headless, names=["a", "b"])
     assert got[0][4] == {"a": "1", "b": "x"}
+
+
+def test_quoted_fields_without_newlines_are_read_by_arrow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import batchline._csv_blocks as blocks
+
+    path = tmp_path / "quoted.csv"
+    body = "".join(f'{i},"say ""{i}"", ok","",plain {i}\n' for i in range(500))
+    path.write_text("a,b,c,d\n" + body + '7,"x\ny",z,w\n' + '8,"a"b,c,d\n')
+    expected = from_rows(path)
+    taken = []
+    original = blocks._FastReader._plainly_quoted
+
+    def spy(self: Any, block: bytes, n: int) -> bool:
+        taken.append(original(self, block, n))
+        return taken[-1]
+
+    monkeypatch.setattr(blocks._FastReader, "_plainly_quoted", spy)
+    assert from_batches(path, 2048) == expected
+    assert True in taken and False in taken  # both readers ran
+    assert expected[0][4] == {"a": "0", "b": 'say "0", ok', "c": "", "d": "plain 0"}
+    assert expected[-1][2] is not None  # "a"b: the row reader's strict error, at its line

@@ -4,14 +4,14 @@ Why: the row reader (``FileSource._iter_csv``) costs a Python list, a dict and a
 ``SourceRecord`` per record. Here the file is cut into byte blocks at newline boundaries and
 each block becomes one record batch of text columns:
 
-- a block with no quote character, NUL, blank line or lone carriage return (the common
-  case) is parsed by pyarrow's CSV reader, in C; each of its lines is one record, so line
-  numbers are the block's first line plus the row number, checked against the block's
-  newline count (``bytes.count``, in C);
-- any other block (quoted fields, which may hold newlines or a stray quote; a row pyarrow
-  refuses: wrong field count, bad bytes) is read by the row reader itself, so its records,
-  line numbers and read failures are exactly the row path's. A quoted field that runs past
-  the block's end pulls the lines it needs from the stream.
+- a block with no NUL, blank line or lone carriage return, whose quoted fields (if any)
+  are whole fields with no newline inside (checked line by line with RE2), is parsed by
+  pyarrow's CSV reader, in C; each of its lines is one record, so line numbers are the
+  block's first line plus the row number, checked against the block's newline count;
+- any other block (a quoted newline, a stray quote, a row pyarrow refuses: wrong field
+  count, bad bytes) is read by the row reader itself, so its records, line numbers and read
+  failures are exactly the row path's. A quoted field that runs past the block's end pulls
+  the lines it needs from the stream.
 
 Each batch holds the header's columns (text, ``''`` for an empty field, as the row reader
 gives them) and four columns of its own (:data:`META`): the record's position, its first
@@ -174,7 +174,11 @@ def _header(source: FileSource, stream: Any, delimiter: str, quote: str) -> tupl
 
 
 class _FastReader:
-    """A block pyarrow's reader can take whole: one record per line, nothing quoted."""
+    """A block pyarrow's reader can take whole: one record per line. A block with quotes
+    is taken only when every line is a row of fields each either quoted whole (a quote
+    doubled inside, no newline) or free of quotes (:meth:`_plainly_quoted`, RE2 over the
+    block's lines): there pyarrow's reader and the row reader's ``csv`` (strict) read the
+    same fields; anything else (a quoted newline, ``"a"b``, ``a"b``) goes the row reader."""
 
     def __init__(self, source: FileSource, header: list[str], delimiter: str, quote: str):
         self.header = header
@@ -183,6 +187,40 @@ class _FastReader:
         self.encoding = source.encoding
         self.utf8 = _is_utf8(source.encoding)
         self.tbl = source.format == "tbl"
+        if quote:
+            d, q = (f"\\x{{{ord(c):x}}}" for c in (delimiter, quote))
+            field = f"(?:{q}(?:[^{q}\\n]|{q}{q})*{q}|[^{q}{d}\\r\\n]*)"
+            self.line = f"^{field}(?:{d}{field})*$"
+
+    def _plainly_quoted(self, block: bytes, n: int) -> bool:
+        """Whether each of the block's ``n`` lines matches :attr:`line` (see the class)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pacsv
+
+        if b"\x01" in block:
+            return False  # (the one-column read below splits on it)
+        try:
+            lines = pacsv.read_csv(
+                pa.py_buffer(block),
+                read_options=pacsv.ReadOptions(
+                    column_names=["line"], use_threads=False, block_size=len(block) + 1
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter="\x01",
+                    quote_char=False,
+                    double_quote=False,
+                    escape_char=False,
+                    newlines_in_values=False,
+                    ignore_empty_lines=False,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={"line": pa.string()}, strings_can_be_null=False
+                ),
+            ).column(0)
+        except (pa.ArrowInvalid, UnicodeError):
+            return False
+        return len(lines) == n and bool(pc.all(pc.match_substring_regex(lines, self.line)).as_py())
 
     def read(self, block: bytes, position: int, line: int) -> Any:
         """The block as a table, or None when the row reader must read it."""
@@ -191,7 +229,6 @@ class _FastReader:
 
         if (
             not self.header
-            or (self.quote and self.quote in block)
             or b"\x00" in block
             or b"\n\n" in block
             or b"\n\r\n" in block
@@ -205,6 +242,9 @@ class _FastReader:
                 block = block.decode(self.encoding).encode("utf-8")
             except UnicodeError:
                 return None
+        quoted = bool(self.quote) and self.quote in block
+        if quoted and not self._plainly_quoted(block, n):
+            return None
         names = [*self.header, "\x00end"] if self.tbl else self.header
         try:
             table = pacsv.read_csv(
@@ -214,8 +254,8 @@ class _FastReader:
                 ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=self.delimiter,
-                    quote_char=False,
-                    double_quote=False,
+                    quote_char=self.quote.decode("ascii") if quoted else False,
+                    double_quote=quoted,
                     escape_char=False,
                     newlines_in_values=False,
                     ignore_empty_lines=False,
