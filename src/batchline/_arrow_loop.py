@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._arrow_write import ArrowPart, ArrowWriter, arrow_batches, rows_chunk
+from ._arrow_rows import rows_chunk
+from ._arrow_write import ArrowPart, ArrowWriter, arrow_batches, is_csv
 from ._chunk import Chunk
+from ._csv_blocks import META
 from ._dialects import Dialect
 from ._handoff import Handoff
 from ._items import Failure, Item, Op
@@ -63,12 +65,26 @@ def arrow_loop(
     def as_rows(part: ArrowPart) -> Chunk:
         return rows_chunk(part, writes, index, above, None if limit is None else too_large, map_fn)
 
+    convert = getattr(map_fn, "arrow_convert", None) if is_csv(source) else None
+
     def submit(slices: list[Any], first: int) -> None:
         data = pa.Table.from_batches(slices)
-        part = ArrowPart(data, first, as_rows)
+        converted = None
+        if convert is not None:  # CSV text: converted here, the misfits dead letters
+            raw = data
+            converted = convert(raw, dialect.name)
+            data = converted.data if converted.exact else raw.slice(0, 0)
+            last = raw.column(META[0])[-1].as_py()
+            part = ArrowPart(data, first, as_rows, raw=raw, failed=converted.failed, end=last)
+        else:
+            part = ArrowPart(data, first, as_rows)
         prepared: Prepared | None = None
-        if writer.exact(data):
+        if converted is not None and not converted.exact:
+            closed = as_rows(part)
+            prepared = preparer.prepare(closed)
+        elif writer.exact(data, converted=True) if converted else writer.exact(data):
             closed = Chunk(writes, arrow=part)
+            part.wire = writer.wire(data)  # (here, while the chunk before flushes)
         else:
             closed = as_rows(part)  # the row path, as _loop builds it
             prepared = preparer.prepare(closed)
@@ -93,7 +109,7 @@ def arrow_loop(
                     # (read while the flush thread may change it: only a size is at stake)
                     # the chunk will go as rows (Flusher.flush): sized as the row path's
                     size = min(size, ROW_CEILING)
-                take = min(size - n, batch.num_rows - offset)
+                take = min(max(1, size - n), batch.num_rows - offset)
                 slices.append(batch.slice(offset, take))
                 offset += take
                 n += take

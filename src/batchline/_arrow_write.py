@@ -29,71 +29,27 @@ commits a chunk all of whose rows landed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from ._arrow_forms import (
+    MYSQL_FORMAT,
+    for_postgres,
+    for_sqlite,
+    mysql_exact,
+    mysql_text,
+    pg_targets,
+    sqlite_exact,
+    sqlite_native,
+)
 from ._chunk import Chunk
 from ._database import Session
 from ._dialects import Dialect, TableInfo
-from ._errors import ConfigError
-from ._items import Failure, Item, Op
-from ._out import Out, WriteIndex
+from ._items import Failure, Item
+from ._out import Out
 from ._sources import ArrowSource, FileSource, microseconds
 from ._writes import Insert, Lookup, Write
 
-__all__ = ["ArrowExact", "ArrowPart", "ArrowWriter", "arrow_batches", "arrow_writer"]
-
-#: PostgreSQL column types (as ``TableInfo`` reflects them) that read each Arrow type's CSV
-#: text back as the value the row path stores (psycopg sends the same value as its own
-#: text; the server parses either with the column's input function).
-_PG_INTEGER = frozenset({"SMALLINT", "INTEGER", "BIGINT", "NUMERIC"})
-_PG_FLOAT = frozenset({"DOUBLE PRECISION", "REAL"})
-_PG_TEXT = frozenset({"TEXT", "VARCHAR"})
-
-
-def _pg_targets(t: Any) -> frozenset[str]:
-    """The PostgreSQL column types an Arrow column of type ``t`` may be copied into as CSV
-    text without changing its value; empty when it must go the row path."""
-    import pyarrow.types as pt
-
-    if pt.is_integer(t):
-        return _PG_INTEGER
-    if pt.is_float32(t) or pt.is_float64(t):
-        # sent as float64 (see _for_postgres): the shortest text that reads back as the same
-        # double, as Python's repr, which is what psycopg sends
-        return _PG_FLOAT
-    if pt.is_decimal(t):
-        return frozenset({"NUMERIC"})
-    if pt.is_boolean(t):
-        return frozenset({"BOOLEAN"})
-    if pt.is_string(t) or pt.is_large_string(t):
-        return _PG_TEXT
-    if pt.is_date(t):
-        return frozenset({"DATE"})
-    if pt.is_timestamp(t) and t.unit != "ns":
-        # microseconds at most: what both PostgreSQL and Python's datetime hold
-        if t.tz is None:
-            return frozenset({"TIMESTAMP WITHOUT TIME ZONE"})
-        return frozenset({"TIMESTAMP WITH TIME ZONE"})
-    return frozenset()
-
-
-def _sqlite_exact(t: Any) -> bool:
-    """Whether an Arrow column of type ``t`` goes the SQLite bulk path. Its values are the
-    Python values the row path gets from the same batch (``to_pylist``), bound by the same
-    dialect code, so the gate is only about what the row path was tested to keep."""
-    import pyarrow.types as pt
-
-    return bool(
-        pt.is_integer(t)
-        or pt.is_float32(t)
-        or pt.is_float64(t)
-        or pt.is_decimal(t)
-        or pt.is_boolean(t)
-        or pt.is_string(t)
-        or pt.is_large_string(t)
-        or pt.is_date(t)
-        or (pt.is_timestamp(t) and t.unit != "ns")
-    )
+__all__ = ["ArrowExact", "ArrowPart", "ArrowWriter", "arrow_batches", "arrow_writer", "is_csv"]
 
 
 class ArrowWriter:
@@ -110,25 +66,39 @@ class ArrowWriter:
         self.table = table
         self.write = write
         self.postgres = dialect.name == "postgresql"
+        self.mysql = dialect.name in ("mysql", "mariadb")
+        #: Whether LOAD DATA LOCAL INFILE works here (until the server says it does not).
+        self.local_infile = self.mysql
         #: The map function's own check (``ArrowExact``), when there is one.
         self.unchanged = unchanged
 
-    def exact(self, data: Any) -> bool:
+    def exact(self, data: Any, converted: bool = False) -> bool:
         """Whether every column of ``data`` (a ``pyarrow.Table``) goes the bulk path without a
-        value changing (see the module's docstring); if not, the chunk goes the row path."""
+        value changing (see the module's docstring); if not, the chunk goes the row path.
+        ``converted``: the map function made ``data`` itself (CSV, ``_csv_convert``), so
+        it is what the map would emit."""
         import pyarrow.compute as pc
         import pyarrow.types as pt
 
-        if self.unchanged is not None and not self.unchanged(data):
+        if not converted and self.unchanged is not None and not self.unchanged(data):
             return False
         columns = self.table.columns
         for field, column in zip(data.schema, data.columns):
             if field.name not in columns:
                 return False  # the row path reports it (no such column), as before
             if self.postgres:
-                if columns[field.name].upper() not in _pg_targets(field.type):
+                if columns[field.name].upper() not in pg_targets(field.type):
                     return False
-            elif not _sqlite_exact(field.type):
+            elif self.mysql:
+                if not mysql_exact(field.type, columns[field.name]):
+                    return False
+                if (
+                    pt.is_floating(field.type)
+                    and column.null_count < len(column)
+                    and pc.any(pc.or_(pc.is_nan(column), pc.is_inf(column))).as_py()
+                ):
+                    return False  # MySQL holds neither: the row path dead-letters them
+            elif not sqlite_exact(field.type):
                 return False
             elif (
                 pt.is_floating(field.type)
@@ -138,85 +108,135 @@ class ArrowWriter:
                 return False  # SQLite stores a NaN as NULL: the row path dead-letters it
         return True
 
-    def send(self, session: Session, data: Any) -> None:
-        """Insert every row of ``data`` inside the session's open transaction."""
-        names = data.schema.names
+    def wire(self, data: Any) -> Any:
+        r"""``data`` in the form :meth:`send` sends it: built ahead, on the mapping thread
+        while the chunk before flushes (``_arrow_loop``), so the flush only sends it.
+
+        PostgreSQL: the CSV bytes for ``COPY`` (Arrow's writer). Every text value quoted
+        (Arrow's "needed" quotes strings always), a null left empty and unquoted:
+        PostgreSQL's CSV reads that as NULL, and a quoted "" as the empty string. Quoted, a
+        text can never be the end-of-data marker "\." either, and no number, date or time
+        can be it. MySQL: the text of the ``LOAD DATA`` file (``mysql_text``). SQLite:
+        each column's Python values (``to_pylist``, in C)."""
         if self.postgres:
             import pyarrow as pa
             import pyarrow.csv as pacsv
 
             sink = pa.BufferOutputStream()
-            options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-            pacsv.write_csv(_for_postgres(data), sink, options)
-            # Every value quoted, a null left empty and unquoted: PostgreSQL's CSV reads
-            # that as NULL, and a quoted "" as the empty string. Quoted, a value can never
-            # be the end-of-data marker "\." either.
+            options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+            pacsv.write_csv(for_postgres(data), sink, options)
+            return memoryview(sink.getvalue())
+        if self.mysql:
+            return mysql_text(data) if self.local_infile else None
+        data = for_sqlite(data)
+        return [column.to_pylist() for column in data.columns], data.schema.types
+
+    def send(self, session: Session, data: Any, wire: Any = None) -> None:
+        """Insert every row of ``data`` inside the session's open transaction (``wire``:
+        its :meth:`wire`, when built ahead)."""
+        if wire is None:
+            wire = self.wire(data)
+        names = data.schema.names
+        if self.mysql:
+            self._send_mysql(session, data, wire)
+            return
+        if self.postgres:
             sql = (
                 f"COPY {self.table.sql} ({self.dialect.columns_sql(names)}) FROM STDIN (FORMAT csv)"
             )
-            session.copy_data(sql, memoryview(sink.getvalue()), data.num_rows)
+            session.copy_data(sql, wire, data.num_rows)
             return
-        columns = [column.to_pylist() for column in _for_sqlite(data).columns]
+        columns, types = wire
+        if all(sqlite_native(t) for t in types):
+            # ints, floats (no NaN: see exact), text and NULL only: sqlite3 binds them as
+            # they are, so the rows go straight to executemany, with no list of all the
+            # parameters built in Python (the multi-row INSERT's cost here)
+            marks = ", ".join(["?"] * len(names))
+            sql = (
+                f"INSERT INTO {self.table.sql} ({self.dialect.columns_sql(names)}) "  # noqa: S608
+                f"VALUES ({marks})"
+            )
+            session.execute_each(sql, zip(*columns), data.num_rows)
+            return
         rows = list(zip(*columns))
         self.dialect.insert(session, self.table, names, rows)
 
+    def _send_mysql(self, session: Session, data: Any, text: bytes | None) -> None:
+        """``LOAD DATA LOCAL INFILE`` from a file of the chunk's text (``mysql_text``),
+        which must take every row without a warning: with LOCAL, MySQL turns a bad value
+        or a duplicate key into a warning (a value changed, a row skipped), so a chunk
+        with any is refused (``ValueError``: a data failure, the chunk goes as rows).
+        Where the connection cannot send a local file (an engine made without
+        ``client_flag=CLIENT.LOCAL_FILES``, a server with ``local_infile`` off), the rows
+        go as the dialect's multi-row INSERT instead."""
+        import os
+        import tempfile
 
-def _for_postgres(data: Any) -> Any:
-    """``data`` with float32 columns widened to float64: Arrow writes a float32 as
-    the shortest text of the float32 (``0.1``), the row path sends the Python float it
-    became (``0.10000000149011612``); both must be the same number to a float8 column."""
-    import pyarrow as pa
-    import pyarrow.types as pt
+        names = data.schema.names
+        if self.local_infile and text is not None:
+            fd, path = tempfile.mkstemp(prefix="batchline-", suffix=".csv")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(text)
+                sql = (
+                    f"LOAD DATA LOCAL INFILE %s INTO TABLE {self.table.sql} {MYSQL_FORMAT} "
+                    f"({self.dialect.columns_sql(names)})"
+                )
+                try:
+                    taken, warnings = session.load_local(sql, path, data.num_rows)
+                except Exception as exc:
+                    number = exc.args[0] if exc.args else None
+                    if number not in _NO_LOCAL_INFILE:
+                        raise
+                    self.local_infile = False
+                else:
+                    if warnings or taken != data.num_rows:
+                        shown = session.query("SHOW WARNINGS LIMIT 1")
+                        first = f" (first: {shown[0][2]})" if shown else ""
+                        raise ValueError(
+                            f"LOAD DATA took {taken} of {data.num_rows} rows with {warnings} "
+                            f"warnings{first}"
+                        )
+                    return
+            finally:
+                os.unlink(path)
+        rows = list(zip(*(column.to_pylist() for column in data.columns)))
+        self.dialect.insert(session, self.table, names, rows)
 
-    columns = list(data.columns)
-    changed = False
-    for i, column in enumerate(columns):
-        t = column.type
-        if pt.is_floating(t) and not pt.is_float64(t):
-            columns[i] = column.cast(pa.float64())
-            changed = True
-    return pa.Table.from_arrays(columns, names=data.schema.names) if changed else data
 
-
-def _for_sqlite(data: Any) -> Any:
-    """``data`` with the columns whose Python values the SQLite dialect would turn into
-    text or integers one by one (``_adapt_value``) turned so by Arrow, in C, to the same
-    text: a decimal to its ``str()`` (both write the exponent form by the same rule, the
-    General Decimal Arithmetic's to-scientific-string), a date to its ISO form, a naive
-    timestamp to ``isoformat(" ")`` (microseconds shown only when there are some), a
-    boolean to 0/1. Zone-aware timestamps stay Python values: their text carries the
-    offset of the value's own zone, which Arrow's cast does not write."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.types as pt
-
-    columns = list(data.columns)
-    changed = False
-    for i, column in enumerate(columns):
-        t = column.type
-        if pt.is_decimal(t) or pt.is_date(t):
-            columns[i] = column.cast(pa.string())
-        elif pt.is_boolean(t):
-            columns[i] = column.cast(pa.int64())
-        elif pt.is_timestamp(t) and t.tz is None:
-            text = column.cast(pa.timestamp("us")).cast(pa.string())
-            columns[i] = pc.replace_substring_regex(text, pattern=r"\.000000$", replacement="")
-        else:
-            continue
-        changed = True
-    return pa.Table.from_arrays(columns, names=data.schema.names) if changed else data
+#: MySQL errors that say LOAD DATA LOCAL is not allowed on this connection or server.
+_NO_LOCAL_INFILE = frozenset({1148, 2068, 3948, 4166})
 
 
 class ArrowPart:
     """A chunk's records as Arrow columns: ``data`` (a ``pyarrow.Table``) holds the records
-    at positions ``first`` … ``first + len - 1``, one row each, in order."""
+    at positions ``first`` … ``first + len - 1``, one row each, in order.
 
-    __slots__ = ("_rows", "data", "first")
+    A CSV chunk (``_csv_blocks``) also keeps ``raw``, its records as read (text columns,
+    positions, lines, read errors), for the row path; there ``data`` holds the rows that
+    convert, and ``failed`` the records already dead letters (unreadable, or a value that
+    does not fit its column), written in the same transaction."""
 
-    def __init__(self, data: Any, first: int, rows: Callable[[ArrowPart], Chunk]) -> None:
+    __slots__ = ("_end", "_rows", "data", "failed", "first", "raw", "wire")
+
+    def __init__(
+        self,
+        data: Any,
+        first: int,
+        rows: Callable[[ArrowPart], Chunk],
+        *,
+        raw: Any = None,
+        failed: Sequence[tuple[Item, Failure]] = (),
+        end: int | None = None,
+    ) -> None:
         self.data = data
         self.first = first
         self._rows = rows
+        self.raw = raw
+        self.failed = list(failed)
+        self._end = end
+        #: The form the bulk path sends (``ArrowWriter.wire``), when built ahead.
+        self.wire: Any = None
 
     def __len__(self) -> int:
         return int(self.data.num_rows)
@@ -224,7 +244,7 @@ class ArrowPart:
     @property
     def end(self) -> int:
         """The position of the last record."""
-        return self.first + len(self) - 1
+        return self._end if self._end is not None else self.first + len(self) - 1
 
     def as_rows(self) -> Chunk:
         """The same records as a sealed row chunk: one ``Item`` each, its row emitted
@@ -263,10 +283,17 @@ def arrow_writer(
     unchanged = getattr(map_fn, "arrow_unchanged", None)
     if map_fn is not None and unchanged is None:
         return None
+    if is_csv(source) and getattr(map_fn, "arrow_convert", None) is None:
+        return None  # text columns: only the load's map converts them
     if key_fn is not None or lookups or len(writes) != 1:
         return None
     write = writes[0]
-    if type(write) is not Insert or dialect.name not in ("postgresql", "sqlite"):
+    if type(write) is not Insert or dialect.name not in (
+        "postgresql",
+        "sqlite",
+        "mysql",
+        "mariadb",
+    ):
         return None
     table = tables.get(write.table)
     return None if table is None else ArrowWriter(dialect, table, write, unchanged)
@@ -274,12 +301,24 @@ def arrow_writer(
 
 def batches_of(source: Any) -> Iterable[Any] | None:
     """``source``'s record batches, from its first record, when it is Arrow data that can
-    still be read from there, or a Parquet file; else None."""
+    still be read from there, or a Parquet or CSV file; else None."""
     if isinstance(source, ArrowSource):
         return source.batches if source.rereadable else None
     if isinstance(source, FileSource) and source.format == "parquet" and source.path != "-":
         return source.parquet_batches()
+    if is_csv(source):
+        return cast("Iterable[Any]", source.csv_batches())
     return None
+
+
+def is_csv(source: Any) -> bool:
+    """Whether ``source`` is a CSV/TSV/tbl file (not stdin): read as text batches
+    (``_csv_blocks``), converted by the load's map (``_csv_convert``)."""
+    return (
+        isinstance(source, FileSource)
+        and source.format in ("csv", "tsv", "tbl")
+        and source.path != "-"
+    )
 
 
 def arrow_batches(source: Any, resume: int) -> Iterator[tuple[Any, int]]:
@@ -299,38 +338,3 @@ def arrow_batches(source: Any, resume: int) -> Iterator[tuple[Any, int]]:
         if part.num_rows:
             yield microseconds(part), position + skip + 1
         position += n
-
-
-def rows_chunk(
-    part: ArrowPart,
-    writes: Sequence[Write],
-    index: WriteIndex,
-    above: int,
-    too_large: Callable[[Item, list[Op]], Failure | None] | None,
-    map_fn: Callable[[dict[str, Any], Out], None] | None = None,
-) -> Chunk:
-    """``part``'s records as the row path builds a chunk of them (see ``_run_loop._loop``):
-    one ``Item`` per record, at its position, mapped (or written as it is) through
-    ``Out``, then sealed. A map function that raises fails its record alone."""
-    chunk = Chunk(writes)
-    out = Out(index, chunk)
-    table = writes[0].table
-    items = chunk.items
-    position = part.first
-    for row in part.data.to_pylist():
-        out.item = item = Item(position, position, row)
-        try:
-            if map_fn is None:
-                out.write(table, row)
-            else:
-                map_fn(row, out)
-        except ConfigError:
-            raise
-        except Exception as exc:  # the mapping failed this record only, as in _loop
-            item.failure = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
-            chunk.discard(item)
-            chunk.failed += 1
-        items.append(item)
-        position += 1
-    chunk.seal(above, too_large)
-    return chunk

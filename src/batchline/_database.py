@@ -63,6 +63,13 @@ def make_engine(db: str | sa.Engine | sa.URL) -> tuple[sa.Engine, bool]:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
+    if url.drivername == "mysql+pymysql":
+        # The client may send a local file (LOAD DATA LOCAL INFILE, the bulk path from
+        # Arrow), but PyMySQL does so only while a Session.load_local runs
+        from pymysql.constants import CLIENT
+
+        flags = int(url.query.get("client_flag", 0) or 0)  # type: ignore[arg-type]
+        kwargs["connect_args"] = {"client_flag": flags | CLIENT.LOCAL_FILES}
     try:
         engine = sa.create_engine(url, **kwargs)
     except Exception as exc:
@@ -264,6 +271,27 @@ class Session(Executor):
                 write_row(row)
         if in_pipeline:
             self._pipeline_on()
+
+    def load_local(self, sql: str, path: str, rows: int) -> tuple[int, int]:
+        """Run MySQL's ``LOAD DATA LOCAL INFILE %s …`` of the file ``path`` (which this
+        process wrote) in the open transaction; the rows it took and its warning count.
+
+        PyMySQL sends a local file only while its ``_local_infile`` is set: it is set for
+        this statement alone, so a server cannot ask for a file at any other time."""
+        self._connection()
+        self._notify(sql, rows)
+        conn = self.driver_connection
+        conn._local_infile = True
+        try:
+            self._cursor.execute(sql, (path,))
+        finally:
+            conn._local_infile = False
+        result = getattr(self._cursor, "_result", None)
+        warnings = getattr(result, "warning_count", None)
+        if warnings is None:
+            self._cursor.execute("SHOW COUNT(*) WARNINGS")
+            warnings = self._cursor.fetchone()[0]
+        return int(self._cursor.rowcount), int(warnings)
 
     def copy_data(self, sql: str, data: Any, rows: int) -> None:
         """Run ``COPY … FROM STDIN`` with ``data`` (bytes in the COPY's format, e.g. CSV

@@ -167,6 +167,7 @@ class Flusher:
         assert writer is not None, "a columnar chunk without the run's ArrowWriter"
         session = self.session
         n = len(part)
+        tally = Tally()
         tried = False
         try:
             for attempt in self._retrying:
@@ -177,8 +178,10 @@ class Flusher:
                     tried = True
                     try:
                         session.begin()
-                        writer.send(session, part.data)
-                        self.state.advance(session, self.job, end, n, 0, 0)
+                        writer.send(session, part.data, part.wire)
+                        # (a CSV chunk's unreadable and misfit records: dead letters here)
+                        tally = Tally()
+                        self._bookkeep(part.failed, tally, end, landed=n)
                         session.commit()
                     except Exception as exc:
                         session.rollback()
@@ -197,7 +200,7 @@ class Flusher:
                 f"gave up after {self.retry.attempts} attempts: {exc}", code=exc.code, job=self.job
             ) from exc
         self.applier.dirty = False  # a clean chunk, as the row path counts one
-        self._count(Tally(), end, landed=n)
+        self._count(tally, end, landed=n)
         return True
 
     def _chunk_transaction(
@@ -251,8 +254,11 @@ class Flusher:
         finally:
             applier.savepoints = False
 
-    def _bookkeep(self, pre: list[tuple[Item, Failure]], chunk: Tally, end: int) -> None:
-        """Dead letters, replayed letters and the checkpoint, in the chunk's transaction."""
+    def _bookkeep(
+        self, pre: list[tuple[Item, Failure]], chunk: Tally, end: int, landed: int = 0
+    ) -> None:
+        """Dead letters, replayed letters and the checkpoint, in the chunk's transaction
+        (``landed``: records a columnar chunk inserted without an ``Item`` each)."""
         failures = sorted([*pre, *chunk.failures], key=lambda f: f[0].position)
         letter, ops_of = self.payload.letter, self.applier.rows.ops_of
         chunk.letters = []
@@ -264,7 +270,7 @@ class Flusher:
             self.session,
             self.job,
             end,
-            len(chunk.processed),
+            len(chunk.processed) + landed,
             len(failures),
             len(chunk.duplicates),
         )

@@ -120,6 +120,9 @@ class TrackedSource(FileSource):
     def parquet_batches(self) -> Iterator[Any]:
         return self.inner.parquet_batches()  # (so bytes_read counts them)
 
+    def csv_batches(self) -> Iterator[Any]:
+        return self.inner.csv_batches()  # (so bytes_read counts them)
+
 
 def sample_source(source: FileSource, size: int = SAMPLE_SIZE) -> TrackedSource:
     """Read the first ``size`` items of ``source`` ahead; the result still yields all of them."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ._csv_convert import Converted, convert_block
 from ._errors import ConfigError, JobSpecMismatch
 from ._infer import (
     ColumnSpec,
@@ -200,8 +201,12 @@ class LoadMap:
         )
 
     def __call__(self, record: dict[str, Any], out: Out) -> None:
+        out.write(self.table, self.coerce(record))
+
+    def coerce(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record coerced to the columns' kinds; a misfit is counted, then raised."""
         try:
-            row = coerce_record(record, self.columns, empty_text=self.empty_text)
+            return coerce_record(record, self.columns, empty_text=self.empty_text)
         except ValueError as exc:
             column = getattr(exc, "column", None)
             if column is not None:
@@ -211,7 +216,18 @@ class LoadMap:
                 else:
                     seen[0] += 1
             raise
-        out.write(self.table, row)
+
+    def arrow_convert(self, raw: Any, dialect: str) -> Converted:
+        """A block of CSV text columns (``_csv_blocks``) converted to the columns' kinds
+        with Arrow compute; the rows Arrow cannot convert exactly are coerced by
+        :meth:`coerce` (see ``batchline._csv_convert``)."""
+        return convert_block(
+            raw,
+            self.columns,
+            self.coerce,
+            empty_text=self.empty_text,
+            decimal_text=dialect == "sqlite",
+        )
 
     def arrow_unchanged(self, data: Any) -> bool:
         """Whether :meth:`__call__` would emit every row of ``data`` (a ``pyarrow.Table``)

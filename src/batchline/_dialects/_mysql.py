@@ -4,13 +4,10 @@ What each write becomes:
 
 - ``Insert``: ``INSERT … VALUES (…), (…)``, as many rows per statement as fit in half of the
   server's ``max_allowed_packet`` (read once per connection; row sizes are estimated from
-  the values, conservatively). ``LOAD DATA LOCAL INFILE`` was measured and is not used:
-  for the insert statement alone it was 1.2x faster at 500-row chunks and 1.4-1.6x at
-  5,000 (``bench/mysql_throughput.py --load-data``), a few percent of a whole flush; but
-  with LOCAL the server turns errors into warnings (duplicate keys skipped, bad values
-  truncated), which breaks the failure contract unless every load is checked for warnings
-  and redone as INSERTs, and the client must enable ``local_infile``, which lets the
-  server ask for any file the client can read.
+  the values, conservatively). Arrow chunks (``_arrow_write``) go by ``LOAD DATA LOCAL
+  INFILE`` instead, checked for warnings: with LOCAL the server turns errors into warnings
+  (duplicate keys skipped, bad values cut), so a chunk with any is redone as rows. PyMySQL
+  sends a local file only during that statement (``Session.load_local``).
 - ``Upsert`` and ``Increment(create=True)``: ``INSERT … ON DUPLICATE KEY UPDATE``, with the
   row alias (``VALUES … AS new … c = new.c``) on MySQL 8.0.19+ and ``VALUES(c)`` on MariaDB
   and older MySQL. ON DUPLICATE KEY UPDATE fires on a collision with *any* unique key of
@@ -53,191 +50,37 @@ Errors are classified by MySQL/MariaDB error number (``exc.args[0]``).
 from __future__ import annotations
 
 import datetime as dt
-import re
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from pymysql.converters import escape_datetime
 
 from .._errors import ConfigError
 from ._base import (
     Classified,
     Dialect,
-    ErrorKind,
     Executor,
     RowLimit,
     RowTooLarge,
     TableInfo,
-    utf8_size,
+)
+from ._mysql_errors import classify
+from ._mysql_lookups import lookup_insert, lookup_select
+from ._mysql_server import (
+    _NON_TRANSACTIONAL,
+    _STATEMENT_ROOM,
+    _escape_datetime_utc,
+    _exact_literal_size,
+    _literal_size,
+    _Server,
+    parse_server,
 )
 
-__all__ = ["MySQLDialect"]
+__all__ = ["MySQLDialect", "parse_server"]
 
-# Error number → handling (MySQL and MariaDB share these numbers).
-_TRANSIENT = {
-    1040: "too many connections",
-    1053: "server shutdown in progress",
-    1203: "user has too many connections",
-    1205: "lock wait timeout",
-    1213: "deadlock",
-    1317: "query interrupted",
-    1637: "too many active concurrent transactions",
-    1927: "connection killed",
-    2002: "cannot connect (socket)",
-    2003: "cannot connect",
-    2006: "server has gone away",
-    2013: "lost connection during query",
-    2055: "lost connection",
-    4031: "disconnected by the server (inactivity)",
-}
-_DATA = {
-    1048: "column cannot be null",
-    1062: "duplicate key",
-    1136: "column count does not match",
-    1153: "packet bigger than max_allowed_packet (a record too large)",
-    1216: "foreign key (child row)",
-    1217: "foreign key (parent row)",
-    1263: "NULL for a NOT NULL column",
-    1264: "out of range",
-    1265: "data truncated",
-    1292: "incorrect date/time or number",
-    1300: "invalid character string",
-    1364: "field has no default value",
-    1366: "incorrect value",
-    1367: "illegal value",
-    1406: "data too long",
-    1411: "incorrect value for function",
-    1451: "foreign key (parent row)",
-    1452: "foreign key (child row)",
-    1557: "duplicate foreign key entry",
-    1586: "duplicate key",
-    1690: "value out of range",
-    1761: "foreign key duplicate",
-    1762: "foreign key duplicate",
-    3140: "invalid JSON",
-    3819: "check constraint (MySQL)",
-    4025: "check constraint (MariaDB)",
-}
-_FATAL = {
-    1044: "access denied to database",
-    1045: "access denied",
-    1054: "unknown column",
-    1064: "syntax error",
-    1142: "command denied",
-    1146: "no such table",
-}
-_NON_TRANSACTIONAL = {
-    "ARCHIVE",
-    "ARIA",
-    "BLACKHOLE",
-    "CSV",
-    "FEDERATED",
-    "FEDERATEDX",
-    "HEAP",
-    "MEMORY",
-    "MRG_MYISAM",
-    "MYISAM",
-}
 _STRICT = ("STRICT_TRANS_TABLES", "STRICT_ALL_TABLES")
-_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
-#: The share of ``max_allowed_packet`` one statement may fill (estimates are conservative).
-_PACKET_SHARE = 0.5
-#: Statements above this size buy no speed; keep them moderate for the server's sake.
-_MAX_STATEMENT = 8 * 1024 * 1024
 _ALIAS = "batchline_new"
-#: Room in a statement of one row for its SQL text, besides the row's values.
-_STATEMENT_ROOM = 64 * 1024
-#: What PyMySQL and mysqlclient escape with a backslash inside a quoted literal.
-_ESCAPED = ("\\", "'", '"', "\n", "\r", "\x00", "\x1a")
-_ESCAPED_BYTES = tuple(c.encode() for c in _ESCAPED)
-
-
-@dataclass(slots=True)
-class _Server:
-    """What one connection's server is and allows, read once when batchline takes it."""
-
-    mariadb: bool
-    version: tuple[int, int, int]
-    max_packet: int
-    autocommit: bool
-    isolation: str | None
-
-    @property
-    def row_alias(self) -> bool:
-        """``INSERT … AS new ON DUPLICATE KEY UPDATE c = new.c`` (MySQL 8.0.19+)."""
-        return not self.mariadb and self.version >= (8, 0, 19)
-
-    @property
-    def returning(self) -> bool:
-        """``INSERT … RETURNING`` (MariaDB 10.5+), which also works with ON DUPLICATE KEY."""
-        return self.mariadb and self.version >= (10, 5, 0)
-
-    @property
-    def isolation_variable(self) -> str:
-        # MySQL 8 removed tx_isolation; MariaDB before 11.1 only has tx_isolation.
-        return "tx_isolation" if self.mariadb else "transaction_isolation"
-
-    @property
-    def statement_budget(self) -> int:
-        return max(16 * 1024, min(int(self.max_packet * _PACKET_SHARE), _MAX_STATEMENT))
-
-
-def parse_server(version: str, max_packet: int, autocommit: bool) -> _Server:
-    """A ``_Server`` from ``SELECT VERSION()`` text such as ``10.11.6-MariaDB-0+deb12u1``."""
-    m = _VERSION.search(version)
-    numbers = (int(m[1]), int(m[2]), int(m[3])) if m else (0, 0, 0)
-    return _Server("mariadb" in version.lower(), numbers, max_packet, autocommit, None)
-
-
-def _literal_size(value: Any) -> int:
-    """An upper bound of the bytes ``value`` takes in the statement, plus its separator.
-
-    Also refuses container values early: PyMySQL would render a list as ``(1, 2)`` and turn
-    a record's mistake into an SQL error that looks like batchline's.
-    """
-    t = type(value)
-    if t is str:
-        # ASCII doubles at worst (escaping); other characters take up to 4 bytes in UTF-8.
-        return (2 if value.isascii() else 4) * len(value) + 4
-    if value is None or t is int or t is float or t is bool:
-        return 26
-    if t is Decimal:
-        return len(str(value)) + 4
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return 2 * len(bytes(value)) + 12
-    if isinstance(value, (dt.date, dt.time, dt.timedelta)):
-        return 34
-    if isinstance(value, (list, tuple, set, frozenset, dict)):
-        raise TypeError(f"a {t.__name__} cannot be stored in a MySQL column: {value!r:.80}")
-    return 4 * len(str(value)) + 4
-
-
-def _escape_datetime_utc(value: dt.datetime, mapping: Any = None) -> str:
-    """PyMySQL's datetime literal, with a zone-aware value moved to UTC first.
-
-    MySQL's DATETIME has no zone and PyMySQL writes the wall time, dropping the offset: a
-    ``12:00+02:00`` would be stored as ``12:00``, another instant. Stored in UTC it stays the
-    same instant (read back as naive UTC). Microseconds are sent; a ``DATETIME(6)`` keeps them.
-    """
-    if value.tzinfo is not None:
-        offset = value.utcoffset()
-        if offset is not None:
-            value = (value - offset).replace(tzinfo=None)
-    return str(escape_datetime(value, mapping))
-
-
-def _exact_literal_size(value: Any) -> int:
-    """The bytes ``value`` takes in the statement, as the driver escapes it (UTF-8)."""
-    if type(value) is str:
-        return utf8_size(value) + sum(map(value.count, _ESCAPED)) + 4
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        data = bytes(value)
-        return len(data) + sum(map(data.count, _ESCAPED_BYTES)) + 12  # _binary'…'
-    return _literal_size(value)
 
 
 class MySQLDialect(Dialect):
@@ -365,32 +208,7 @@ class MySQLDialect(Dialect):
 
     # -- error classification -------------------------------------------------------------------
     def classify(self, exc: BaseException) -> Classified:
-        if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
-            return self.classify(exc.orig)  # e.g. a reconnect that failed inside the pool
-        name = type(exc).__name__
-        msg = self.first_line(exc)
-        driver = _is_driver_error(exc)
-        number = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        if driver and number is not None:
-            code = str(number)
-            if len(exc.args) > 1:
-                msg = f"({number}) {self.first_line(Exception(exc.args[1]))}"
-            if number in _TRANSIENT:
-                return Classified(ErrorKind.TRANSIENT, name, msg, code)
-            if number in _DATA:
-                return Classified(ErrorKind.DATA, name, msg, code)
-            if number == 0 and name == "InterfaceError":  # PyMySQL: the connection is closed
-                return Classified(ErrorKind.TRANSIENT, name, "connection closed", code)
-            return Classified(ErrorKind.FATAL, name, msg, code)
-        if driver and name in ("InterfaceError", "OperationalError"):
-            return Classified(ErrorKind.TRANSIENT, name, msg, None)  # no number: the link
-        if driver and name == "ProgrammingError" and "can not be used" in msg:
-            return Classified(ErrorKind.DATA, name, msg, None)  # NaN, infinity: a record's value
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return Classified(ErrorKind.TRANSIENT, name, msg, None)
-        if isinstance(exc, (TypeError, ValueError, OverflowError)):
-            return Classified(ErrorKind.DATA, name, msg, None)
-        return Classified(ErrorKind.FATAL, name, msg, None)
+        return classify(exc)
 
     # -- sizes ------------------------------------------------------------------------------------
     def row_limit(self, ex: Executor) -> RowLimit:
@@ -557,7 +375,7 @@ class MySQLDialect(Dialect):
             sql = f"DELETE FROM {t.sql} WHERE {self._key_in(key, len(batch))}"  # noqa: S608
             ex.execute(sql, [v for k in batch for v in k])
 
-    # -- lookups ----------------------------------------------------------------------------------
+    # -- lookups (see _mysql_lookups) -----------------------------------------------------------
     def lookup_select(
         self,
         ex: Executor,
@@ -566,21 +384,7 @@ class MySQLDialect(Dialect):
         returns: str,
         keys: Sequence[tuple[Any, ...]],
     ) -> list[tuple[Any, ...]]:
-        """(requested key…, returns): the requested values, not the stored ones.
-
-        Under a ``*_ci`` collation ``'ABC'`` finds the stored ``'abc'``; the derived table of
-        requested keys lets the database do that matching and hand back what was asked for.
-        """
-        out: list[tuple[Any, ...]] = []
-        picked = ", ".join(f"v.c{i}" for i in range(len(key)))
-        match = " AND ".join(f"{t.sql}.{self.quote(c)} = v.c{i}" for i, c in enumerate(key))
-        for batch in self._batches(ex, keys, 200, 5 * len(key) + 20):
-            sql = (
-                f"SELECT {picked}, {t.sql}.{self.quote(returns)} "  # noqa: S608
-                f"FROM ({self._derived(len(key), len(batch))}) AS v JOIN {t.sql} ON {match}"
-            )
-            out.extend(ex.query(sql, [v for k in batch for v in k]))
-        return out
+        return lookup_select(self, ex, t, key, returns, keys)
 
     def lookup_insert(
         self,
@@ -591,31 +395,4 @@ class MySQLDialect(Dialect):
         returns: str,
         rows: Sequence[Sequence[Any]],
     ) -> list[tuple[Any, ...]] | None:
-        """Insert missing rows, a no-op for those that exist (never ``INSERT IGNORE``).
-
-        On MariaDB the statement returns the rows; only those whose stored key equals the
-        requested one are reported, the rest (collation matches) are left to the select.
-        """
-        self._require_unique(t, key, "Lookup")
-        head = f"INSERT INTO {t.sql} ({self.columns_sql(columns)}) VALUES "  # noqa: S608
-        tail = self._noop(key)
-        if not self.server(ex).returning:
-            self._each_values_batch(ex, columns, rows, lambda values: head + values + tail)
-            return None
-        tail += f" RETURNING {self.columns_sql([*key, returns])}"
-        pos = [list(columns).index(c) for c in key]
-        wanted = {tuple(row[i] for i in pos) for row in rows}
-        nkey = len(key)
-        out: list[tuple[Any, ...]] = []
-        fixed = len(head) + len(tail)
-        for batch in self._batches(ex, rows, fixed, 4 * len(columns) + 4):
-            params = [v for row in batch for v in row]
-            sql = head + self._values(len(columns), len(batch)) + tail
-            out.extend(r for r in ex.query(sql, params) if tuple(r[:nkey]) in wanted)
-        return out
-
-
-def _is_driver_error(exc: BaseException) -> bool:
-    """A PyMySQL or mysqlclient error (both carry the server's error number in args[0])."""
-    module = type(exc).__module__ or ""
-    return module.startswith(("pymysql", "MySQLdb"))
+        return lookup_insert(self, ex, t, key, columns, returns, rows)

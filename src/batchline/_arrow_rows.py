@@ -1,0 +1,88 @@
+"""An Arrow chunk's records as the row path builds a chunk of them: for a chunk whose columns
+the bulk path cannot write exactly, or one the database refused in bulk (then isolation
+finds the bad records and dead-letters them, as for any row chunk)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._chunk import Chunk
+from ._errors import ConfigError
+from ._items import Failure, Item, Op
+from ._out import Out, WriteIndex
+from ._writes import Write
+
+if TYPE_CHECKING:
+    from ._arrow_write import ArrowPart
+
+__all__ = ["rows_chunk"]
+
+
+def rows_chunk(
+    part: ArrowPart,
+    writes: Sequence[Write],
+    index: WriteIndex,
+    above: int,
+    too_large: Callable[[Item, list[Op]], Failure | None] | None,
+    map_fn: Callable[[dict[str, Any], Out], None] | None = None,
+) -> Chunk:
+    """``part``'s records as the row path builds a chunk of them (see ``_run_loop._loop``):
+    one ``Item`` per record, at its position, mapped (or written as it is) through
+    ``Out``, then sealed. A map function that raises fails its record alone."""
+    chunk = Chunk(writes)
+    out = Out(index, chunk)
+    table = writes[0].table
+    items = chunk.items
+    if part.raw is not None:
+        _raw_rows(part, chunk, out, map_fn)
+        chunk.seal(above, too_large)
+        return chunk
+    position = part.first
+    for row in part.data.to_pylist():
+        out.item = item = Item(position, position, row)
+        try:
+            if map_fn is None:
+                out.write(table, row)
+            else:
+                map_fn(row, out)
+        except ConfigError:
+            raise
+        except Exception as exc:  # the mapping failed this record only, as in _loop
+            item.failure = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
+            chunk.discard(item)
+            chunk.failed += 1
+        items.append(item)
+        position += 1
+    chunk.seal(above, too_large)
+    return chunk
+
+
+def _raw_rows(
+    part: ArrowPart, chunk: Chunk, out: Out, map_fn: Callable[[dict[str, Any], Out], None] | None
+) -> None:
+    """A CSV chunk's records as the row path reads and maps them (``_run_loop._loop``): its
+    dead letters as found when it was converted, every other record mapped anew."""
+    from ._csv_blocks import META
+
+    assert map_fn is not None, "a CSV chunk without the load's map"
+    known = {item.position: item for item, _ in part.failed}
+    items = chunk.items
+    for row in part.raw.to_pylist():
+        position, line = row.pop(META[0]), row.pop(META[1])
+        del row[META[2]], row[META[3]]
+        failed = known.get(position)
+        if failed is not None:
+            items.append(failed)
+            chunk.failed += 1
+            continue
+        out.item = item = Item(position, line, row)
+        try:
+            map_fn(row, out)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            item.failure = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
+            chunk.discard(item)
+            chunk.failed += 1
+        items.append(item)

@@ -1,0 +1,231 @@
+"""CSV text columns converted to the load's column kinds with Arrow compute, a column at a time.
+
+Why: the row path coerces each value in Python (``_infer.coerce_record``), a few µs a
+value. Here each text column of a block (``_csv_blocks``) is checked against a pattern of
+the values ``coerce_record`` takes unchanged and Arrow converts to the very same value
+(RE2, in C), and cast. Only the rows where some value does not match (a leading ``+``, a
+space, ``1.500`` in a ``decimal(p,2)``, an outlier of the inferred kind, ``2023-02-30``) go
+through ``coerce_record`` in Python, which either converts them (the row is added to the
+batch) or refuses them with the row path's message (a dead letter at stage ``map``). So
+what lands, and what is dead-lettered with which reason, is what the row path does.
+
+Kinds with no exact Arrow form here (binary, JSON, zone-aware timestamps, whose Python
+values keep their own offset, and a timestamp column coarser than microseconds) make the
+chunk go the row path whole (``Converted.exact`` false).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._csv_blocks import META
+from ._infer import ColumnSpec
+from ._items import Failure, Item
+
+__all__ = ["Converted", "convert_block"]
+
+_INTEGER = r"^-?[0-9]{1,18}$"
+_FLOAT = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+_DATE = r"^(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-[0-9]{2}-[0-9]{2}$"
+_TIMESTAMP = (
+    r"^(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-[0-9]{2}-[0-9]{2}"
+    r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?$"
+)
+_TRUE = ["true", "yes", "t", "y", "1"]
+_FALSE = ["false", "no", "f", "n", "0"]
+
+
+@dataclass
+class Converted:
+    """A block's records, converted: ``data`` holds the rows to write (in position order),
+    ``failed`` the records that are dead letters already (unreadable, or a value that does
+    not fit). ``exact`` is false when the chunk must go the row path whole."""
+
+    data: Any = None
+    failed: list[tuple[Item, Failure]] = field(default_factory=list)
+    exact: bool = True
+
+
+def convert_block(
+    raw: Any,
+    columns: Sequence[ColumnSpec],
+    coerce: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    empty_text: str,
+    decimal_text: bool,
+) -> Converted:
+    """Convert ``raw`` (text columns and :data:`META`, a ``pyarrow.Table``) to ``columns``.
+
+    ``coerce(record)`` is the load's own coercion of one record (it raises ``ValueError``
+    for a misfit, and counts it); ``decimal_text`` keeps decimals as their exact text
+    (SQLite's ``DECIMAL_TEXT`` columns, which store ``str(Decimal)``).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = [n for n in raw.schema.names if n not in META]
+    specs = {c.name: c for c in columns}
+    if any(n not in specs for n in names):
+        return Converted(exact=False)  # the row path says "unexpected column", per record
+    n = raw.num_rows
+    error = raw.column(META[2])
+    unread = pc.is_valid(error) if error.null_count < n else None
+    arrays: list[Any] = []
+    types: list[Any] = []
+    slow: Any = None  # rows whose values Python must convert
+    for spec in columns:
+        column = raw.column(spec.name) if spec.name in specs and spec.name in names else None
+        result = _convert(spec, column, n, empty_text, decimal_text)
+        if result is None:
+            return Converted(exact=False)
+        array, misfit = result
+        arrays.append(array)
+        types.append(array.type)
+        if misfit is not None:
+            slow = misfit if slow is None else pc.or_(slow, misfit)
+    out = Converted()
+    bad = unread
+    fixed: list[tuple[int, dict[str, Any]]] = []
+    if unread is not None:
+        for row in raw.filter(unread).select(list(META)).to_pylist():
+            position, line, message, text = (row[m] for m in META)
+            item = Item(position, line, text, failure=Failure("read", "ReadError", message))
+            out.failed.append((item, item.failure))  # type: ignore[arg-type]
+        if slow is not None:
+            slow = pc.and_(slow, pc.invert(unread))
+    if slow is not None and pc.any(slow).as_py():
+        bad = slow if bad is None else pc.or_(bad, slow)
+        for row in raw.filter(slow).to_pylist():
+            position, line = row.pop(META[0]), row.pop(META[1])
+            del row[META[2]], row[META[3]]
+            try:
+                fixed.append((position, coerce(row)))
+            except ValueError as exc:
+                item = Item(position, line, row)
+                item.failure = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
+                out.failed.append((item, item.failure))
+    schema = pa.schema([pa.field(c.name, t) for c, t in zip(columns, types)])
+    data = pa.Table.from_arrays(arrays, schema=schema)
+    if bad is not None:
+        keep = pc.invert(pc.fill_null(bad, False))
+        positions = raw.column(META[0]).filter(keep)
+        data = data.filter(keep)
+        if fixed:
+            rows = [_fixed(values, columns, decimal_text) for _, values in fixed]
+            extra = pa.Table.from_pylist(rows, schema=schema)
+            data = pa.concat_tables([data, extra])
+            positions = pa.concat_arrays(
+                [positions.combine_chunks(), pa.array([p for p, _ in fixed], pa.int64())]
+            )
+            data = data.take(pc.sort_indices(positions))
+    out.data = data
+    out.failed.sort(key=lambda f: f[0].position)
+    return out
+
+
+def _fixed(values: dict[str, Any], columns: Sequence[ColumnSpec], text: bool) -> dict[str, Any]:
+    if text:
+        for c in columns:
+            value = values.get(c.name)
+            if c.kind == "decimal" and value is not None:
+                values[c.name] = str(value)
+    return values
+
+
+def _convert(
+    spec: ColumnSpec, column: Any, n: int, empty_text: str, decimal_text: bool
+) -> tuple[Any, Any] | None:
+    """``column`` (text) as ``spec``'s Arrow type, and the mask of rows Python must convert
+    (None: none); None when the kind has no exact Arrow form here."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = spec.kind
+    target = _target(spec, decimal_text)
+    if target is None:
+        return None
+    if column is None:  # a column the file lacks: NULL, as the row path binds it
+        return pa.nulls(n, target), None
+    if kind == "text":
+        if empty_text == "null":
+            column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+        return column, None
+    empty = pc.equal(column, "")
+    column = pc.if_else(empty, pa.scalar(None, pa.string()), column)  # NULL, as the row path
+    if kind == "boolean":
+        lowered = pc.utf8_lower(column)
+        true = pc.is_in(lowered, pa.array(_TRUE))
+        valid = pc.or_(true, pc.is_in(lowered, pa.array(_FALSE)))
+        misfit = pc.and_(pc.is_valid(column), pc.invert(valid))
+        return pc.if_else(valid, true, pa.scalar(None, pa.bool_())), _none_if_clear(misfit)
+    pattern = _pattern(spec, decimal_text)
+    valid = pc.match_substring_regex(column, pattern)
+    misfit = pc.invert(pc.fill_null(valid, True))
+    cleared = pc.if_else(valid, column, pa.scalar(None, pa.string()))
+    try:
+        array = cleared if kind == "decimal" and decimal_text else pc.cast(cleared, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # a value the pattern let through that Arrow refuses (2023-02-30): Python says why
+        misfit = pc.is_valid(column)
+        array = pa.nulls(n, target)
+    if kind == "float" and (not spec.inf or not spec.nan):
+        odd = pc.is_inf(array) if not spec.inf else pc.is_nan(array)
+        misfit = pc.or_(misfit, pc.fill_null(odd, False))
+    return array, _none_if_clear(misfit)
+
+
+def _none_if_clear(mask: Any) -> Any:
+    import pyarrow.compute as pc
+
+    return mask if pc.any(mask).as_py() else None
+
+
+def _target(spec: ColumnSpec, decimal_text: bool) -> Any:
+    import pyarrow as pa
+
+    kind = spec.kind
+    if kind == "text":
+        return pa.string()
+    if kind == "integer":
+        return pa.int64()
+    if kind == "float":
+        return pa.float64()
+    if kind == "decimal":
+        if decimal_text:
+            return pa.string()
+        precision, scale = spec.precision or 18, spec.scale or 0
+        return pa.decimal128(precision, scale) if precision <= 38 else None
+    if kind == "boolean":
+        return pa.bool_()
+    if kind == "date":
+        return pa.date32()
+    if kind == "timestamp" and not spec.timezone and spec.fraction is None:
+        return pa.timestamp("us")
+    return None  # binary, JSON, zone-aware or coarser timestamps: the row path
+
+
+def _pattern(spec: ColumnSpec, decimal_text: bool) -> str:
+    kind = spec.kind
+    if kind == "integer":
+        return _INTEGER
+    if kind == "float":
+        return _FLOAT
+    if kind == "date":
+        return _DATE
+    if kind == "timestamp":
+        return _TIMESTAMP
+    assert kind == "decimal"
+    precision, scale = spec.precision or 18, spec.scale or 0
+    digits = precision - scale
+    fraction = rf"(?:\.[0-9]{{1,{scale}}})?" if scale else ""
+    if decimal_text:
+        # the text str(Decimal(text)) gives back unchanged: no leading zero, and at most six
+        # fractional digits (str() writes the exponent form below 1E-6)
+        whole = "0" if digits <= 0 else rf"(?:0|[1-9][0-9]{{0,{digits - 1}}})"
+        short = min(scale, 6)
+        fraction = rf"(?:\.[0-9]{{1,{short}}})?" if short else ""
+        return rf"^-?{whole}{fraction}$"
+    whole = "0" if digits <= 0 else rf"[0-9]{{1,{digits}}}"
+    return rf"^-?{whole}{fraction}$"
