@@ -30,6 +30,7 @@ run in the measured process. On a shared server, give the run a schema of its ow
     python bench/instructions.py --db postgresql://postgres@127.0.0.1/test
     python bench/instructions.py --strategies batchline,batchline-tuned,hand-written,floor
     python bench/instructions.py --strategies batchline,batchline-values,hand-written
+    python bench/instructions.py --strategies mapping-only,mapping-only-values,hand-written,floor
     python bench/instructions.py --keep-out /tmp/ir     # callgrind files, for callgrind_annotate
 """
 
@@ -46,13 +47,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from batchline._bench._batchline_strategies import load_with_batchline
+from batchline._bench._batchline_strategies import invoice_map, load_with_batchline
 from batchline._bench._harness import verify_state
 from batchline._bench._strategies import strategy_named
 from batchline._bench._workload import BenchTables, make_workload
 from batchline._database import make_engine, redact_url
 
 PEER = "hand-written"
+#: Not loaders: the bench's mapping function alone, called on every line with an ``Out``
+#: whose methods do nothing (no chunk, no database). What calling a per-record mapping
+#: costs at the least: the catalog reference, the rows built, two method calls.
+MAPPING_ONLY = {"mapping-only": False, "mapping-only-values": True}
+
+
+class _NoOut:
+    """An ``Out`` that takes the mapping's rows and keeps nothing."""
+
+    def insert(self, table: str, row: Any, *, columns: Any = None) -> None:
+        pass
+
+    def increment(self, table: str, row: Any, *, columns: Any = None) -> None:
+        pass
 
 
 def real_python() -> str:
@@ -88,7 +103,15 @@ def child(args: argparse.Namespace) -> None:
     engine, _ = make_engine(args.db)
     work, catalog = _workload(args.prefix, args.records, args.generate)
     work.tables.create(engine, catalog)
-    if args.strategy in ("batchline", "batchline-values"):
+    if args.strategy in MAPPING_ONLY:
+        import batchline as bl
+
+        lookup = bl.Lookup(work.tables.catalog.name, key="sku", returns="id")
+        map_fn = invoice_map(work, lookup, values=MAPPING_ONLY[args.strategy])
+        out = _NoOut()
+        for line in work.lines:
+            map_fn(line, out)  # type: ignore[arg-type]
+    elif args.strategy in ("batchline", "batchline-values"):
         # pinned: sized by time, chunks would be sized by callgrind's slowdown (~50x)
         load_with_batchline(
             engine, work, args.chunk_size, values=args.strategy == "batchline-values"
@@ -143,12 +166,13 @@ def measure(
     _empty(args)
     valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     _run([*valgrind, python, *_child_args(args, strategy, records)], env)
-    engine, _ = make_engine(args.db)
-    try:
-        work, _ = _workload(args.prefix, records, 2 * args.records)
-        verify_state(engine, work)
-    finally:
-        engine.dispose()
+    if strategy not in MAPPING_ONLY:  # (those write nothing)
+        engine, _ = make_engine(args.db)
+        try:
+            work, _ = _workload(args.prefix, records, 2 * args.records)
+            verify_state(engine, work)
+        finally:
+            engine.dispose()
     return callgrind_total(out)
 
 
@@ -195,7 +219,8 @@ def main() -> None:
         raise SystemExit("valgrind is not installed: apt-get install -y valgrind")
     names = [n.strip() for n in args.strategies.split(",") if n.strip()]
     for name in names:
-        strategy_named(name)
+        if name not in MAPPING_ONLY:
+            strategy_named(name)
     tmp = Path(tempfile.mkdtemp(prefix="batchline-ir-", dir="/tmp"))
     args.own_file = None  # a SQLite file of this script's own, deleted before each run
     if args.db is None:

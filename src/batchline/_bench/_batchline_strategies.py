@@ -7,13 +7,24 @@ tuned and tuple-emitting forms.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from ._workload import Workload
 
-__all__ = ["batchline_default", "batchline_tuned", "batchline_values", "load_with_batchline"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import batchline as bl
+
+__all__ = [
+    "batchline_default",
+    "batchline_tuned",
+    "batchline_values",
+    "invoice_map",
+    "load_with_batchline",
+]
 
 
 def load_with_batchline(
@@ -32,11 +43,38 @@ def load_with_batchline(
         state_prefix=tables.state_prefix,
     )
 
+    map_fn = invoice_map(work, catalog, values=values)
+    result = pipeline.run(work.lines, map_fn)
+    if result.status != "success" or result.items_processed != len(work.lines):
+        raise RuntimeError(f"batchline did not load every line: {result.to_dict()}")
+
+
+def batchline_default(engine: sa.Engine, work: Workload) -> None:
+    """batchline's public API with default settings (Lookup, Insert, Increment)."""
+    load_with_batchline(engine, work, None)  # chunks sized by time
+
+
+def batchline_tuned(engine: sa.Engine, work: Workload) -> None:
+    """batchline with larger chunks (``--tuned-chunk-size``, 5,000 by default)."""
+    load_with_batchline(engine, work, work.tuned_chunk_size)
+
+
+def batchline_values(engine: sa.Engine, work: Workload) -> None:
+    """batchline's defaults, the mapping emitting rows as tuples with ``columns=``."""
+    load_with_batchline(engine, work, None, values=True)
+
+
+def invoice_map(
+    work: Workload, catalog: bl.Lookup, *, values: bool = False
+) -> Callable[[dict[str, Any], bl.Out], None]:
+    """The bench's mapping of an invoice line: a catalog reference by SKU, a transaction
+    row and an inventory increment; rows as dicts, or with ``values`` as tuples in declared
+    column order (``Out``'s form for hot loops). Also measured alone (bench/instructions.py)."""
+    tx, inv = work.tables.transactions.name, work.tables.inventory.name
     tx_columns = ("invoice_id", "line_no", "item_id", "quantity", "unit_cost")
     inv_columns = ("item_id", "quantity")
 
     def map_values(record: dict[str, Any], out: bl.Out) -> None:
-        # the same rows as tuples in declared column order (Out's form for hot loops)
         item_id = catalog.ref(sku=record["sku"])
         quantity = record["quantity"]
         out.insert(
@@ -60,21 +98,4 @@ def load_with_batchline(
         )
         out.increment(inv, {"item_id": item_id, "quantity": record["quantity"]})
 
-    result = pipeline.run(work.lines, map_values if values else map_line)
-    if result.status != "success" or result.items_processed != len(work.lines):
-        raise RuntimeError(f"batchline did not load every line: {result.to_dict()}")
-
-
-def batchline_default(engine: sa.Engine, work: Workload) -> None:
-    """batchline's public API with default settings (Lookup, Insert, Increment)."""
-    load_with_batchline(engine, work, None)  # chunks sized by time
-
-
-def batchline_tuned(engine: sa.Engine, work: Workload) -> None:
-    """batchline with larger chunks (``--tuned-chunk-size``, 5,000 by default)."""
-    load_with_batchline(engine, work, work.tuned_chunk_size)
-
-
-def batchline_values(engine: sa.Engine, work: Workload) -> None:
-    """batchline's defaults, the mapping emitting rows as tuples with ``columns=``."""
-    load_with_batchline(engine, work, None, values=True)
+    return map_values if values else map_line
