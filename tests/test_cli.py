@@ -771,6 +771,31 @@ def test_progress_bar_on_a_terminal_and_not_with_quiet(
     assert screen.getvalue() == "" and quiet.stdout == ""
 
 
+def test_a_csv_load_with_the_progress_bar_still_goes_in_bulk(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bar counts records through a wrapper of the load's map; the wrapper keeps the
+    hooks the Arrow bulk path looks for, so a CSV shown loading is not sent row by row."""
+    from batchline._flush import Flusher
+
+    screen = io.StringIO()
+    fake: Callable[[], Console] = lambda: Console(file=screen, force_terminal=True, width=120)  # noqa: E731
+    monkeypatch.setattr(load_command, "stderr_console", fake)
+    bulk: list[int] = []
+    real = Flusher._flush_arrow
+
+    def spy(self: Any, part: Any, *args: Any, **kwargs: Any) -> Any:
+        bulk.append(len(part))
+        return real(self, part, *args, **kwargs)
+
+    monkeypatch.setattr(Flusher, "_flush_arrow", spy)
+    path = numbered_csv(tmp_path / "f.csv", 600)
+    result = run("load", str(path), "--db", sqlite_url, "--table", "t")
+    assert result.exit_code == 0, result.stdout
+    assert "600 records" in screen.getvalue()
+    assert sum(bulk) == 600
+
+
 def test_progress_bar_counts_database_failures_as_chunks_commit(
     tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -372,6 +372,11 @@ def test_amqp_poison_is_republished_to_the_dead_letter_exchange(
                            dead_letter_target=unique("no-such-exchange"))  # fmt: skip
         with pytest.raises(bl.SourceError, match="dead-letter target exchange"):
             missing.run()
+        for back in ("", "/", f"/{pub.queue}"):  # the default exchange, to the queue itself
+            loop = Consumer(pipeline, RabbitSource(url, pub.queue), map_order, job="dlt",
+                            dead_letter_target=back)  # fmt: skip
+            with pytest.raises(bl.SourceError, match="would come back for ever"):
+                loop.run()
         consumer = Consumer(pipeline, RabbitSource(url, pub.queue), map_order, job="dlt",
                             dead_letter_target=exchange)  # fmt: skip
         consume(consumer, 600)

@@ -683,3 +683,20 @@ def test_a_crashed_run_resumes_to_the_same_state_as_an_uninterrupted_one(
     assert (again.items_processed, again.duplicates_skipped) == (0, 800)
     with bl.DeadLetters(mysql_url) as letters:
         assert [j.name for j in letters.jobs()] == ["resume", "again"]
+
+
+def test_a_mariadb_url_may_send_local_files_as_a_mysql_url_may(mysql_url: str) -> None:
+    """Both spellings get PyMySQL's local-file capability, which the bulk path's LOAD DATA
+    LOCAL INFILE needs (without it every chunk would go as INSERTs, silently slower)."""
+    from pymysql.constants import CLIENT
+
+    from batchline._database import make_engine
+
+    for url in (mysql_url, mysql_url.replace("mysql+pymysql://", "mariadb+pymysql://", 1)):
+        engine, _ = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                flag = conn.connection.driver_connection.client_flag  # type: ignore[union-attr]
+        finally:
+            engine.dispose()
+        assert flag & CLIENT.LOCAL_FILES, url

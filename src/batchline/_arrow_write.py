@@ -9,8 +9,10 @@ bulk path in the chunk's own transaction, beside the checkpoint (``Flusher._flus
 
 - PostgreSQL: ``COPY … FROM STDIN (FORMAT csv)``, fed with the bytes Arrow's CSV writer
   produces in C, on batchline's own session connection;
-- SQLite: the dialect's multi-row ``INSERT`` over tuples zipped from each column's
-  ``to_pylist()`` (built in C), adapted as the row path adapts them.
+- SQLite: ``executemany`` over tuples zipped from each column's ``to_pylist()`` (built
+  in C), adapted as the row path adapts them;
+- MySQL/MariaDB: ``LOAD DATA LOCAL INFILE`` of text Arrow compute builds, refused (and
+  redone as rows) when the server reports any warning or takes fewer rows.
 
 Only where it is exact (:meth:`ArrowWriter.exact`): the bulk path is taken for a chunk only
 when every column's Arrow type has a text form (PostgreSQL) or Python form (SQLite) that the
@@ -277,7 +279,7 @@ def arrow_writer(
     """The run's writer when its chunks may be columnar: Arrow data (re-readable from its
     first batch) or a Parquet file, no map function (or one that says when it changes nothing:
     :class:`ArrowExact`), one ``Insert`` and nothing else (no lookup, no idempotency
-    key), on PostgreSQL or SQLite; else None (the row path)."""
+    key), on PostgreSQL, SQLite or MySQL/MariaDB; else None (the row path)."""
     if batches_of(source) is None:
         return None
     unchanged = getattr(map_fn, "arrow_unchanged", None)

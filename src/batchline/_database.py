@@ -63,7 +63,7 @@ def make_engine(db: str | sa.Engine | sa.URL) -> tuple[sa.Engine, bool]:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
-    if url.drivername == "mysql+pymysql":
+    if url.drivername in ("mysql+pymysql", "mariadb+pymysql"):
         # The client may send a local file (LOAD DATA LOCAL INFILE, the bulk path from
         # Arrow), but PyMySQL does so only while a Session.load_local runs
         from pymysql.constants import CLIENT

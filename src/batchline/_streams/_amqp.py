@@ -211,7 +211,14 @@ class RabbitSource(BrokerSource):
         return exchange, key or self.queue
 
     def check_target(self, target: str) -> None:
-        exchange, _ = self._target(target)
+        exchange, key = self._target(target)
+        if not exchange and key == self.queue:
+            # the default exchange routes by queue name: poison would come straight back
+            raise SourceError(
+                f"dead-letter target {target!r} publishes to the default exchange with the "
+                f"routing key {key!r}, the queue being consumed: its poison messages would "
+                "come back for ever; name another queue (/QUEUE) or an exchange"
+            )
         if exchange and self._wire is not None:
             try:
                 self._wire.check_exchange(exchange)

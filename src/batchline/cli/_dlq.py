@@ -41,7 +41,8 @@ __all__ = ["dlq", "jobs"]
 @json_option
 @handled
 def jobs(db: str | None, as_json: bool) -> None:
-    """List jobs: status, position (records handled), processed, failed, duplicates."""
+    """List jobs: status, position (records handled), processed, failed, duplicates; for a
+    broker consumer also its broker's end position and lag, as it last recorded them."""
     with dead_letters(db) as letters:
         found = letters.jobs()
     if as_json:

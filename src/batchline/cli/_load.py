@@ -298,8 +298,10 @@ def load(
                     progress.on_map_failure()
                     raise
 
-            # the load's map, counted: it may still be skipped for a bulk chunk
+            # the load's map, counted: a bulk chunk still skips it, or converts its columns
+            # with Arrow compute instead (the hooks ``arrow_writer`` looks for)
             counted.arrow_unchanged = map_record.arrow_unchanged  # type: ignore[attr-defined]
+            counted.arrow_convert = map_record.arrow_convert  # type: ignore[attr-defined]
 
             with progress.shown():
                 result = pipeline.run(
