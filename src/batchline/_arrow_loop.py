@@ -15,7 +15,7 @@ from ._arrow_write import ArrowPart, ArrowWriter, arrow_batches, rows_chunk
 from ._chunk import Chunk
 from ._dialects import Dialect
 from ._handoff import Handoff
-from ._items import Failure, Item, Op
+from ._items import Failure, Op
 from ._out import WriteIndex
 from ._prepare import Prepared, Preparer
 from ._sizes import measure_above, oversized
@@ -56,7 +56,7 @@ def arrow_loop(
     limit = flusher.row_limit
     above = measure_above(limit)
 
-    def too_large(item: Item, ops: list[Op]) -> Failure | None:
+    def too_large(ops: list[Op]) -> Failure | None:
         assert limit is not None
         return oversized(ops, writes, dialect, limit)
 

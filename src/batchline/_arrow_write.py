@@ -1,7 +1,8 @@
 """Arrow data written as Arrow: a chunk that is a slice of record batches, flushed in bulk.
 
 Why: an Arrow table or DataFrame loaded with no map function used to become one dict per
-row (``ArrowSource._items``), one ``Item`` and one tuple per row in the chunk's buffers, and
+row (``ArrowSource._items``), one tuple per row in the chunk's buffers (and its payload in
+the chunk's record list), and
 the dialect then sent those tuples. None of that is needed when each record is only a row
 of the pipeline's one ``Insert``: the chunk can stay columnar (:class:`ArrowPart`, held by
 :attr:`batchline._chunk.Chunk.arrow`), and the flush can hand the columns to the database's
@@ -35,7 +36,7 @@ from ._chunk import Chunk
 from ._database import Session
 from ._dialects import Dialect, TableInfo
 from ._errors import ConfigError
-from ._items import Failure, Item, Op
+from ._items import Failure, Op
 from ._out import Out, WriteIndex
 from ._sources import ArrowSource, FileSource, microseconds
 from ._writes import Insert, Lookup, Write
@@ -227,7 +228,7 @@ class ArrowPart:
         return self.first + len(self) - 1
 
     def as_rows(self) -> Chunk:
-        """The same records as a sealed row chunk: one ``Item`` each, its row emitted
+        """The same records as a sealed row chunk: each at its position, its row emitted
         through ``Out`` as the row path does, for the row path to flush (and isolate)."""
         return self._rows(self)
 
@@ -306,19 +307,21 @@ def rows_chunk(
     writes: Sequence[Write],
     index: WriteIndex,
     above: int,
-    too_large: Callable[[Item, list[Op]], Failure | None] | None,
+    too_large: Callable[[list[Op]], Failure | None] | None,
     map_fn: Callable[[dict[str, Any], Out], None] | None = None,
 ) -> Chunk:
     """``part``'s records as the row path builds a chunk of them (see ``_run_loop._loop``):
-    one ``Item`` per record, at its position, mapped (or written as it is) through
+    each at its position in the chunk's record lists, mapped (or written as it is) through
     ``Out``, then sealed. A map function that raises fails its record alone."""
     chunk = Chunk(writes)
     out = Out(index, chunk)
     table = writes[0].table
-    items = chunk.items
-    position = part.first
-    for row in part.data.to_pylist():
-        out.item = item = Item(position, position, row)
+    rows = part.data.to_pylist()
+    chunk.positions = list(range(part.first, part.first + len(rows)))
+    chunk.lines = chunk.positions  # (a row's line is its position; the lists are not grown)
+    chunk.records = rows
+    for item, row in enumerate(rows):
+        out.item = item
         try:
             if map_fn is None:
                 out.write(table, row)
@@ -327,10 +330,6 @@ def rows_chunk(
         except ConfigError:
             raise
         except Exception as exc:  # the mapping failed this record only, as in _loop
-            item.failure = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
-            chunk.discard(item)
-            chunk.failed += 1
-        items.append(item)
-        position += 1
+            chunk.fail(item, Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}"))
     chunk.seal(above, too_large)
     return chunk
