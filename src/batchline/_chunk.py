@@ -119,7 +119,8 @@ class Chunk:
         #: and the row buffers stay empty until the flush needs them as rows
         #: (:meth:`ArrowPart.as_rows`).
         self.arrow = arrow
-        #: Per record, by its index in the chunk: its position, its line, its payload.
+        #: Per record, by its index in the chunk: its position, its line, its payload
+        #: (a Numbered source's positions, consecutive, are listed when the chunk closes).
         self.positions: list[int] = []
         self.lines: list[int] = []
         self.records: list[Any] = []
@@ -143,7 +144,7 @@ class Chunk:
         self._ops: dict[int, list[Op]] | None = None
 
     def __len__(self) -> int:
-        return len(self.positions)
+        return len(self.records)
 
     # -- while collecting (mapping thread) ----------------------------------------------------
     def add(self, position: int, line: int, record: Any) -> int:
@@ -151,7 +152,7 @@ class Chunk:
         self.positions.append(position)
         self.lines.append(line)
         self.records.append(record)
-        return len(self.positions) - 1
+        return len(self.records) - 1
 
     def fail(self, item: int, why: Failure) -> None:
         """Record ``item`` failed before the flush (unreadable, or its mapping raised):
@@ -244,12 +245,12 @@ class Chunk:
                 self.failures.setdefault(item, failed[item])
             self._drop(set(failed))
         self._ops = None
-        everyone = range(len(self.positions))
+        everyone = range(len(self.records))
         gone = self.failures
         self.good = [i for i in everyone if i not in gone] if gone else list(everyone)
 
     def _drop(self, gone: set[int]) -> None:
-        keep = {i for i in range(len(self.positions)) if i not in gone}
+        keep = {i for i in range(len(self.records)) if i not in gone}
         for per in self.groups:
             for cols, rows in list(per.items()):
                 kept = rows.subset(keep)

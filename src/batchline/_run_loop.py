@@ -172,13 +172,18 @@ def _loop(
         assert limit is not None
         return oversized(ops, writes, dialect, limit)
 
-    def close(closed: Chunk) -> Chunk:
-        """Hand ``closed`` to the flush; collect into a new chunk from now on."""
+    def close(closed: Chunk, last: int) -> Chunk:
+        """Hand ``closed`` (``last``: the position of its last record) to the flush; collect
+        into a new chunk from now on."""
         nonlocal chunk_size
+        if numbered:  # consecutive positions, each its own line: listed once, in C
+            closed.positions = closed.lines = list(range(last + 1 - len(closed), last + 1))
+        else:
+            last = closed.positions[-1]
         # While the previous chunk is still flushing: this chunk's checks, lookups and rows.
         closed.seal(above, None if limit is None else too_large)
         prepared = preparer.prepare(closed)
-        handoff.submit(closed, closed.positions[-1], prepared)
+        handoff.submit(closed, last, prepared)
         # the next chunk: sized by the last one measured (the one before this, while this
         # one flushes)
         chunk_size = sizer.size
@@ -191,21 +196,20 @@ def _loop(
     # (a Numbered source's records before ``resume`` are skipped in C, never looked at)
     records = islice(source.records, resume, None) if isinstance(source, Numbered) else source
     # A record is its index in the chunk (``n`` before it is counted): its position, line
-    # and payload go to the chunk's lists, what only some records have to its side tables.
+    # and payload go to the chunk's lists (a Numbered source's positions, which are
+    # consecutive, only when it closes), what only some records have to its side tables.
     n = 0
     positions, lines, payloads, keys = chunk.positions, chunk.lines, chunk.records, chunk.keys
     try:
         for src in records:
             if numbered and type(src) is dict:  # the common record: no object made for it
                 position += 1
-                positions.append(position)
-                lines.append(position)
                 payloads.append(src)
                 data = src
             else:
                 if src is FLUSH_NOW:  # core hook: streams (a linger expired)
                     if n:
-                        chunk = close(chunk)
+                        chunk = close(chunk, position)
                         positions, lines, payloads = chunk.positions, chunk.lines, chunk.records
                         keys = chunk.keys
                         n = 0
@@ -217,8 +221,9 @@ def _loop(
                 position = src.position
                 if position <= resume:
                     continue
-                positions.append(position)
-                lines.append(src.line)
+                if not numbered:
+                    positions.append(position)
+                    lines.append(src.line)
                 if isinstance(src, ReadFailure):
                     payloads.append(src.raw)
                     chunk.failures[n] = Failure("read", "ReadError", src.error)
@@ -260,7 +265,7 @@ def _loop(
                 if size < chunk_bytes:
                     check_at = n + _next_check(size, n, chunk_bytes)
                     continue
-            chunk = close(chunk)
+            chunk = close(chunk, position)
             positions, lines, payloads, keys = (
                 chunk.positions,
                 chunk.lines,
@@ -270,7 +275,7 @@ def _loop(
             n = 0
             check_at = 1
         if n:
-            close(chunk)
+            close(chunk, position)
     except BaseException:
         handoff.abandon()
         raise
