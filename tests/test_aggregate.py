@@ -17,7 +17,10 @@ def _rows(index: WriteIndex, rows: list[tuple[str, dict[str, Any]]]) -> list[Row
     chunk = Chunk(index.writes)
     out = Out(index, chunk)
     for n, (kind, row) in enumerate(rows, start=1):
-        out.item = chunk.add(n, n, row)
+        out.item = len(chunk)  # a record is its index in the chunk
+        chunk.positions.append(n)
+        chunk.lines.append(n)
+        chunk.records.append(row)
         getattr(out, kind)("t", row)
     chunk.seal(above=10**9)
     [buffers] = chunk.rows_for(chunk.good)[:1]

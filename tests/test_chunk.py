@@ -26,7 +26,10 @@ def _collect(writes: list[bl.Write], records: list[list[tuple[str, str, dict[str
     chunk = Chunk(index.writes)
     out = Out(index, chunk)
     for n, emitted in enumerate(records, start=1):
-        out.item = chunk.add(n, n, {"n": n})
+        out.item = len(chunk)  # a record is its index in the chunk
+        chunk.positions.append(n)
+        chunk.lines.append(n)
+        chunk.records.append({"n": n})
         for method, table, row in emitted:
             getattr(out, method)(table, row)
     return chunk
@@ -155,3 +158,16 @@ def test_upserts_of_one_key_in_two_column_lists_keep_their_emission_order() -> N
         [(1, "second", "me")],
         [(1, "third")],
     ]
+
+
+def test_a_record_failed_before_the_flush_keeps_its_place_and_loses_its_rows() -> None:
+    chunk = _collect(WRITES, [[("insert", "lines", {"a": n})] for n in (1, 2, 3)])
+    why = Failure("map", "KeyError", "KeyError: 'x'")
+    chunk.fail(2, why)  # the last record's mapping raised after it emitted a row
+    chunk.seal(above=10**9)
+    assert chunk.good == [0, 1]
+    assert chunk.failures == {2: why}
+    # its position, line and payload stay, for its dead letter
+    assert (chunk.positions[2], chunk.lines[2], chunk.records[2]) == (3, 3, {"n": 3})
+    assert chunk.groups[0][("a",)].owners == [0, 1]
+    assert chunk.ops_of(2) == []

@@ -147,13 +147,6 @@ class Chunk:
         return len(self.records)
 
     # -- while collecting (mapping thread) ----------------------------------------------------
-    def add(self, position: int, line: int, record: Any) -> int:
-        """Append a record (the run loop appends to the lists itself); its index."""
-        self.positions.append(position)
-        self.lines.append(line)
-        self.records.append(record)
-        return len(self.records) - 1
-
     def fail(self, item: int, why: Failure) -> None:
         """Record ``item`` failed before the flush (unreadable, or its mapping raised):
         forget the rows it emitted."""
