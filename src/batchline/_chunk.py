@@ -234,8 +234,7 @@ class Chunk:
                     if why is not None:
                         failed[item] = why
         if failed:
-            for item in sorted(failed):
-                self.failures.setdefault(item, failed[item])
+            self.failures.update(failed)
             self._drop(set(failed))
         self._ops = None
         everyone = range(len(self.records))
