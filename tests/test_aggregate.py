@@ -9,7 +9,6 @@ from typing import Any
 import batchline as bl
 from batchline._aggregate import Resolved, aggregate
 from batchline._chunk import Chunk, Rows
-from batchline._items import Item
 from batchline._out import Out, WriteIndex
 
 
@@ -18,8 +17,10 @@ def _rows(index: WriteIndex, rows: list[tuple[str, dict[str, Any]]]) -> list[Row
     chunk = Chunk(index.writes)
     out = Out(index, chunk)
     for n, (kind, row) in enumerate(rows, start=1):
-        out.item = Item(n, n, row)
-        chunk.items.append(out.item)
+        out.item = len(chunk)  # a record is its index in the chunk
+        chunk.positions.append(n)
+        chunk.lines.append(n)
+        chunk.records.append(row)
         getattr(out, kind)("t", row)
     chunk.seal(above=10**9)
     [buffers] = chunk.rows_for(chunk.good)[:1]

@@ -9,7 +9,7 @@ from typing import Any
 import batchline as bl
 from batchline._aggregate import aggregate
 from batchline._chunk import Chunk
-from batchline._items import Failure, Item
+from batchline._items import Failure
 from batchline._out import Out, WriteIndex
 
 CATALOG = bl.Lookup("catalog", key="sku")
@@ -26,16 +26,17 @@ def _collect(writes: list[bl.Write], records: list[list[tuple[str, str, dict[str
     chunk = Chunk(index.writes)
     out = Out(index, chunk)
     for n, emitted in enumerate(records, start=1):
-        out.item = Item(n, n, {"n": n})
-        chunk.items.append(out.item)
+        out.item = len(chunk)  # a record is its index in the chunk
+        chunk.positions.append(n)
+        chunk.lines.append(n)
+        chunk.records.append({"n": n})
         for method, table, row in emitted:
             getattr(out, method)(table, row)
     return chunk
 
 
-def _failure(item: Item) -> Failure:
-    assert item.failure is not None
-    return item.failure
+def _failure(chunk: Chunk, item: int) -> Failure:
+    return chunk.failures[item]
 
 
 def test_rows_are_kept_per_write_and_column_list_beside_their_record() -> None:
@@ -51,7 +52,9 @@ def test_rows_are_kept_per_write_and_column_list_beside_their_record() -> None:
         ],
     )
     chunk.seal(above=10**9)
-    first, second = chunk.items
+    first, second = range(len(chunk))
+    assert chunk.positions == chunk.lines == [1, 2]
+    assert chunk.records == [{"n": 1}, {"n": 2}]
     inserts = chunk.groups[0]
     assert list(inserts) == [("a", "item"), ("a", "b")]
     assert inserts[("a", "item")].values == [(1, ref), (3, 7)]
@@ -76,19 +79,20 @@ def test_a_missing_key_or_a_non_number_fails_its_record_at_map_and_drops_all_its
         ],
     )
     chunk.seal(above=10**9)
-    ok, no_key, text, flag, no_id, no_qty = chunk.items
+    ok, no_key, text, flag, no_id, no_qty = range(len(chunk))
     assert chunk.good == [ok]
-    assert _failure(no_key) == Failure(
+    assert sorted(chunk.failures) == [no_key, text, flag, no_id, no_qty]
+    assert _failure(chunk, no_key) == Failure(
         "map", "ValueError", "ValueError: increment stock: key column 'item' is missing or empty"
     )
-    assert _failure(text).message == (
+    assert _failure(chunk, text).message == (
         "ValueError: increment stock: column 'qty' is not a number: '2'"
     )
-    assert _failure(flag).message.endswith("column 'qty' is not a number: True")
-    assert (
-        _failure(no_id).message == "ValueError: upsert notes: key column 'id' is missing or empty"
+    assert _failure(chunk, flag).message.endswith("column 'qty' is not a number: True")
+    assert _failure(chunk, no_id).message == (
+        "ValueError: upsert notes: key column 'id' is missing or empty"
     )
-    assert _failure(no_qty).message == "ValueError: increment stock: column 'qty' is missing"
+    assert _failure(chunk, no_qty).message == "ValueError: increment stock: column 'qty' is missing"
     # none of the failed records' rows stay, in any write
     assert chunk.groups[0][("a",)].values == [(1,)]
     assert chunk.groups[1][("item", "qty")].owners == [ok]
@@ -97,10 +101,9 @@ def test_a_missing_key_or_a_non_number_fails_its_record_at_map_and_drops_all_its
 
 def test_discard_forgets_the_rows_a_record_emitted_before_its_mapping_raised() -> None:
     chunk = _collect(WRITES, [[("insert", "lines", {"a": 1})], [("insert", "lines", {"a": 2})]])
-    second = chunk.items[1]
-    chunk.discard(second)
+    chunk.discard(1)  # the second record
     assert chunk.groups[0][("a",)].values == [(1,)]
-    assert chunk.groups[0][("a",)].owners == [chunk.items[0]]
+    assert chunk.groups[0][("a",)].owners == [0]
 
 
 def test_rows_for_a_part_of_the_chunk_masks_every_buffer_to_its_records() -> None:
@@ -128,13 +131,13 @@ def test_measure_counts_text_and_binary_and_names_records_whose_row_may_be_too_l
             [("insert", "lines", {"a": "y" * 500, "b": None, "c": Decimal("1.5")})],
         ],
     )
-    small, big = chunk.items
+    small, big = range(len(chunk))
     # 16 bytes a value, plus the characters and bytes
     assert chunk.measure(above=400) == 16 * 6 + 10 + 5 + 500
     assert chunk.suspects == {big}
     too_large = []
-    chunk.seal(400, lambda item, ops: too_large.append((item, ops)))
-    assert too_large == [(big, [(0, ("a", "b", "c"), ("y" * 500, None, Decimal("1.5")))])]
+    chunk.seal(400, lambda ops: too_large.append(ops))
+    assert too_large == [[(0, ("a", "b", "c"), ("y" * 500, None, Decimal("1.5")))]]
     assert chunk.good == [small, big]  # the callback said None: not too large after all
 
 
@@ -155,3 +158,16 @@ def test_upserts_of_one_key_in_two_column_lists_keep_their_emission_order() -> N
         [(1, "second", "me")],
         [(1, "third")],
     ]
+
+
+def test_a_record_failed_before_the_flush_keeps_its_place_and_loses_its_rows() -> None:
+    chunk = _collect(WRITES, [[("insert", "lines", {"a": n})] for n in (1, 2, 3)])
+    why = Failure("map", "KeyError", "KeyError: 'x'")
+    chunk.fail(2, why)  # the last record's mapping raised after it emitted a row
+    chunk.seal(above=10**9)
+    assert chunk.good == [0, 1]
+    assert chunk.failures == {2: why}
+    # its position, line and payload stay, for its dead letter
+    assert (chunk.positions[2], chunk.lines[2], chunk.records[2]) == (3, 3, {"n": 3})
+    assert chunk.groups[0][("a",)].owners == [0, 1]
+    assert chunk.ops_of(2) == []

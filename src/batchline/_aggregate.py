@@ -20,14 +20,13 @@ from operator import itemgetter
 from typing import Any
 
 from ._chunk import Rows
-from ._items import Item
 from ._writes import Delete, Increment, Insert, Lookup, Ref, Upsert, Write
 
 __all__ = ["Resolved", "RowGroup", "aggregate"]
 
 #: Rows of one write that share a column list: (columns, rows in that column order, the
-#: record of each row for an insert, else None).
-RowGroup = tuple[tuple[str, ...], list[tuple[Any, ...]], list[Item] | None]
+#: record (its index in the chunk) of each row for an insert, else None).
+RowGroup = tuple[tuple[str, ...], list[tuple[Any, ...]], list[int] | None]
 #: Per lookup, key -> looked-up value, for one flush try.
 Resolved = dict[Lookup, dict[tuple[Any, ...], Any]]
 

@@ -24,7 +24,7 @@ from ._database import Session
 from ._dialects import Dialect, ErrorKind, TableInfo
 from ._failures import DataFailure, translate
 from ._isolate import Isolation
-from ._items import Failure, Item
+from ._items import Failure
 from ._lookups import Found, LookupResolver
 from ._prepare import Prepared
 from ._result import Result
@@ -36,15 +36,15 @@ __all__ = ["Applier", "Tally", "Try"]
 
 @dataclass(slots=True)
 class Tally:
-    """What one transaction did, applied to the Result only once it has committed."""
+    """What one transaction did (records by index), counted only once it has committed."""
 
-    processed: list[Item] = field(default_factory=list)
-    duplicates: list[Item] = field(default_factory=list)
-    failures: list[tuple[Item, Failure]] = field(default_factory=list)
+    processed: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    failures: list[tuple[int, Failure]] = field(default_factory=list)
     lookups: Found = field(default_factory=dict)
     # The chunk's dead letters as stored (message scrubbed, payload JSON), in position order;
     # set by the bookkeeping, so what is reported is what was written.
-    letters: list[tuple[Item, Failure, str]] = field(default_factory=list)
+    letters: list[tuple[int, Failure, str]] = field(default_factory=list)
 
     def merge(self, other: Tally) -> None:
         """Add what a successful try (a whole chunk, or a part under a savepoint) did."""
@@ -63,12 +63,12 @@ class Try:
     """What one try learned while it ran."""
 
     #: The record the database named in this try's error.
-    named: Item | None = None
+    named: int | None = None
     #: Whether it was named by the first statement of the try to write its table (see
     #: ``DataFailure.only_earlier``).
     named_only_earlier: bool = False
     #: Records left out of an insert that went on without them (see ``Applier._leave_out``).
-    aside: list[tuple[Item, Failure]] = field(default_factory=list)
+    aside: list[tuple[int, Failure]] = field(default_factory=list)
 
 
 class Applier:
@@ -119,7 +119,7 @@ class Applier:
         ]
 
     # -- the Committer interface ---------------------------------------------------------------
-    def commit(self, batch: Sequence[Item], end: int) -> None:
+    def commit(self, batch: Sequence[int], end: int) -> None:
         """Apply ``batch`` inside the chunk's transaction (under a savepoint while isolating).
 
         Raises DataFailure, with the batch's writes undone, when a record's data is at fault.
@@ -132,9 +132,8 @@ class Applier:
         try:
             if savepoint:
                 session.execute("SAVEPOINT batchline_try")
-            live = list(batch)
             where = "idempotency ledger"
-            live = self._drop_duplicates(live, tally)
+            live = self._drop_duplicates(list(batch), tally)
             where = "lookup"
             prep = self.prepared if self.prepared and batch is self.prepared.good else None
             groups = None
@@ -166,28 +165,23 @@ class Applier:
             left_out = 0
             for index, write in enumerate(self.writes):
                 where = write.describe()
-                self._apply_write(
-                    now,
-                    index,
-                    write,
-                    rows[index],
-                    resolved,
-                    None if groups is None else groups[index],
-                )
+                built = None if groups is None else groups[index]
+                self._apply_write(now, index, write, rows[index], resolved, built)
                 if alone:
                     session.sync()
                 if len(now.aside) > left_out:
                     # records left out of this write: none of their other writes may land
                     left_out = len(now.aside)
-                    gone = {id(it) for it, _ in now.aside}
-                    live = [it for it in live if id(it) not in gone]
+                    gone = {it for it, _ in now.aside}
+                    live = [it for it in live if it not in gone]
                     rows = self.rows.rows_for(live)
                     groups = None  # built with them; aggregate again without
             tally.failures.extend(now.aside)
             where = "idempotency ledger"
             tally.processed = live
-            keys = [it.key for it in live if it.key is not None]
-            self.state.ledger_add(session, self.namespace, self.job, keys)
+            if (keys := self.rows.keys) is not None:  # (None: the run has no key function)
+                new = [k for k in map(keys.__getitem__, live) if k is not None]
+                self.state.ledger_add(session, self.namespace, self.job, new)
             if savepoint:
                 where = "savepoint"
                 session.execute("RELEASE SAVEPOINT batchline_try")
@@ -206,9 +200,13 @@ class Applier:
             self.raise_for(exc, where, now)
         self.chunk.merge(tally)
 
-    def fail(self, item: Item, exc: DataFailure) -> None:
+    def fail(self, item: int, exc: DataFailure) -> None:
         """Isolation found ``item`` bad on its own: it becomes a dead letter."""
         self.chunk.failures.append((item, Failure(exc.stage, exc.error_class, exc.message)))
+
+    @property
+    def positions(self) -> Sequence[int]:  # the chunk's, by index: where a part ends
+        return self.rows.positions
 
     @property
     def locates_rows(self) -> bool:
@@ -237,18 +235,19 @@ class Applier:
         )
 
     # -- the steps ------------------------------------------------------------------------------
-    def _drop_duplicates(self, live: list[Item], tally: Tally) -> list[Item]:
-        keys = [it.key for it in live if it.key is not None]
-        if not keys:
+    def _drop_duplicates(self, live: list[int], tally: Tally) -> list[int]:
+        keys = self.rows.keys  # (None: the run has no key function)
+        if keys is None or not (wanted := {k for k in map(keys.__getitem__, live) if k}):
             return live
-        seen = self.state.ledger_existing(self.session, self.namespace, sorted(set(keys)))
-        kept: list[Item] = []
+        seen = self.state.ledger_existing(self.session, self.namespace, sorted(wanted))
+        kept: list[int] = []
         for item in live:
-            if item.key is not None:
-                if item.key in seen:
+            key = keys[item]
+            if key is not None:
+                if key in seen:
                     tally.duplicates.append(item)
                     continue
-                seen.add(item.key)
+                seen.add(key)
             kept.append(item)
         return kept
 
@@ -291,7 +290,7 @@ class Applier:
         t: TableInfo,
         cols: tuple[str, ...],
         rows: list[tuple[Any, ...]],
-        owners: Sequence[Item],
+        owners: Sequence[int],
     ) -> None:
         """Insert ``rows`` (emitted by ``owners``), leaving out each failing row
         ``_leave_out`` accepts.
@@ -354,7 +353,7 @@ class Applier:
         now: Try,
         write: Write,
         index: int,
-        item: Item,
+        item: int,
         exc: BaseException,
     ) -> bool:
         """``item``'s row of this insert failed, and the rows before it stayed (SQLite). If
@@ -376,7 +375,7 @@ class Applier:
         )
         return True
 
-    def _named_item(self, exc: Exception, owners: Sequence[Item]) -> Item | None:
+    def _named_item(self, exc: Exception, owners: Sequence[int]) -> int | None:
         """The record whose row the database named as failing (``owners[i]`` emitted row i)."""
         row_no = self.dialect.failed_row(exc)
         return owners[row_no] if row_no is not None and 0 <= row_no < len(owners) else None

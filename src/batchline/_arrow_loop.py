@@ -17,7 +17,7 @@ from ._chunk import Chunk
 from ._csv_blocks import META
 from ._dialects import Dialect
 from ._handoff import Handoff
-from ._items import Failure, Item, Op
+from ._items import Failure, Op
 from ._out import WriteIndex
 from ._prepare import Prepared, Preparer
 from ._sizes import measure_above, oversized
@@ -58,7 +58,7 @@ def arrow_loop(
     limit = flusher.row_limit
     above = measure_above(limit)
 
-    def too_large(item: Item, ops: list[Op]) -> Failure | None:
+    def too_large(ops: list[Op]) -> Failure | None:
         assert limit is not None
         return oversized(ops, writes, dialect, limit)
 

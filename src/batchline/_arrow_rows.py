@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._chunk import Chunk
 from ._errors import ConfigError
-from ._items import Failure, Item, Op
+from ._items import Failure, Op
 from ._out import Out, WriteIndex
 from ._writes import Write
 
@@ -24,23 +24,25 @@ def rows_chunk(
     writes: Sequence[Write],
     index: WriteIndex,
     above: int,
-    too_large: Callable[[Item, list[Op]], Failure | None] | None,
+    too_large: Callable[[list[Op]], Failure | None] | None,
     map_fn: Callable[[dict[str, Any], Out], None] | None = None,
 ) -> Chunk:
     """``part``'s records as the row path builds a chunk of them (see ``_run_loop._loop``):
-    one ``Item`` per record, at its position, mapped (or written as it is) through
+    each at its position in the chunk's record lists, mapped (or written as it is) through
     ``Out``, then sealed. A map function that raises fails its record alone."""
     chunk = Chunk(writes)
     out = Out(index, chunk)
-    table = writes[0].table
-    items = chunk.items
     if part.raw is not None:
         _raw_rows(part, chunk, out, map_fn)
         chunk.seal(above, too_large)
         return chunk
-    position = part.first
-    for row in part.data.to_pylist():
-        out.item = item = Item(position, position, row)
+    table = writes[0].table
+    rows = part.data.to_pylist()
+    chunk.positions = list(range(part.first, part.first + len(rows)))
+    chunk.lines = chunk.positions  # (a row's line is its position; the lists are not grown)
+    chunk.records = rows
+    for item, row in enumerate(rows):
+        out.item = item
         try:
             if map_fn is None:
                 out.write(table, row)
@@ -49,11 +51,7 @@ def rows_chunk(
         except ConfigError:
             raise
         except Exception as exc:  # the mapping failed this record only, as in _loop
-            item.failure = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
-            chunk.discard(item)
-            chunk.failed += 1
-        items.append(item)
-        position += 1
+            chunk.fail(item, Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}"))
     chunk.seal(above, too_large)
     return chunk
 
@@ -66,23 +64,23 @@ def _raw_rows(
     from ._csv_blocks import META
 
     assert map_fn is not None, "a CSV chunk without the load's map"
-    known = {item.position: item for item, _ in part.failed}
-    items = chunk.items
-    for row in part.raw.to_pylist():
+    known = {dead.position: dead for dead in part.failed}
+    positions, lines, records = chunk.positions, chunk.lines, chunk.records
+    for item, row in enumerate(part.raw.to_pylist()):
         position, line = row.pop(META[0]), row.pop(META[1])
         del row[META[2]], row[META[3]]
+        positions.append(position)
+        lines.append(line)
         failed = known.get(position)
         if failed is not None:
-            items.append(failed)
-            chunk.failed += 1
+            records.append(failed.record)
+            chunk.fail(item, failed.failure)
             continue
-        out.item = item = Item(position, line, row)
+        records.append(row)
+        out.item = item
         try:
             map_fn(row, out)
         except ConfigError:
             raise
         except Exception as exc:
-            item.failure = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
-            chunk.discard(item)
-            chunk.failed += 1
-        items.append(item)
+            chunk.fail(item, Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}"))

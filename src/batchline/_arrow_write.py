@@ -1,7 +1,8 @@
 """Arrow data written as Arrow: a chunk that is a slice of record batches, flushed in bulk.
 
 Why: an Arrow table or DataFrame loaded with no map function used to become one dict per
-row (``ArrowSource._items``), one ``Item`` and one tuple per row in the chunk's buffers, and
+row (``ArrowSource._items``), one tuple per row in the chunk's buffers (and its payload in
+the chunk's record list), and
 the dialect then sent those tuples. None of that is needed when each record is only a row
 of the pipeline's one ``Insert``: the chunk can stay columnar (:class:`ArrowPart`, held by
 :attr:`batchline._chunk.Chunk.arrow`), and the flush can hand the columns to the database's
@@ -46,7 +47,7 @@ from ._arrow_forms import (
 from ._chunk import Chunk
 from ._database import Session
 from ._dialects import Dialect, TableInfo
-from ._items import Failure, Item
+from ._items import DeadRow
 from ._out import Out
 from ._sources import ArrowSource, FileSource, microseconds
 from ._writes import Insert, Lookup, Write
@@ -228,7 +229,7 @@ class ArrowPart:
         rows: Callable[[ArrowPart], Chunk],
         *,
         raw: Any = None,
-        failed: Sequence[tuple[Item, Failure]] = (),
+        failed: Sequence[DeadRow] = (),
         end: int | None = None,
     ) -> None:
         self.data = data
@@ -248,8 +249,19 @@ class ArrowPart:
         """The position of the last record."""
         return self._end if self._end is not None else self.first + len(self) - 1
 
+    def dead_letters(self) -> Chunk:
+        """The records already dead letters (``failed``), as a chunk holding only them: what
+        the flush builds their letters from, in the bulk chunk's transaction."""
+        dead = Chunk(())
+        for i, (position, line, record, why) in enumerate(self.failed):
+            dead.positions.append(position)
+            dead.lines.append(line)
+            dead.records.append(record)
+            dead.fail(i, why)
+        return dead
+
     def as_rows(self) -> Chunk:
-        """The same records as a sealed row chunk: one ``Item`` each, its row emitted
+        """The same records as a sealed row chunk: each at its position, its row emitted
         through ``Out`` as the row path does, for the row path to flush (and isolate)."""
         return self._rows(self)
 

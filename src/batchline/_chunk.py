@@ -8,10 +8,18 @@ references and count bytes). Kept per write and column list from the moment they
 emitted (:class:`Rows`: the value tuples, in emission order, beside the record that emitted
 each), the clean flush sends them as they are, and the checks that used to run per value in
 ``Out`` run a column at a time when the chunk closes (:meth:`Chunk.seal`): missing keys,
-increments that are not numbers, lookup references, text size. A record stays an
-:class:`~batchline._items.Item` (its position, line, payload and fate), and a try over part
-of the chunk (isolation) selects its records' rows with one mask per buffer
-(:meth:`Chunk.rows_for`).
+increments that are not numbers, lookup references, text size.
+
+The records are kept column-wise too: a record is its index in the chunk (its ordinal), and
+its position, line and payload are entries of parallel lists (:attr:`Chunk.positions`,
+:attr:`Chunk.lines`, :attr:`Chunk.records`), with sparse side tables for what only some
+records have (a failure before the flush, a replayed dead letter's id) and a list of
+idempotency keys only when the run has a key function. Why not an object per record: the
+mapping thread made one for every record (about a tenth of its time, and one more object
+for the cyclic collector to track) for the sake of the rare record that fails. The flush
+works with indices, and builds what a failing record needs (its dead letter, its
+``FailedItem``) from these lists, for that record alone. A try over part of the chunk
+(isolation) selects its records' rows with one mask per buffer (:meth:`Chunk.rows_for`).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from itertools import compress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from ._items import Failure, Item, Op
+from ._items import Failure, Op
 from ._writes import Increment, Insert, Ref, Write
 
 if TYPE_CHECKING:
@@ -38,12 +46,12 @@ _NONE = type(None)
 class Rows:
     """The rows one declared write received with one column list, in emission order.
 
-    ``owners[i]`` is the record that emitted ``values[i]``; ``seq[i]`` its place among every
-    row the run emitted (kept for writes whose result depends on the order across column
-    lists: upserts and increments). ``types[c]`` holds the types seen in column ``c`` and
-    ``refs`` the column positions where a lookup reference was seen (both found by
-    :meth:`Chunk.measure`, so the checks at :meth:`Chunk.seal` look at a column's values
-    only when its types say one may be wrong).
+    ``owners[i]`` is the record (its index in the chunk) that emitted ``values[i]``;
+    ``seq[i]`` its place among every row the run emitted (kept for writes whose result
+    depends on the order across column lists: upserts and increments). ``types[c]`` holds
+    the types seen in column ``c`` and ``refs`` the column positions where a lookup
+    reference was seen (both found by :meth:`Chunk.measure`, so the checks at
+    :meth:`Chunk.seal` look at a column's values only when its types say one may be wrong).
     """
 
     __slots__ = ("columns", "measured", "owners", "refs", "seq", "types", "values")
@@ -51,13 +59,13 @@ class Rows:
     def __init__(self, columns: tuple[str, ...], ordered: bool) -> None:
         self.columns = columns
         self.values: list[tuple[Any, ...]] = []
-        self.owners: list[Item] = []
+        self.owners: list[int] = []
         self.seq: list[int] | None = [] if ordered else None
         self.refs: tuple[int, ...] = ()
         self.types: list[set[type]] = [set() for _ in columns]
         self.measured = 0  # rows counted into the chunk's size so far
 
-    def subset(self, keep: set[Item]) -> Rows:
+    def subset(self, keep: set[int]) -> Rows:
         """These rows of the records in ``keep`` (one mask, no per-row Python)."""
         mask = list(map(keep.__contains__, self.owners))
         out = Rows(self.columns, self.seq is not None)
@@ -83,50 +91,75 @@ class Rows:
 class Chunk:
     """One chunk's records and their rows (see the module's docstring).
 
-    Filled by ``Out`` on the mapping thread; sealed once (:meth:`seal`) before it is handed
-    to the flush, which only reads it from then on.
+    Filled by the run loop and ``Out`` on the mapping thread; sealed once (:meth:`seal`)
+    before it is handed to the flush, which only reads it from then on.
     """
 
     __slots__ = (
         "_ops",
         "arrow",
-        "failed",
+        "failures",
         "good",
         "groups",
-        "items",
+        "keys",
+        "lines",
+        "positions",
+        "records",
+        "replayed",
         "size",
         "suspects",
         "writes",
     )
 
-    def __init__(self, writes: Sequence[Write], arrow: ArrowPart | None = None) -> None:
+    def __init__(
+        self, writes: Sequence[Write], arrow: ArrowPart | None = None, *, keyed: bool = False
+    ) -> None:
         self.writes = tuple(writes)
-        #: A columnar chunk's records (``batchline._arrow_write``): then :attr:`items` and
-        #: the row buffers stay empty until the flush needs them as rows
+        #: A columnar chunk's records (``batchline._arrow_write``): then the record lists
+        #: and the row buffers stay empty until the flush needs them as rows
         #: (:meth:`ArrowPart.as_rows`).
         self.arrow = arrow
-        self.items: list[Item] = []
-        #: How many of :attr:`items` failed before their rows were collected (the loop
-        #: counts them: unreadable, or the mapping raised).
-        self.failed = 0
+        #: Per record, by its index in the chunk: its position, its line, its payload
+        #: (a Numbered source's positions, consecutive, are listed when the chunk closes).
+        self.positions: list[int] = []
+        self.lines: list[int] = []
+        self.records: list[Any] = []
+        #: Records that failed before the flush, by index: unreadable, the mapping raised,
+        #: or a row broke a rule at :meth:`seal`. They only need a dead letter.
+        self.failures: dict[int, Failure] = {}
+        #: Per record, its idempotency ledger key (hashed; None if it has none), when the
+        #: run has a key function; else None.
+        self.keys: list[str | None] | None = [] if keyed else None
+        #: Replayed dead letters, by index: the letter's id (a letter that fails again
+        #: keeps it, and its attempts grow; one that lands is deleted).
+        self.replayed: dict[int, int] = {}
         #: Per declared write, its buffers by column list.
         self.groups: list[dict[tuple[str, ...], Rows]] = [{} for _ in self.writes]
-        #: The records that reach the flush (set by :meth:`seal`).
-        self.good: list[Item] = []
+        #: The records that reach the flush, by index (set by :meth:`seal`).
+        self.good: list[int] = []
         #: About how many bytes the measured rows' values take (:meth:`measure`).
         self.size = 0
         #: Records with a row whose text alone may exceed the database's row limit.
-        self.suspects: set[Item] = set()
-        self._ops: dict[Item, list[Op]] | None = None
+        self.suspects: set[int] = set()
+        self._ops: dict[int, list[Op]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.records)
 
     # -- while collecting (mapping thread) ----------------------------------------------------
-    def discard(self, item: Item) -> None:
+    def fail(self, item: int, why: Failure) -> None:
+        """Record ``item`` failed before the flush (unreadable, or its mapping raised):
+        forget the rows it emitted."""
+        self.failures[item] = why
+        self.discard(item)
+
+    def discard(self, item: int) -> None:
         """Forget the rows ``item`` emitted (its mapping raised after emitting some): they
         are the last rows of their buffers."""
         for per in self.groups:
             for rows in per.values():
                 owners = rows.owners
-                while owners and owners[-1] is item:
+                while owners and owners[-1] == item:
                     owners.pop()
                     rows.values.pop()
                     if rows.seq is not None:
@@ -181,11 +214,11 @@ class Chunk:
     def seal(self, above: int, too_large: Any = None) -> None:
         """Close the chunk: measure what is left, fail the records whose rows break a rule
         ``Out`` no longer checks per value (a missing key, an increment that is not a
-        number) or that cannot be written (``too_large(item, ops)`` returns a Failure for a
+        number) or that cannot be written (``too_large(ops)`` returns a Failure for a
         row over the database's limit), drop their rows, and list the records that go on
         to the flush (:attr:`good`)."""
         self.measure(above)
-        failed: dict[Item, Failure] = {}
+        failed: dict[int, Failure] = {}
         for write, per in zip(self.writes, self.groups):
             keys = write.key_columns
             adds = write.columns if isinstance(write, Increment) else ()
@@ -197,21 +230,19 @@ class Chunk:
         if too_large is not None and self.suspects:
             for item in self.suspects:
                 if item not in failed:
-                    why = too_large(item, self.ops_of(item))
+                    why = too_large(self.ops_of(item))
                     if why is not None:
                         failed[item] = why
         if failed:
-            for item, why in failed.items():
-                item.failure = why
+            self.failures.update(failed)
             self._drop(set(failed))
         self._ops = None
-        if failed or self.failed:
-            self.good = [it for it in self.items if it.failure is None]
-        else:
-            self.good = self.items
+        everyone = range(len(self.records))
+        gone = self.failures
+        self.good = [i for i in everyone if i not in gone] if gone else list(everyone)
 
-    def _drop(self, gone: set[Item]) -> None:
-        keep = {it for it in self.items if it not in gone}
+    def _drop(self, gone: set[int]) -> None:
+        keep = {i for i in range(len(self.records)) if i not in gone}
         for per in self.groups:
             for cols, rows in list(per.items()):
                 kept = rows.subset(keep)
@@ -221,7 +252,7 @@ class Chunk:
                     del per[cols]
 
     # -- what the flush reads ---------------------------------------------------------------------
-    def rows_for(self, live: Sequence[Item]) -> list[list[Rows]]:
+    def rows_for(self, live: Sequence[int]) -> list[list[Rows]]:
         """Per declared write, the buffers holding the rows of ``live`` (records of
         :attr:`good`): the chunk's own when ``live`` is all of them, else masked copies."""
         if len(live) == len(self.good):
@@ -232,12 +263,12 @@ class Chunk:
             for per in self.groups
         ]
 
-    def ops_of(self, item: Item) -> list[Op]:
+    def ops_of(self, item: int) -> list[Op]:
         """``item``'s rows as (write index, columns, values), buffer by buffer (not in
         emission order), for the rare record that needs them one by one (a dead letter's
         payload, a row left out of an insert, a row that may be too large)."""
         if self._ops is None:
-            ops: dict[Item, list[Op]] = {}
+            ops: dict[int, list[Op]] = {}
             for index, per in enumerate(self.groups):
                 for cols, rows in per.items():
                     for owner, values in zip(rows.owners, rows.values):
@@ -251,12 +282,12 @@ class Chunk:
 
 
 def _check_keys(
-    write: Write, rows: Rows, keys: tuple[str, ...], failed: dict[Item, Failure]
+    write: Write, rows: Rows, keys: tuple[str, ...], failed: dict[int, Failure]
 ) -> None:
     """Records whose row lacks a key value: as if ``Out`` had refused the row."""
     for col in keys:
         if col not in rows.columns:
-            bad: Sequence[Item] = rows.owners
+            bad: Sequence[int] = rows.owners
         else:
             at = rows.columns.index(col)
             if _NONE not in rows.types[at]:
@@ -268,7 +299,7 @@ def _check_keys(
 
 
 def _check_numbers(
-    write: Write, rows: Rows, adds: tuple[str, ...], failed: dict[Item, Failure]
+    write: Write, rows: Rows, adds: tuple[str, ...], failed: dict[int, Failure]
 ) -> None:
     """Records whose increment is not a number (``bool`` is not one either)."""
     for col in adds:

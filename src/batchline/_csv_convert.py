@@ -22,7 +22,7 @@ from typing import Any
 
 from ._csv_blocks import META
 from ._infer import ColumnSpec
-from ._items import Failure, Item
+from ._items import DeadRow, Failure
 
 __all__ = ["Converted", "convert_block"]
 
@@ -44,7 +44,7 @@ class Converted:
     not fit). ``exact`` is false when the chunk must go the row path whole."""
 
     data: Any = None
-    failed: list[tuple[Item, Failure]] = field(default_factory=list)
+    failed: list[DeadRow] = field(default_factory=list)
     exact: bool = True
 
 
@@ -91,8 +91,7 @@ def convert_block(
     if unread is not None:
         for row in raw.filter(unread).select(list(META)).to_pylist():
             position, line, message, text = (row[m] for m in META)
-            item = Item(position, line, text, failure=Failure("read", "ReadError", message))
-            out.failed.append((item, item.failure))  # type: ignore[arg-type]
+            out.failed.append(DeadRow(position, line, text, Failure("read", "ReadError", message)))
         if slow is not None:
             slow = pc.and_(slow, pc.invert(unread))
     if slow is not None and pc.any(slow).as_py():
@@ -103,9 +102,8 @@ def convert_block(
             try:
                 fixed.append((position, coerce(row)))
             except ValueError as exc:
-                item = Item(position, line, row)
-                item.failure = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
-                out.failed.append((item, item.failure))
+                why = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
+                out.failed.append(DeadRow(position, line, row, why))
     schema = pa.schema([pa.field(c.name, t) for c, t in zip(columns, types)])
     data = pa.Table.from_arrays(arrays, schema=schema)
     if bad is not None:
@@ -121,7 +119,7 @@ def convert_block(
             )
             data = data.take(pc.sort_indices(positions))
     out.data = data
-    out.failed.sort(key=lambda f: f[0].position)
+    out.failed.sort(key=lambda dead: dead.position)
     return out
 
 

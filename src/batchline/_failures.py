@@ -20,7 +20,6 @@ from typing import NoReturn
 from ._database import Session
 from ._dialects import Dialect, ErrorKind
 from ._errors import FatalDatabaseError, JobLocked
-from ._items import Item
 from ._retry import TransientFailure
 
 __all__ = ["DataFailure", "translate"]
@@ -36,7 +35,7 @@ class DataFailure(Exception):
         code: str | None = None,
         *,
         stage: str = "write",
-        item: Item | None = None,
+        item: int | None = None,
         located: bool = False,
         only_earlier: bool = False,
     ) -> None:
@@ -45,8 +44,8 @@ class DataFailure(Exception):
         self.error_class = error_class
         self.code = code
         self.stage = stage
-        #: The record the database named as the failing one, when it can say (COPY's
-        #: line; SQLite's row count).
+        #: The record (its index in the chunk) the database named as the failing one,
+        #: when it can say (COPY's line; SQLite's row count).
         self.item = item
         #: Whether the failed try could have named it (so ``item is None`` means another
         #: write failed, not that the question was not asked).
@@ -64,7 +63,7 @@ def translate(
     dialect: Dialect,
     session: Session,
     job: str,
-    named: Item | None = None,
+    named: int | None = None,
     located: bool = False,
     only_earlier: bool = False,
 ) -> NoReturn:

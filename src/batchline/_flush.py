@@ -27,7 +27,7 @@ from ._dialects import Dialect, ErrorKind, RowLimit, TableInfo
 from ._errors import FatalDatabaseError, JobLocked, TransientExhausted
 from ._failures import DataFailure
 from ._isolate import Isolation
-from ._items import Failure, Item
+from ._items import Failure
 from ._lookups import LookupCache, LookupResolver
 from ._payload import PayloadPolicy
 from ._prepare import Prepared
@@ -134,7 +134,7 @@ class Flusher:
             if not self.applier.dirty and self._flush_arrow(part, end):
                 return
             chunk, prepared = part.as_rows(), None
-        pre = [(it, it.failure) for it in chunk.items if it.failure is not None]
+        pre = sorted(chunk.failures.items())  # (index, why) of records failed before the flush
         good = prepared.good if prepared is not None else chunk.good
         self.applier.prepared = prepared
         self.applier.rows = chunk
@@ -154,7 +154,7 @@ class Flusher:
             ) from exc
         self.applier.prepared = None
         self.applier.rows = _EMPTY
-        self._count(pending[0], end)
+        self._count(pending[0], end, chunk)
 
     def _flush_arrow(self, part: ArrowPart, end: int) -> bool:
         """Send a columnar chunk in bulk in one transaction with its checkpoint; False when
@@ -168,6 +168,8 @@ class Flusher:
         session = self.session
         n = len(part)
         tally = Tally()
+        dead = part.dead_letters()
+        self.applier.rows = dead
         tried = False
         try:
             for attempt in self._retrying:
@@ -179,9 +181,10 @@ class Flusher:
                     try:
                         session.begin()
                         writer.send(session, part.data, part.wire)
-                        # (a CSV chunk's unreadable and misfit records: dead letters here)
+                        # (a CSV chunk's unreadable and misfit records: dead letters here,
+                        # built from a chunk of their own)
                         tally = Tally()
-                        self._bookkeep(part.failed, tally, end, landed=n)
+                        self._bookkeep(sorted(dead.failures.items()), tally, end, landed=n)
                         session.commit()
                     except Exception as exc:
                         session.rollback()
@@ -199,14 +202,15 @@ class Flusher:
             raise TransientExhausted(
                 f"gave up after {self.retry.attempts} attempts: {exc}", code=exc.code, job=self.job
             ) from exc
+        self.applier.rows = _EMPTY
         self.applier.dirty = False  # a clean chunk, as the row path counts one
-        self._count(tally, end, landed=n)
+        self._count(tally, end, dead, landed=n)
         return True
 
     def _chunk_transaction(
         self,
-        good: Sequence[Item],
-        pre: list[tuple[Item, Failure]],
+        good: Sequence[int],
+        pre: list[tuple[int, Failure]],
         end: int,
         chunk: Tally,
     ) -> None:
@@ -255,17 +259,20 @@ class Flusher:
             applier.savepoints = False
 
     def _bookkeep(
-        self, pre: list[tuple[Item, Failure]], chunk: Tally, end: int, landed: int = 0
+        self, pre: list[tuple[int, Failure]], chunk: Tally, end: int, landed: int = 0
     ) -> None:
-        """Dead letters, replayed letters and the checkpoint, in the chunk's transaction
-        (``landed``: records a columnar chunk inserted without an ``Item`` each)."""
-        failures = sorted([*pre, *chunk.failures], key=lambda f: f[0].position)
-        letter, ops_of = self.payload.letter, self.applier.rows.ops_of
+        """Dead letters, replayed letters and the checkpoint, in the chunk's transaction:
+        each failed record's letter built from the chunk's lists, for that record alone
+        (``landed``: records a columnar chunk inserted in bulk)."""
+        rows = self.applier.rows
+        positions = rows.positions
+        failures = sorted([*pre, *chunk.failures], key=lambda f: positions[f[0]])
+        letter, ops_of, records = self.payload.letter, rows.ops_of, rows.records
         chunk.letters = []
         for item, f in failures:
-            message, payload = letter(item, f.message, ops_of(item))
+            message, payload = letter(records[item], f.message, ops_of(item))
             chunk.letters.append((item, Failure(f.stage, f.error_class, message), to_json(payload)))
-        self._write_dead_letters(chunk.letters, [*chunk.processed, *chunk.duplicates])
+        self._write_dead_letters(rows, chunk.letters, [*chunk.processed, *chunk.duplicates])
         self.state.advance(
             self.session,
             self.job,
@@ -303,10 +310,10 @@ class Flusher:
             "run resumes from the checkpoint",
         )
 
-    def _count(self, tally: Tally, end: int, landed: int = 0) -> None:
-        """Count a committed chunk into the Result, and log it: counts at INFO, and each
-        dead letter at DEBUG (the only level whose lines carry record values). ``landed``
-        counts records a columnar chunk inserted without an ``Item`` each."""
+    def _count(self, tally: Tally, end: int, rows: Chunk = _EMPTY, landed: int = 0) -> None:
+        """Count a committed chunk (its records ``rows``) into the Result, and log it: counts
+        at INFO, and each dead letter at DEBUG (the only level whose lines carry record
+        values). ``landed`` counts records a columnar chunk inserted in bulk."""
         res = self.result
         res.chunks_committed += 1
         res.items_processed += len(tally.processed) + landed
@@ -315,17 +322,16 @@ class Flusher:
         debug = log.isEnabledFor(logging.DEBUG)
         for item, failure, payload in tally.letters:
             res.items_failed += 1
-            entry = FailedItem(
-                item.position, item.line, failure.stage, failure.message, failure.error_class
-            )
+            position, line = rows.positions[item], rows.lines[item]
+            entry = FailedItem(position, line, failure.stage, failure.message, failure.error_class)
             failed.append(entry)
             res.add_failure(entry)
             if debug:
                 log.debug(
                     "job %s: record %d (line %d) dead-lettered at stage %s: %s; payload %s",
                     self.job,
-                    item.position,
-                    item.line,
+                    position,
+                    line,
                     failure.stage,
                     failure.message,
                     payload,
@@ -345,28 +351,31 @@ class Flusher:
             self.on_chunk(res, failed)
 
     def _write_dead_letters(
-        self, letters: list[tuple[Item, Failure, str]], landed: Sequence[Item]
+        self, rows: Chunk, letters: list[tuple[int, Failure, str]], landed: Sequence[int]
     ) -> None:
         new = []
         again = []
+        replayed = rows.replayed
         for item, f, payload in letters:
-            if item.dead_letter_id is not None:
+            if item in replayed:
                 # a replayed letter keeps the payload it has; only the reason is new
-                again.append((item.dead_letter_id, f.stage, f.error_class, f.message))
+                # (and its attempts grow, in the statement)
+                again.append((replayed[item], f.stage, f.error_class, f.message))
             else:
                 new.append(
                     (
-                        item.position,
-                        item.line,
+                        rows.positions[item],
+                        rows.lines[item],
                         f.stage,
                         f.error_class,
                         f.message,
                         payload,
-                        item.attempts,
+                        1,  # attempts
                     )
                 )
         self.state.add_dead_letters(self.session, self.job, new)
         self.state.retry_dead_letters(self.session, again)
-        replayed = [it.dead_letter_id for it in landed if it.dead_letter_id is not None]
         if replayed:
-            self.state.delete_dead_letters(self.session, replayed)
+            landed_ids = [replayed[it] for it in landed if it in replayed]
+            if landed_ids:
+                self.state.delete_dead_letters(self.session, landed_ids)

@@ -90,7 +90,7 @@ class Handoff:
         self.flusher.flush(closed, end, prepared)
         clean = result.retries == retries and result.isolation_flushes == isolating
         # (a chunk refused in bulk is isolated as rows: not clean, not measured)
-        n = len(closed.arrow) if closed.arrow is not None else len(closed.items)
+        n = len(closed.arrow) if closed.arrow is not None else len(closed)
         self.sizer.observe(n, time.perf_counter() - began, clean=clean)
         if self.after_commit is not None:  # core hook: streams
             self.after_commit(end)

@@ -3,7 +3,8 @@
 Each policy is a small object with one method. They drive a ``Committer`` (the flusher):
 ``commit(batch, end)`` applies a part of the chunk under a savepoint of the chunk's one
 transaction and raises :class:`DataFailure` (with that part undone) when a record is at
-fault; ``fail(item, exc)`` turns a record found bad on its own into a dead letter. Parts
+fault; ``fail(item, exc)`` turns a record found bad on its own into a dead letter. A record
+is its index in the chunk; ``positions`` gives its position (where a part ends). Parts
 are always tried left to right, so when two records conflict the earlier one wins, as it
 would applying them one at a time. The chunk still commits once, with its checkpoint.
 """
@@ -15,15 +16,19 @@ from typing import Protocol
 
 from ._errors import ConfigError
 from ._failures import DataFailure
-from ._items import Item
 
 __all__ = ["Bisect", "Isolation", "NoIsolation", "Sequential", "isolation_for"]
 
 
 class Committer(Protocol):
-    def commit(self, batch: Sequence[Item], end: int) -> None: ...
+    def commit(self, batch: Sequence[int], end: int) -> None: ...
 
-    def fail(self, item: Item, exc: DataFailure) -> None: ...
+    def fail(self, item: int, exc: DataFailure) -> None: ...
+
+    @property
+    def positions(self) -> Sequence[int]:
+        """The chunk's records' positions, by index."""
+        ...
 
     @property
     def locates_rows(self) -> bool:
@@ -46,10 +51,10 @@ class Isolation(Protocol):
     #: shortcut of ``Bisect``'s set-aside search; see ``_apply.Applier._leave_out``).
     leaves_out: bool
 
-    def isolate(self, items: Sequence[Item], end: int, exc: DataFailure, to: Committer) -> None: ...
+    def isolate(self, items: Sequence[int], end: int, exc: DataFailure, to: Committer) -> None: ...
 
 
-def _try(to: Committer, batch: Sequence[Item], end: int) -> DataFailure | None:
+def _try(to: Committer, batch: Sequence[int], end: int) -> DataFailure | None:
     to.result.isolation_flushes += 1
     try:
         to.commit(batch, end)
@@ -58,13 +63,13 @@ def _try(to: Committer, batch: Sequence[Item], end: int) -> DataFailure | None:
     return None
 
 
-def _index(items: Sequence[Item], item: Item | None) -> int | None:
+def _index(items: Sequence[int], item: int | None) -> int | None:
     if item is None:
         return None
-    for i, candidate in enumerate(items):
-        if candidate is item:
-            return i
-    return None
+    try:
+        return items.index(item)
+    except ValueError:
+        return None
 
 
 class Bisect:
@@ -83,11 +88,11 @@ class Bisect:
     name = "bisect"
     leaves_out = True
 
-    def isolate(self, items: Sequence[Item], end: int, exc: DataFailure, to: Committer) -> None:
+    def isolate(self, items: Sequence[int], end: int, exc: DataFailure, to: Committer) -> None:
         self._split(items, end, exc, to)
 
     def _split(
-        self, items: Sequence[Item], end: int, exc: DataFailure | None, to: Committer
+        self, items: Sequence[int], end: int, exc: DataFailure | None, to: Committer
     ) -> None:
         if not items:
             return
@@ -113,9 +118,10 @@ class Bisect:
             return
         mid = len(items) // 2
         left, right = items[:mid], items[mid:]
-        left_exc = _try(to, left, left[-1].position)
+        left_end = to.positions[left[-1]]
+        left_exc = _try(to, left, left_end)
         if left_exc is not None:
-            self._split(left, left[-1].position, left_exc, to)
+            self._split(left, left_end, left_exc, to)
             right_exc = _try(to, right, end)
             if right_exc is not None:
                 self._split(right, end, right_exc, to)
@@ -125,7 +131,7 @@ class Bisect:
             self._split(right, end, None, to)
 
     def _set_aside(
-        self, items: Sequence[Item], at: int, end: int, exc: DataFailure, to: Committer
+        self, items: Sequence[int], at: int, end: int, exc: DataFailure, to: Committer
     ) -> None:
         """``items[at]`` failed with only the records before it in its table: set it aside
         and try all the others at once, setting aside each record named the same way.
@@ -137,7 +143,7 @@ class Bisect:
         named record, verifying each step (``_around``).
         """
         first = at
-        aside: list[tuple[Item, DataFailure]] = []
+        aside: list[tuple[int, DataFailure]] = []
         rest = list(items)
         failure: DataFailure | None = exc
         while failure is not None:
@@ -157,14 +163,15 @@ class Bisect:
         for item, why in aside:
             to.fail(item, why)
 
-    def _around(self, items: Sequence[Item], at: int, end: int, to: Committer) -> None:
+    def _around(self, items: Sequence[int], at: int, end: int, to: Committer) -> None:
         """``items[at]`` was named as failing: commit what is before it, try it alone, go on."""
         left, named, right = items[:at], items[at], items[at + 1 :]
         if left:
-            left_exc = _try(to, left, left[-1].position)
+            left_end = to.positions[left[-1]]
+            left_exc = _try(to, left, left_end)
             if left_exc is not None:
-                self._split(left, left[-1].position, left_exc, to)
-        named_exc = _try(to, [named], named.position if right else end)
+                self._split(left, left_end, left_exc, to)
+        named_exc = _try(to, [named], to.positions[named] if right else end)
         if named_exc is not None:
             to.fail(named, named_exc)
         if right:
@@ -177,9 +184,9 @@ class Sequential:
     name = "sequential"
     leaves_out = False
 
-    def isolate(self, items: Sequence[Item], end: int, exc: DataFailure, to: Committer) -> None:
+    def isolate(self, items: Sequence[int], end: int, exc: DataFailure, to: Committer) -> None:
         for i, item in enumerate(items):
-            item_end = end if i == len(items) - 1 else item.position
+            item_end = end if i == len(items) - 1 else to.positions[item]
             failure = _try(to, [item], item_end)
             if failure is not None:
                 to.fail(item, failure)
@@ -191,7 +198,7 @@ class NoIsolation:
     name = "none"
     leaves_out = False
 
-    def isolate(self, items: Sequence[Item], end: int, exc: DataFailure, to: Committer) -> None:
+    def isolate(self, items: Sequence[int], end: int, exc: DataFailure, to: Committer) -> None:
         chunk_exc = DataFailure(
             f"batch failed (fallback='none'): {exc.message}",
             exc.error_class,

@@ -1,15 +1,17 @@
-"""A mapped record waiting in a chunk: its position, its payload and its fate.
+"""What the engine says of a chunk's records besides their rows: why one failed, and its
+rows one by one.
 
-The rows it emitted are not kept here but in the chunk's column-shaped buffers
-(``_chunk.Rows``), each row beside the record that emitted it.
+A record itself is no object: it is its index in its chunk, whose lists hold its position,
+line and payload (``_chunk.Chunk``). The rows it emitted are in the chunk's column-shaped
+buffers (``_chunk.Rows``), each row beside the index of the record that emitted it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["Failure", "Item", "Op"]
+__all__ = ["DeadRow", "Failure", "Op"]
 
 #: One emitted row: (index of the declared write, its columns, its values in that order).
 Op = tuple[int, tuple[str, ...], tuple[Any, ...]]
@@ -24,21 +26,11 @@ class Failure:
     message: str
 
 
-@dataclass(slots=True, eq=False)
-class Item:
-    """One record of a chunk.
-
-    The mapping ran exactly once to emit its rows (into the chunk's buffers); flushes and
-    isolation only ever replay those rows, never user code. ``failure`` is set for records
-    that failed before the flush (unreadable, the mapping raised, a row broke a rule or is
-    too large): they only need a dead letter. Compared by identity: a chunk's buffers
-    point at their records.
-    """
+class DeadRow(NamedTuple):
+    """A record that failed before it was a chunk's record at all (a CSV line the Arrow path
+    could not read, or whose value does not fit its column): what its dead letter needs."""
 
     position: int
     line: int
     record: Any
-    key: str | None = None  # idempotency ledger key (hashed)
-    failure: Failure | None = None
-    dead_letter_id: int | None = None  # set when the record is a replayed dead letter
-    attempts: int = 1
+    failure: Failure

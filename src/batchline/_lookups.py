@@ -24,7 +24,7 @@ from ._chunk import Rows
 from ._database import Session
 from ._dialects import Dialect, TableInfo
 from ._errors import FatalDatabaseError
-from ._items import Failure, Item
+from ._items import Failure
 from ._writes import Lookup, Ref
 
 __all__ = ["Found", "LookupCache", "LookupResolver", "Wanted", "split_cached", "wanted_refs"]
@@ -75,8 +75,8 @@ def wanted_refs(rows: Sequence[Sequence[Rows]], lookups: Sequence[Lookup]) -> Wa
     return wanted
 
 
-def _refs_of(rows: Sequence[Sequence[Rows]]) -> Iterator[tuple[Item, Ref]]:
-    """Every (record, Ref) of a batch's rows, a buffer's Ref columns at a time."""
+def _refs_of(rows: Sequence[Sequence[Rows]]) -> Iterator[tuple[int, Ref]]:
+    """Every (record's index, Ref) of a batch's rows, a buffer's Ref columns at a time."""
     for per_write in rows:
         for buffer in per_write:
             for i in buffer.refs:
@@ -109,14 +109,13 @@ class _Resolution:
     its records (isolation): the rows it found exist whatever those tries do. Only kept
     when the try created no lookup rows, which a rolled-back try would take away."""
 
-    items: set[int]  # id() of the records it resolved
+    items: set[int]  # the records it resolved (their indices in the chunk)
     resolved: Resolved
-    failed: dict[int, Failure]  # id() -> why: records referring to a key with no row
+    failed: dict[int, Failure]  # index -> why: records referring to a key with no row
     found: Found  # rows its SELECTs found (for the cache)
 
-    def covers(self, live: Sequence[Item]) -> bool:
-        ids = self.items
-        return all(id(it) in ids for it in live)
+    def covers(self, live: Sequence[int]) -> bool:
+        return self.items.issuperset(live)
 
 
 class LookupResolver:
@@ -153,14 +152,14 @@ class LookupResolver:
     def resolve(
         self,
         session: Session,
-        live: list[Item],
+        live: list[int],
         rows: Sequence[Sequence[Rows]],
         found: Found,
-        failures: list[tuple[Item, Failure]],
+        failures: list[tuple[int, Failure]],
         *,
         reuse: bool,
         wanted: Wanted | None = None,
-    ) -> tuple[Resolved, list[Item]]:
+    ) -> tuple[Resolved, list[int]]:
         """Resolve every Ref of ``live`` (whose rows are ``rows``), one lookup at a time, in
         one or two statements.
 
@@ -181,8 +180,8 @@ class LookupResolver:
             if not memo.failed:
                 return memo.resolved, live
             gone = memo.failed
-            failures.extend((it, gone[id(it)]) for it in live if id(it) in gone)
-            return memo.resolved, [it for it in live if id(it) not in gone]
+            failures.extend((it, gone[it]) for it in live if it in gone)
+            return memo.resolved, [it for it in live if it not in gone]
         self._created = False
         if wanted is None:
             wanted = wanted_refs(rows, self.lookups)
@@ -208,21 +207,21 @@ class LookupResolver:
                 found.setdefault(lookup, {}).update(fetched)
                 missing = missing or len(fetched) < len(todo)
             resolved[lookup] = values
-        kept: list[Item] = live
+        kept: list[int] = live
         failed: dict[int, Failure] = {}
         if missing:
             for item, bad in _refs_of(rows):
-                if bad.key in resolved[bad.lookup] or id(item) in failed:
+                if bad.key in resolved[bad.lookup] or item in failed:
                     continue
                 named = ", ".join(f"{c}={v!r}" for c, v in zip(bad.lookup.key, bad.key))
-                failed[id(item)] = Failure(
+                failed[item] = Failure(
                     "lookup", "LookupMissing", f"no {bad.lookup.table} row with {named}"
                 )
-            kept = [it for it in live if id(it) not in failed]
-            failures.extend((it, failed[id(it)]) for it in live if id(it) in failed)
+            kept = [it for it in live if it not in failed]
+            failures.extend((it, failed[it]) for it in live if it in failed)
         if reuse and not self._created:
             copied = {lookup: dict(values) for lookup, values in found.items()}
-            self._resolution = _Resolution({id(it) for it in live}, resolved, failed, copied)
+            self._resolution = _Resolution(set(live), resolved, failed, copied)
         return resolved, kept
 
     def _fetch(

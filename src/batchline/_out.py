@@ -12,7 +12,6 @@ from typing import Any
 
 from ._chunk import Chunk, Rows, ordered
 from ._errors import ConfigError
-from ._items import Item
 from ._writes import Delete, Increment, Insert, Upsert, Write
 
 __all__ = ["Out", "Row", "WriteIndex"]
@@ -73,10 +72,11 @@ class Out:
     """Collects the writes records emit; handed to the mapping function.
 
     One ``Out`` serves a whole run: the loop points it at each chunk (``out.chunk``) and each
-    record (``out.item``) in turn, and each emitted row goes straight into the chunk's buffer
-    for its write and column list (:class:`~batchline._chunk.Rows`) as a tuple of its values,
-    in the order the mapping gave its columns, beside the record that emitted it. A row is
-    taken apart once, here; the flush sends the buffers as they are.
+    record (``out.item``, its index in the chunk) in turn, and each emitted row goes straight
+    into the chunk's buffer for its write and column list (:class:`~batchline._chunk.Rows`)
+    as a tuple of its values, in the order the mapping gave its columns, beside the index of
+    the record that emitted it. A row is taken apart once, here; the flush sends the buffers
+    as they are.
 
     This runs once per emitted row, so it does the least it can: the checks that need a
     row's values (a key present, an increment a number) run a column at a time when the
@@ -107,8 +107,8 @@ class Out:
         #: The chunk being filled.
         self.chunk: Chunk = chunk if chunk is not None else Chunk(index.writes)
         self._buffers = self.chunk.groups
-        #: The record whose writes are being collected.
-        self.item: Item = Item(0, 0, None)
+        #: The record whose writes are being collected: its index in the chunk.
+        self.item = 0
 
     def start(self, chunk: Chunk) -> None:
         """Collect into ``chunk`` from now on."""

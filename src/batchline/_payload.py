@@ -35,7 +35,7 @@ from itertools import chain
 from typing import Any
 
 from ._errors import ConfigError
-from ._items import Item, Op
+from ._items import Op
 from ._writes import Ref, Write
 
 __all__ = [
@@ -148,10 +148,9 @@ class PayloadPolicy:
         """The default: the record is stored as it is and the message as it came."""
         return self.mode == "full" and not self.redact
 
-    def letter(self, item: Item, message: str, ops: Sequence[Op] = ()) -> tuple[str, Any]:
-        """The message and the payload (JSON-able) a dead letter of ``item`` (whose rows
+    def letter(self, record: Any, message: str, ops: Sequence[Op] = ()) -> tuple[str, Any]:
+        """The message and the payload (JSON-able) a dead letter of ``record`` (whose rows
         were ``ops``) stores."""
-        record = item.record
         if self.keeps_all:
             return message, _plain(record)
         found: list[str] = []
@@ -160,7 +159,7 @@ class PayloadPolicy:
                 # Text that did not parse (stage read) cannot be redacted field by field.
                 return message, {MARKER: "none"}
             kept = self._redacted(record, found)
-            withheld = set(self._redacted_texts(item, ops))
+            withheld = set(self._redacted_texts(record, ops))
             if not found:
                 return scrub(message, withheld), _plain(record)
             payload = {MARKER: "full", "record": kept, "redacted": found}
@@ -178,7 +177,7 @@ class PayloadPolicy:
         if isinstance(record, dict):
             fields = {k: record[k] for k in self.keys if k in record}
         kept = self._redacted(fields, found)
-        allowed = set(_texts(kept)) - set(self._redacted_texts(item, ops))
+        allowed = set(_texts(kept)) - set(self._redacted_texts(record, ops))
         payload = {MARKER: "keys", "fields": kept}
         if found:
             payload["redacted"] = found
@@ -203,11 +202,11 @@ class PayloadPolicy:
             return [self._redacted(v, found) for v in value]
         return value
 
-    def _redacted_texts(self, item: Item, ops: Sequence[Op]) -> Iterator[str]:
+    def _redacted_texts(self, record: Any, ops: Sequence[Op]) -> Iterator[str]:
         """The texts of the redacted fields' values: in the record and in its writes."""
         if not self.redact:
             return
-        yield from _field_texts(item.record, self.redact)
+        yield from _field_texts(record, self.redact)
         for _, columns, values in ops:
             for column, value in zip(columns, values):
                 if column in self.redact:

@@ -30,7 +30,6 @@ from ._aggregate import Resolved, RowGroup, aggregate
 from ._chunk import Chunk
 from ._database import Session
 from ._dialects import Dialect, ErrorKind, TableInfo
-from ._items import Item
 from ._lookups import Wanted, split_cached, wanted_refs
 from ._writes import Lookup, Write
 
@@ -47,7 +46,7 @@ READER_GIVES_UP_AFTER = 3
 class Prepared:
     """What the mapping thread worked out for one chunk."""
 
-    good: list[Item]  # the records that reached the flush (mapped without error)
+    good: list[int]  # the records that reached the flush (mapped without error), by index
     known: Resolved  # lookup values known to exist: from the cache or a read ahead
     fetched: Resolved  # of those, the ones read ahead (for the cache, once committed)
     groups: list[list[RowGroup]] | None  # per write, when every reference is known

@@ -1,12 +1,13 @@
 """The run loop: read → map → collect into chunks → hand each chunk to the flush thread.
 
-It runs on the caller's thread, in input order. A record becomes an :class:`Item` (or how it
-failed: unreadable, the map function raised), and what its mapping emits goes into the
-chunk's row buffers (:class:`~batchline._chunk.Chunk`), which check and measure it a column
-at a time. Chunks close on a record count (:class:`~batchline._chunking.ChunkSizer`) or on
-their bytes. While chunk N flushes on the worker thread, the loop maps chunk N+1 and reads
-its lookups ahead (``_prepare``), so at most two chunks are in memory at once. After each
-flush it checks the failure budget (``max_failures``).
+It runs on the caller's thread, in input order. A record becomes an index into its chunk's
+record lists (its position, line and payload; how it failed, if it was unreadable or the map
+function raised), and what its mapping emits goes into the chunk's row buffers
+(:class:`~batchline._chunk.Chunk`), which check and measure it a column at a time. Chunks
+close on a record count (:class:`~batchline._chunking.ChunkSizer`) or on their bytes. While
+chunk N flushes on the worker thread, the loop maps chunk N+1 and reads its lookups ahead
+(``_prepare``), so at most two chunks are in memory at once. After each flush it checks the
+failure budget (``max_failures``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ._dialects import Dialect
 from ._errors import ConfigError, TransientExhausted
 from ._flush import Flusher
 from ._handoff import AfterCommit, FailureBudget, Handoff, StopRun
-from ._items import Failure, Item, Op
+from ._items import Failure, Op
 from ._out import Out, WriteIndex
 from ._prepare import Preparer
 from ._result import Result, Status
@@ -158,8 +159,8 @@ def _loop(
     handoff: Handoff,
 ) -> None:
     only = index.find(None, writes[0].table) if map_fn is None else 0  # no map: the one write
-    chunk = Chunk(writes)
-    items = chunk.items
+    keyed = key_fn is not None
+    chunk = Chunk(writes, keyed=keyed)
     out = Out(index, chunk)  # pointed at each chunk and record in turn
     sizer = handoff.sizer
     chunk_size = sizer.size
@@ -167,38 +168,51 @@ def _loop(
     above = measure_above(limit)
     check_at = 1  # the record count at which the chunk's bytes are next measured
 
-    def too_large(item: Item, ops: list[Op]) -> Failure | None:
+    def too_large(ops: list[Op]) -> Failure | None:
         assert limit is not None
         return oversized(ops, writes, dialect, limit)
 
-    def close(closed: Chunk) -> tuple[Chunk, list[Item]]:
-        """Hand ``closed`` to the flush; collect into a new chunk from now on."""
+    def close(closed: Chunk, last: int) -> Chunk:
+        """Hand ``closed`` (``last``: the position of its last record) to the flush; collect
+        into a new chunk from now on."""
         nonlocal chunk_size
+        if numbered:  # consecutive positions, each its own line: listed once, in C
+            closed.positions = closed.lines = list(range(last + 1 - len(closed), last + 1))
+        else:
+            last = closed.positions[-1]
         # While the previous chunk is still flushing: this chunk's checks, lookups and rows.
         closed.seal(above, None if limit is None else too_large)
         prepared = preparer.prepare(closed)
-        handoff.submit(closed, closed.items[-1].position, prepared)
+        handoff.submit(closed, last, prepared)
         # the next chunk: sized by the last one measured (the one before this, while this
         # one flushes)
         chunk_size = sizer.size
-        fresh = Chunk(writes)
+        fresh = Chunk(writes, keyed=keyed)
         out.start(fresh)
-        return fresh, fresh.items
+        return fresh
 
     numbered = isinstance(source, Numbered)
     position = resume
     # (a Numbered source's records before ``resume`` are skipped in C, never looked at)
     records = islice(source.records, resume, None) if isinstance(source, Numbered) else source
+    # A record is its index in the chunk (``n`` before it is counted): its position, line
+    # and payload go to the chunk's lists (a Numbered source's positions, which are
+    # consecutive, only when it closes), what only some records have to its side tables.
+    n = 0
+    positions, lines, payloads, keys = chunk.positions, chunk.lines, chunk.records, chunk.keys
     try:
         for src in records:
             if numbered and type(src) is dict:  # the common record: no object made for it
                 position += 1
-                out.item = item = Item(position, position, src)
-                data = continue_with = src
+                payloads.append(src)
+                data = src
             else:
                 if src is FLUSH_NOW:  # core hook: streams (a linger expired)
-                    if items:
-                        chunk, items = close(chunk)
+                    if n:
+                        chunk = close(chunk, position)
+                        positions, lines, payloads = chunk.positions, chunk.lines, chunk.records
+                        keys = chunk.keys
+                        n = 0
                         check_at = 1
                     continue
                 if numbered:  # another mapping (copied), or not a mapping at all
@@ -207,43 +221,41 @@ def _loop(
                 position = src.position
                 if position <= resume:
                     continue
+                if not numbered:
+                    positions.append(position)
+                    lines.append(src.line)
                 if isinstance(src, ReadFailure):
-                    items.append(
-                        Item(
-                            position,
-                            src.line,
-                            src.raw,
-                            failure=Failure("read", "ReadError", src.error),
-                        )
-                    )
-                    chunk.failed += 1
-                    continue_with = _UNREAD
+                    payloads.append(src.raw)
+                    chunk.failures[n] = Failure("read", "ReadError", src.error)
+                    if keys is not None:
+                        keys.append(None)
+                    data = _UNREAD
                 else:
-                    data = continue_with = src.data
-                    out.item = item = Item(position, src.line, data)
+                    data = src.data
+                    payloads.append(data)
                     if type(src) is not SourceRecord:  # a replayed dead letter
                         replayed = getattr(src, "dead_letter_id", None)
                         if replayed is not None:
-                            item.dead_letter_id = replayed
-                            item.attempts = getattr(src, "attempts", 1) + 1
-            if continue_with is not _UNREAD:
+                            chunk.replayed[n] = replayed
+            if data is not _UNREAD:
+                out.item = n
                 try:
                     if map_fn is None:
                         out._add(only, data)  # the one write, found once
                     else:
                         map_fn(data, out)
-                    if key_fn is not None:
-                        item.key = key_hash(key_fn(data))
+                    if keys is not None and key_fn is not None:
+                        keys.append(key_hash(key_fn(data)))
                 except ConfigError:
                     raise
                 except Exception as exc:  # the user's code failed this record only
-                    item.failure = Failure(
-                        "map", type(exc).__name__, f"{type(exc).__name__}: {exc}"
+                    # (and forget what it emitted before it raised)
+                    chunk.fail(
+                        n, Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
                     )
-                    chunk.discard(item)  # what it emitted before it raised
-                    chunk.failed += 1
-                items.append(item)
-            n = len(items)
+                    if keys is not None:
+                        keys.append(None)
+            n += 1
             if n < chunk_size:
                 if n < check_at:
                     continue
@@ -253,10 +265,17 @@ def _loop(
                 if size < chunk_bytes:
                     check_at = n + _next_check(size, n, chunk_bytes)
                     continue
-            chunk, items = close(chunk)
+            chunk = close(chunk, position)
+            positions, lines, payloads, keys = (
+                chunk.positions,
+                chunk.lines,
+                chunk.records,
+                chunk.keys,
+            )
+            n = 0
             check_at = 1
-        if items:
-            close(chunk)
+        if n:
+            close(chunk, position)
     except BaseException:
         handoff.abandon()
         raise

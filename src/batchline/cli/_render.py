@@ -292,6 +292,8 @@ class LoadProgress:
     Shows records, records/s, failures so far and an ETA when the file's size is known. Read
     and conversion failures count as they are met; lookup and write failures as each chunk
     that found them commits (``on_chunk``, on the flush thread: rich's bar is thread-safe).
+    A chunk written in bulk meets no record one by one: its read and conversion failures
+    count when it commits (the bar shows whichever count is ahead).
     """
 
     _EVERY = 256  # records between bar updates: the bar must cost nothing per record
@@ -301,6 +303,7 @@ class LoadProgress:
         self.records = 0
         self.failures = 0  # read and map failures, as met
         self.database_failures = 0  # lookup and write failures, as their chunks commit
+        self.committed_failures = 0  # every failure, as its chunk commits
         self._started = time.perf_counter()
         size = source.size_bytes
         self.progress = Progress(
@@ -330,6 +333,7 @@ class LoadProgress:
 
     def on_chunk(self, result: Result, failed: Sequence[FailedItem]) -> None:
         self.database_failures += sum(1 for f in failed if f.stage in ("lookup", "write"))
+        self.committed_failures += len(failed)
         # a chunk written in bulk (batchline._arrow_write) has no item read one by one
         self.records = max(self.records, result.records_seen)
         self.refresh()
@@ -341,7 +345,7 @@ class LoadProgress:
             completed=self.source.bytes_read,
             records=self.records,
             rate=self.records / elapsed,
-            failed=self.failures + self.database_failures,
+            failed=max(self.failures + self.database_failures, self.committed_failures),
         )
 
     @contextmanager
