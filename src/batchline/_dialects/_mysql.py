@@ -376,23 +376,5 @@ class MySQLDialect(Dialect):
             ex.execute(sql, [v for k in batch for v in k])
 
     # -- lookups (see _mysql_lookups) -----------------------------------------------------------
-    def lookup_select(
-        self,
-        ex: Executor,
-        t: TableInfo,
-        key: Sequence[str],
-        returns: str,
-        keys: Sequence[tuple[Any, ...]],
-    ) -> list[tuple[Any, ...]]:
-        return lookup_select(self, ex, t, key, returns, keys)
-
-    def lookup_insert(
-        self,
-        ex: Executor,
-        t: TableInfo,
-        key: Sequence[str],
-        columns: Sequence[str],
-        returns: str,
-        rows: Sequence[Sequence[Any]],
-    ) -> list[tuple[Any, ...]] | None:
-        return lookup_insert(self, ex, t, key, columns, returns, rows)
+    lookup_select = lookup_select
+    lookup_insert = lookup_insert
