@@ -154,3 +154,29 @@ def execute(url: str, *statements: str) -> None:
                 conn.exec_driver_sql(statement)
     finally:
         engine.dispose()
+
+
+def kill_after_first_commit(url: str, script: str, *args: str, job: str = "k") -> int:
+    """Run ``script`` (``python -c``, given ``url`` and ``args``) and SIGKILL it as soon as
+    job ``job`` has committed a chunk; return the position it had reached (0: the process
+    ended, or never committed, within a minute). Polls the job row every 5 ms."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-c", script, url, *args])
+    deadline = time.monotonic() + 60
+    position = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            found = rows(url, f"SELECT position FROM batchline_jobs WHERE name = '{job}'")
+        except sa.exc.DBAPIError:
+            found = []
+        position = found[0][0] if found else 0
+        if position > 0:
+            break
+        time.sleep(0.005)  # a poll step with a deadline
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return int(position)

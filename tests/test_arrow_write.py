@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-import signal
-import subprocess
-import sys
-import time
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -24,11 +20,10 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import sqlalchemy as sa
 
 import batchline as bl
 from batchline import _arrow_write
-from tests._schemas import execute, rows
+from tests._schemas import execute, kill_after_first_commit, rows
 
 BULK_BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -392,20 +387,7 @@ def test_a_killed_arrow_load_resumes_to_exactly_a_clean_load(tmp_path: Path, url
         "bl.Pipeline(sys.argv[1], writes=[bl.Insert('k')], chunk_size=500)"
         ".run(pq.read_table(sys.argv[2]), job='k')\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", script, url, str(path)])
-    deadline = time.monotonic() + 60
-    position = 0
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            found = rows(url, "SELECT position FROM batchline_jobs WHERE name = 'k'")
-        except sa.exc.DBAPIError:
-            found = []
-        position = found[0][0] if found else 0
-        if position > 0:
-            break
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    position = kill_after_first_commit(url, script, str(path))
     if position == 0 or position >= n:
         pytest.skip("the load finished before it could be killed mid-way")
 

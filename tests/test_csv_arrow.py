@@ -4,10 +4,6 @@ path's, on all three databases."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +12,7 @@ import sqlalchemy as sa
 
 import batchline as bl
 from batchline import _csv_blocks, _run_loop
-from tests._schemas import rows
+from tests._schemas import kill_after_first_commit, rows
 from tests.test_arrow_write import Sent, eval_named, same
 
 TYPES = {
@@ -219,20 +215,7 @@ def test_a_killed_csv_load_resumes_to_exactly_a_clean_load(tmp_path: Path, db_ur
         "import sys, batchline as bl\n"
         "bl.load(sys.argv[2], sys.argv[1], table='k', job='k', chunk_size=2000)\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", script, db_url, str(path)])
-    deadline = time.monotonic() + 60
-    position = 0
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            found = rows(db_url, "SELECT position FROM batchline_jobs WHERE name = 'k'")
-        except sa.exc.DBAPIError:
-            found = []
-        position = found[0][0] if found else 0
-        if position > 0:
-            break
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    position = kill_after_first_commit(db_url, script, str(path))
     if position == 0 or position >= n:
         pytest.skip("the load finished before it could be killed mid-way")
     resumed = bl.load(str(path), db_url, table="k", job="k", chunk_size=2000)
