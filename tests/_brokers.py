@@ -224,14 +224,34 @@ def kill_chain(
     return proc.returncode, err.decode(errors="replace"), seed
 
 
-def check_linger(waits: list[float], linger: float) -> None:
-    """Trickled messages each landed within ``linger`` plus one flush: typically a few ms
-    after the linger (the median), and never more than a slow flush on a loaded machine
-    after it (a chunk may also wait for the flush before it). Without the linger cut they
-    would wait for a full chunk: minutes at one message every 50 ms."""
+def check_linger(consumer: Any, publish: Callable[[int], object], url: str, linger: float) -> None:
+    """Trickle 40 good messages, one every 50 ms (``publish(i)`` sends order ``i``, stamped
+    with the time it was sent), through ``consumer`` into the orders table at ``url``; then
+    check that each landed within ``linger`` plus one flush: typically a few ms after the
+    linger (the median), and never more than a slow flush on a loaded machine after it (a
+    chunk may also wait for the flush before it). Without the linger cut they would wait for
+    a full chunk: minutes at one message every 50 ms. The chunks were cut by linger, not by
+    size or the stop."""
+    thread = start(consumer)
+    count = 40
+    try:
+        assert consumer.ready.wait(30)
+        for i in range(count):
+            publish(i * 300 + 1)  # all good
+            time.sleep(0.05)  # the trickle itself: one message every 50 ms
+        assert consumer.wait_acked(count, timeout=30)
+    finally:
+        consumer.stop()
+        thread.join(30)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        waits = [float(r[0]) for r in conn.exec_driver_sql("SELECT landed - sent FROM orders")]
+    engine.dispose()
+    assert len(waits) == count
     ordered = sorted(waits)
     assert ordered[len(ordered) // 2] < linger + 0.05, ordered
     assert ordered[-1] < linger + 0.25, ordered[-5:]
+    assert consumer.result is not None and consumer.result.chunks_committed >= 5
 
 
 def close_amqp_connections(name: str) -> int:
