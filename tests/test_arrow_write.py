@@ -73,30 +73,34 @@ def run_both(
         if table == "bulk":
             sent.listen(pipeline)
         result = pipeline.run(source, job=table)
-        out.append(
-            {
-                "result": {
-                    k: v
-                    for k, v in result.to_dict().items()
-                    if k not in ("processing_time_seconds", "records_per_second", "statements")
-                    and k != "job"
-                },
-                "table": rows(url, f"SELECT * FROM {table} ORDER BY id"),
-                "letters": rows(
-                    url,
-                    "SELECT position, line, stage, error_class, message, payload FROM "
-                    f"batchline_dead_letters WHERE job = '{table}' ORDER BY position",
-                ),
-                "job": rows(
-                    url,
-                    "SELECT position, processed, failed, duplicates, chunks, status "
-                    f"FROM batchline_jobs WHERE name = '{table}'",
-                ),
-            }
-        )
+        out.append(left_by(url, table, result))
     # the table's name is in the databases' messages
     bulk, rowwise = (eval_named(o, name) for o, name in zip(out, ("bulk", "rowwise")))
     return bulk, rowwise, sent
+
+
+def left_by(url: str, table: str, result: bl.Result, *, chunks: bool = True) -> dict[str, Any]:
+    """What a load into ``table`` (job ``table``) left: its Result (but the timings, the
+    statement count and the job's name), the table, its dead letters and its job row;
+    without ``chunks``, not how many chunks it took (paths that cut chunks differently)."""
+    ignored = ("processing_time_seconds", "records_per_second", "statements", "job")
+    if not chunks:
+        ignored += ("chunks_committed",)
+    return {
+        "result": {k: v for k, v in result.to_dict().items() if k not in ignored},
+        "table": rows(url, f"SELECT * FROM {table} ORDER BY id"),
+        "letters": rows(
+            url,
+            "SELECT position, line, stage, error_class, message, payload FROM "
+            f"batchline_dead_letters WHERE job = '{table}' ORDER BY position",
+        ),
+        "job": rows(
+            url,
+            "SELECT position, processed, failed, duplicates, "
+            + ("chunks, " if chunks else "")
+            + f"status FROM batchline_jobs WHERE name = '{table}'",
+        ),
+    }
 
 
 def eval_named(value: Any, name: str) -> Any:
@@ -416,27 +420,7 @@ def _load_twice(
         if table == "rowwise":
             monkeypatch.setattr(_arrow_write.ArrowWriter, "exact", lambda self, data: False)
         result = bl.load(data, url, table=table, job=table, **options)
-        out.append(
-            {
-                "result": {
-                    k: v
-                    for k, v in result.to_dict().items()
-                    if k not in ("processing_time_seconds", "records_per_second", "statements")
-                    and k != "job"
-                },
-                "table": rows(url, f"SELECT * FROM {table} ORDER BY id"),
-                "letters": rows(
-                    url,
-                    "SELECT position, line, stage, error_class, message, payload FROM "
-                    f"batchline_dead_letters WHERE job = '{table}' ORDER BY position",
-                ),
-                "job": rows(
-                    url,
-                    "SELECT position, processed, failed, duplicates, chunks, status "
-                    f"FROM batchline_jobs WHERE name = '{table}'",
-                ),
-            }
-        )
+        out.append(left_by(url, table, result))
     bulk, rowwise = (eval_named(o, name) for o, name in zip(out, ("bulk", "rowwise")))
     return bulk, rowwise, sent
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import batchline as bl
 from batchline import _csv_blocks, _run_loop
 from tests._schemas import kill_after_first_commit, rows
-from tests.test_arrow_write import Sent, eval_named, same
+from tests.test_arrow_write import Sent, eval_named, left_by, same
 
 TYPES = {
     "id": "integer",
@@ -77,27 +77,7 @@ def load_twice(
         if table == "rowwise":
             monkeypatch.setattr(_run_loop, "arrow_writer", lambda *a: None)
         result = bl.load(str(path), url, table=table, job=table, **options)
-        out.append(
-            {
-                "result": {
-                    k: v
-                    for k, v in result.to_dict().items()
-                    if k not in ("processing_time_seconds", "records_per_second", "statements")
-                    and k not in ("job", "chunks_committed")
-                },
-                "table": rows(url, f"SELECT * FROM {table} ORDER BY id"),
-                "letters": rows(
-                    url,
-                    "SELECT position, line, stage, error_class, message, payload FROM "
-                    f"batchline_dead_letters WHERE job = '{table}' ORDER BY position",
-                ),
-                "job": rows(
-                    url,
-                    "SELECT position, processed, failed, duplicates, status "
-                    f"FROM batchline_jobs WHERE name = '{table}'",
-                ),
-            }
-        )
+        out.append(left_by(url, table, result, chunks=False))
     bulk, rowwise = (eval_named(o, name) for o, name in zip(out, ("bulk", "rowwise")))
     return bulk, rowwise, sent
 
