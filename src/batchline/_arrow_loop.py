@@ -15,6 +15,7 @@ from ._arrow_rows import rows_chunk
 from ._arrow_write import ArrowPart, ArrowWriter, arrow_batches, is_csv
 from ._chunk import Chunk
 from ._csv_blocks import META
+from ._csv_copy import CsvCopy, csv_copy
 from ._dialects import Dialect
 from ._handoff import Handoff
 from ._items import Failure, Op
@@ -66,8 +67,11 @@ def arrow_loop(
         return rows_chunk(part, writes, index, above, None if limit is None else too_large, map_fn)
 
     convert = getattr(map_fn, "arrow_convert", None) if is_csv(source) else None
+    # a clean CSV block may go to PostgreSQL as its own text (_csv_copy): chunks of whole blocks
+    whole = convert is not None and writer.postgres
+    copy: list[CsvCopy | None] = []  # (made from the first chunk's header)
 
-    def submit(slices: list[Any], first: int) -> None:
+    def submit(slices: list[Any], first: int, texts: list[bytes | None]) -> None:
         data = pa.Table.from_batches(slices)
         converted = None
         if convert is not None:  # CSV text: converted here, the misfits dead letters
@@ -84,7 +88,14 @@ def arrow_loop(
             prepared = preparer.prepare(closed)
         elif writer.exact(data, converted=True) if converted else writer.exact(data):
             closed = Chunk(writes, arrow=part)
-            part.wire = writer.wire(data)  # (here, while the chunk before flushes)
+            if whole and not copy:
+                header = [n for n in part.raw.schema.names if n not in META]
+                specs = getattr(map_fn, "columns", None)
+                empty = getattr(map_fn, "empty_text", "empty")
+                copy.append(csv_copy(source, specs, empty, header, dialect, writer.table))
+            text = copy[0].wire(texts, part.raw, converted) if copy and copy[0] else None
+            # (here, while the chunk before flushes)
+            part.wire = text if text is not None else writer.wire(data)
         else:
             closed = as_rows(part)  # the row path, as _loop builds it
             prepared = preparer.prepare(closed)
@@ -92,32 +103,37 @@ def arrow_loop(
 
     try:
         slices: list[Any] = []
+        texts: list[bytes | None] = []
         first = 0
         n = 0
-        for batch, start in arrow_batches(source, resume):
+        for batch, start, text in arrow_batches(source, resume):
             if slices and batch.schema != slices[0].schema:
                 # (a batch whose nanoseconds did not cast) a chunk holds one schema
-                submit(slices, first)
-                slices, n = [], 0
+                submit(slices, first, texts)
+                slices, texts, n = [], [], 0
             offset = 0
             per_row = _row_bytes(batch)
             while offset < batch.num_rows:
                 if not slices:
                     first = start + offset
                 size = max(1, min(sizer.size, chunk_bytes // per_row))
-                if sizer.pinned is None and flusher.applier.dirty:
+                rows = sizer.pinned is None and flusher.applier.dirty
+                if rows:
                     # (read while the flush thread may change it: only a size is at stake)
                     # the chunk will go as rows (Flusher.flush): sized as the row path's
                     size = min(size, ROW_CEILING)
                 take = min(max(1, size - n), batch.num_rows - offset)
-                slices.append(batch.slice(offset, take))
+                if whole and text is not None and offset == 0 and not rows:
+                    take = batch.num_rows  # the whole block: its text may be copied as it is
+                slices.append(batch.slice(offset, take) if take < batch.num_rows else batch)
+                texts.append(text if take == batch.num_rows else None)
                 offset += take
                 n += take
                 if n >= size:
-                    submit(slices, first)
-                    slices, n = [], 0
+                    submit(slices, first, texts)
+                    slices, texts, n = [], [], 0
         if slices:
-            submit(slices, first)
+            submit(slices, first, texts)
     except BaseException:
         handoff.abandon()
         raise

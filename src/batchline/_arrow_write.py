@@ -45,6 +45,7 @@ from ._arrow_forms import (
     sqlite_native,
 )
 from ._chunk import Chunk
+from ._csv_copy import CopyText
 from ._database import Session
 from ._dialects import Dialect, TableInfo
 from ._items import DeadRow
@@ -144,6 +145,11 @@ class ArrowWriter:
             self._send_mysql(session, data, wire)
             return
         if self.postgres:
+            if isinstance(wire, CopyText):  # a CSV file's own text (_csv_copy)
+                columns, options = self.dialect.columns_sql(wire.columns), wire.options
+                sql = f"COPY {self.table.sql} ({columns}) FROM STDIN ({options})"
+                session.copy_data(sql, wire.blocks, data.num_rows)
+                return
             sql = (
                 f"COPY {self.table.sql} ({self.dialect.columns_sql(names)}) FROM STDIN (FORMAT csv)"
             )
@@ -321,7 +327,7 @@ def batches_of(source: Any) -> Iterable[Any] | None:
     if isinstance(source, FileSource) and source.format == "parquet" and source.path != "-":
         return source.parquet_batches()
     if is_csv(source):
-        return cast("Iterable[Any]", source.csv_batches())
+        return cast("Iterable[Any]", source.csv_blocks())  # (batch, text) pairs
     return None
 
 
@@ -335,14 +341,17 @@ def is_csv(source: Any) -> bool:
     )
 
 
-def arrow_batches(source: Any, resume: int) -> Iterator[tuple[Any, int]]:
+def arrow_batches(source: Any, resume: int) -> Iterator[tuple[Any, int, bytes | None]]:
     """The source's record batches (:func:`batches_of`) after position ``resume``, each
     with the position of its first row (nanosecond timestamps cast to microseconds where
-    exact, as ``ArrowSource`` reads them)."""
+    exact, as ``ArrowSource`` reads them) and, for a CSV file, the text of the block it
+    holds whole (``_csv_blocks.csv_blocks``; None for a block a resume starts inside)."""
     batches = batches_of(source)
     assert batches is not None
+    csv = is_csv(source)
     position = 0
-    for batch in batches:
+    for item in batches:
+        batch, text = item if csv else (item, None)
         n = batch.num_rows
         if position + n <= resume:
             position += n
@@ -350,5 +359,5 @@ def arrow_batches(source: Any, resume: int) -> Iterator[tuple[Any, int]]:
         skip = max(0, resume - position)
         part = batch.slice(skip) if skip else batch
         if part.num_rows:
-            yield microseconds(part), position + skip + 1
+            yield microseconds(part), position + skip + 1, None if skip else text
         position += n

@@ -34,7 +34,7 @@ from ._errors import SourceError
 if TYPE_CHECKING:
     from ._sources import FileSource, SourceItem
 
-__all__ = ["BLOCK_BYTES", "META", "csv_batches"]
+__all__ = ["BLOCK_BYTES", "META", "csv_batches", "csv_blocks"]
 
 #: Bytes read per block: one record batch each (a chunk may take several, or part of one).
 BLOCK_BYTES = 4 * 1024 * 1024
@@ -85,6 +85,14 @@ def csv_batches(source: FileSource, size: int | None = None) -> Iterator[Any]:
     """The records of ``source`` (a CSV, TSV or tbl file, not stdin) as record batches of
     text columns plus :data:`META`, in order, a block of ``size`` bytes (default
     :data:`BLOCK_BYTES`) each. Each call reads the file anew."""
+    for batch, _ in csv_blocks(source, size):
+        yield batch
+
+
+def csv_blocks(source: FileSource, size: int | None = None) -> Iterator[tuple[Any, bytes | None]]:
+    """:func:`csv_batches`, each batch with the block of the file it holds, as UTF-8 bytes
+    of whole lines (no header), when pyarrow's reader read it as one batch of one record a
+    line (else None): the text ``_csv_copy`` may hand to PostgreSQL's ``COPY`` as it is."""
     import pyarrow as pa
 
     size = size or BLOCK_BYTES
@@ -119,15 +127,21 @@ def csv_batches(source: FileSource, size: int | None = None) -> Iterator[Any]:
             block = blocks.block()
             if not block:
                 return
-            table = fast.read(block, position, lines)
-            if table is not None:
+            text: bytes | None = None
+            read = fast.read(block, position, lines)
+            if read is not None:
+                table, text = read
                 used = table.num_rows  # one record a line
             else:
                 table, used = rows.read(block, blocks.readline, position, lines, schema)
             lines += used
             position += table.num_rows
             if table.num_rows:
-                yield from table.cast(schema).to_batches()
+                batches = table.cast(schema).to_batches()
+                if len(batches) != 1:
+                    text = None
+                for batch in batches:
+                    yield batch, text
     except (OSError, EOFError) as exc:
         raise SourceError(f"cannot read {source.path}: {exc}") from exc
     finally:
@@ -222,8 +236,9 @@ class _FastReader:
             return False
         return len(lines) == n and bool(pc.all(pc.match_substring_regex(lines, self.line)).as_py())
 
-    def read(self, block: bytes, position: int, line: int) -> Any:
-        """The block as a table, or None when the row reader must read it."""
+    def read(self, block: bytes, position: int, line: int) -> tuple[Any, bytes] | None:
+        """The block as a table, with its text as UTF-8; None when the row reader must
+        read it."""
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
@@ -281,7 +296,7 @@ class _FastReader:
         nulls = pa.nulls(n, pa.string())
         table = table.append_column(META[0], _numbers(position + 1, n))
         table = table.append_column(META[1], _numbers(line + 1, n))
-        return table.append_column(META[2], nulls).append_column(META[3], nulls)
+        return table.append_column(META[2], nulls).append_column(META[3], nulls), block
 
 
 def _is_utf8(encoding: str) -> bool:
@@ -289,15 +304,14 @@ def _is_utf8(encoding: str) -> bool:
 
 
 def _numbers(first: int, n: int) -> Any:
-    """``first`` … ``first + n - 1`` as an int64 array (numpy's arange when there is numpy,
-    which pandas and most pyarrow installs bring)."""
+    """``first`` … ``first + n - 1`` as an int64 array, built over a buffer: ``pa.array`` of
+    a numpy array would import pandas (a quarter of a second, once per process)."""
+    import array
+
     import pyarrow as pa
 
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover
-        return pa.array(range(first, first + n), pa.int64())
-    return pa.array(np.arange(first, first + n, dtype=np.int64))
+    values = array.array("q", range(first, first + n))
+    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(values)])
 
 
 class _RowReader:

@@ -148,9 +148,9 @@ def _convert(
         return pa.nulls(n, target), None
     if kind == "text":
         if empty_text == "null":
-            column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+            column = pc.if_else(_empty(column), pa.scalar(None, pa.string()), column)
         return column, None
-    empty = pc.equal(column, "")
+    empty = _empty(column)
     column = pc.if_else(empty, pa.scalar(None, pa.string()), column)  # NULL, as the row path
     if kind == "boolean":
         lowered = pc.utf8_lower(column)
@@ -172,6 +172,14 @@ def _convert(
         odd = pc.is_inf(array) if not spec.inf else pc.is_nan(array)
         misfit = pc.or_(misfit, pc.fill_null(odd, False))
     return array, _none_if_clear(misfit)
+
+
+def _empty(column: Any) -> Any:
+    """Where ``column`` (text) holds ``''``: by its byte length, which reads only the
+    offsets (comparing with a ``''`` scalar costs twenty times as much)."""
+    import pyarrow.compute as pc
+
+    return pc.equal(pc.binary_length(column), 0)
 
 
 def _none_if_clear(mask: Any) -> Any:

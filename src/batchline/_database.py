@@ -295,12 +295,14 @@ class Session(Executor):
 
     def copy_data(self, sql: str, data: Any, rows: int) -> None:
         """Run ``COPY … FROM STDIN`` with ``data`` (bytes in the COPY's format, e.g. CSV
-        Arrow wrote) as its input, in the open transaction; ``rows`` is for the listeners."""
+        Arrow wrote, or a list of such pieces, sent in order) as its input, in the open
+        transaction; ``rows`` is for the listeners."""
         self._connection()
         self._notify(sql, rows)
         in_pipeline = self._pipeline is not None
         self._pipeline_off()  # COPY cannot run in pipeline mode
         with self._cursor.copy(sql) as copy:
-            copy.write(data)
+            for piece in data if isinstance(data, list) else (data,):
+                copy.write(piece)
         if in_pipeline:
             self._pipeline_on()

@@ -123,6 +123,9 @@ class TrackedSource(FileSource):
     def csv_batches(self) -> Iterator[Any]:
         return self.inner.csv_batches()  # (so bytes_read counts them)
 
+    def csv_blocks(self) -> Iterator[tuple[Any, bytes | None]]:
+        return self.inner.csv_blocks()
+
 
 def sample_source(source: FileSource, size: int = SAMPLE_SIZE) -> TrackedSource:
     """Read the first ``size`` items of ``source`` ahead; the result still yields all of them."""

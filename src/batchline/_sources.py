@@ -355,6 +355,13 @@ class FileSource:
 
         return csv_batches(self)
 
+    def csv_blocks(self) -> Iterator[tuple[Any, bytes | None]]:
+        """:meth:`csv_batches`, each batch with its block's text when it has one
+        (``batchline._csv_blocks.csv_blocks``)."""
+        from ._csv_blocks import csv_blocks
+
+        return csv_blocks(self)
+
     def parquet_batches(self) -> Iterator[Any]:
         """The Parquet file's record batches in order, row group by row group (its records,
         as ``_iter_parquet`` numbers them; ``batchline._arrow_write`` writes them as they
