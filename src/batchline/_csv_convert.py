@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
 from typing import Any
 
+from ._column_spec import _MAX_PRECISION
 from ._csv_blocks import META
 from ._infer import ColumnSpec
 from ._items import DeadRow, Failure
@@ -124,11 +126,19 @@ def convert_block(
 
 
 def _fixed(values: dict[str, Any], columns: Sequence[ColumnSpec], text: bool) -> dict[str, Any]:
-    if text:
-        for c in columns:
-            value = values.get(c.name)
-            if c.kind == "decimal" and value is not None:
+    """A record Python converted, as the batch's columns take it: a decimal as its text
+    (``text``: SQLite's), else at the column's scale. ``coerce_record`` refused any value
+    with more places, so the quantize is exact; Arrow cannot hold ``Decimal('0E+5')`` as
+    it is (its exponent reads as more digits than the column's precision)."""
+    for c in columns:
+        value = values.get(c.name)
+        if c.kind == "decimal" and value is not None:
+            if text:
                 values[c.name] = str(value)
+            else:
+                with localcontext() as context:
+                    context.prec = 2 * _MAX_PRECISION  # (any NUMERIC(38, s), unrounded)
+                    values[c.name] = value.quantize(Decimal(1).scaleb(-(c.scale or 0)))
     return values
 
 
@@ -158,20 +168,70 @@ def _convert(
         valid = pc.or_(true, pc.is_in(lowered, pa.array(_FALSE)))
         misfit = pc.and_(pc.is_valid(column), pc.invert(valid))
         return pc.if_else(valid, true, pa.scalar(None, pa.bool_())), _none_if_clear(misfit)
-    pattern = _pattern(spec, decimal_text)
-    valid = pc.match_substring_regex(column, pattern)
-    misfit = pc.invert(pc.fill_null(valid, True))
-    cleared = pc.if_else(valid, column, pa.scalar(None, pa.string()))
-    try:
-        array = cleared if kind == "decimal" and decimal_text else pc.cast(cleared, target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        # a value the pattern let through that Arrow refuses (2023-02-30): Python says why
-        misfit = pc.is_valid(column)
-        array = pa.nulls(n, target)
+    array = None if kind == "decimal" and decimal_text else _plain_cast(kind, column, target)
+    if array is not None:
+        misfit = None
+    else:
+        valid = pc.match_substring_regex(column, _pattern(spec, decimal_text))
+        misfit = pc.invert(pc.fill_null(valid, True))
+        cleared = pc.if_else(valid, column, pa.scalar(None, pa.string()))
+        try:
+            array = cleared if kind == "decimal" and decimal_text else pc.cast(cleared, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            # a value the pattern let through that Arrow refuses (2023-02-30): Python says why
+            misfit = pc.is_valid(column)
+            array = pa.nulls(n, target)
     if kind == "float" and (not spec.inf or not spec.nan):
-        odd = pc.is_inf(array) if not spec.inf else pc.is_nan(array)
-        misfit = pc.or_(misfit, pc.fill_null(odd, False))
-    return array, _none_if_clear(misfit)
+        odd = pc.fill_null(pc.is_inf(array) if not spec.inf else pc.is_nan(array), False)
+        misfit = odd if misfit is None else pc.or_(misfit, odd)
+    return array, None if misfit is None else _none_if_clear(misfit)
+
+
+#: The bytes a column's text may hold for :func:`_plain_cast` to take Arrow's cast alone.
+_PLAIN_BYTES = {
+    "integer": b"0123456789-",
+    "decimal": b"0123456789.-",
+    "float": b"0123456789.eE+-",
+}
+
+
+def _plain_cast(kind: str, column: Any, target: Any) -> Any:
+    """``column`` (text, empty fields null) cast to ``target`` when that alone is exact: when
+    Arrow's cast takes every value and no value can be one Arrow reads differently from
+    the row path (``coerce_record``); else None, and the caller checks each value against
+    its kind's pattern (RE2, several times the cost).
+
+    What Arrow's cast takes beyond each pattern, and why it is excluded or harmless: an
+    integer in hex (``0x1F``; no ``x`` among the bytes allowed) or of 19 digits (longer
+    than 18 bytes: the pattern's way); a decimal written ``.5``, ``5.`` or with more leading
+    zeros than the column has digits (the row path reads the same number: ``Decimal`` is
+    exact, and too many digits or places fail Arrow's cast as the row path's check); a
+    float numeral is read to the nearest double by both (``inf``, ``nan`` have letters
+    outside the bytes allowed); a date is read by Arrow only as ``YYYY-MM-DD``; a
+    timestamp shorter than ``YYYY-MM-DD HH:MM:SS`` (Arrow takes ``2024-01-01 12``) is
+    left to the pattern. ``tests/test_csv_convert.py`` checks this against the pattern on
+    generated text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    allowed = _PLAIN_BYTES.get(kind)
+    if allowed is not None:
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        for chunk in chunks:
+            data = chunk.buffers()[2]
+            if data is not None and data.to_pybytes().translate(None, allowed):
+                return None
+        if kind == "integer" and (pc.max(pc.binary_length(column)).as_py() or 0) > 18:
+            return None
+    elif kind == "timestamp":
+        if (pc.min(pc.binary_length(column)).as_py() or 19) < 19:
+            return None
+    elif kind != "date":
+        return None
+    try:
+        return pc.cast(column, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _empty(column: Any) -> Any:
