@@ -124,7 +124,9 @@ def arrow_loop(
                     size = min(size, ROW_CEILING)
                 take = min(max(1, size - n), batch.num_rows - offset)
                 if whole and text is not None and offset == 0 and not rows:
-                    take = batch.num_rows  # the whole block: its text may be copied as it is
+                    # the whole block, so that its text may go as it is (not past the
+                    # ceiling: the row path may have to redo the chunk)
+                    take = batch.num_rows if batch.num_rows <= BULK_CEILING else take
                 slices.append(batch.slice(offset, take) if take < batch.num_rows else batch)
                 texts.append(text if take == batch.num_rows else None)
                 offset += take
