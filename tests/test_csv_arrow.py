@@ -248,3 +248,32 @@ def test_mysql_bulk_without_local_infile_inserts_the_rows(
     engine.dispose()
     assert result.status == "success" and sent.bulk_rows == 100
     assert rows(mysql_url, "SELECT count(*), sum(price) FROM n")[0][0] == 100
+
+
+def test_zone_aware_timestamps_go_in_bulk_as_their_instants(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL and MySQL store the instant (MySQL as UTC): Arrow's UTC instant is that;
+    # SQLite keeps each value's own offset in its text, which only the row path writes
+    offsets = ["Z", "+02:00", "-05:30", "+00:00", "+14:00"]
+    lines = ["id,at"]
+    for i in range(300):
+        fraction = f".{i:06d}" if i % 3 else ""
+        lines.append(f"{i},2024-03-{1 + i % 28:02d}T{i % 24:02d}:30:00{fraction}{offsets[i % 5]}")
+    lines.append("300,")  # empty: NULL
+    lines.append("301,2024-01-01 12:00:00+0200")  # another form: Python converts it
+    path = tmp_path / "tz.csv"
+    path.write_text("\n".join(lines) + "\n")
+    types = {"id": "integer", "at": "timestamptz"}
+    bulk, rowwise, sent = load_twice(db_url, path, monkeypatch, types=types)
+    assert same(bulk, rowwise)
+    assert bulk["job"] == [(302, 302, 0, 0, "success")]
+    assert sent.bulk_rows == (0 if db_url.startswith("sqlite") else 302)
+
+    # a value with no offset: read in the database's session zone, by the row path
+    monkeypatch.undo()
+    naive = tmp_path / "naive.csv"
+    naive.write_text("id,at\n1,2024-01-01T12:00:00Z\n2,2024-01-01 12:00:00\n")
+    sent = Sent(monkeypatch)
+    result = bl.load(str(naive), db_url, table="naive", types=types)
+    assert result.items_processed == 2 and sent.bulk_rows == 0

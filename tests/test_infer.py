@@ -308,6 +308,14 @@ def test_coerce_timestamp_column_takes_a_bare_date_as_midnight() -> None:
     assert coerce_record({"at": "2026-11-28"}, COLUMNS)["at"] == datetime(2026, 11, 28)
 
 
+def test_coerce_refuses_nanoseconds_rather_than_cutting_them() -> None:
+    # nine digits that are microseconds and zeros are kept; a seventh digit is not cut off
+    at = coerce_record({"at": "2026-11-28 12:00:00.123456000"}, COLUMNS)["at"]
+    assert at == datetime(2026, 11, 28, 12, 0, 0, 123456)
+    with pytest.raises(ValueError, match="has nanoseconds"):
+        coerce_record({"at": "2026-11-28 12:00:00.1234567"}, COLUMNS)
+
+
 # -- what most values say ---------------------------------------------------------------------
 
 

@@ -258,6 +258,10 @@ def _to_timestamp(column: ColumnSpec, value: Any) -> datetime:
         return datetime(value.year, value.month, value.day)
     if isinstance(value, str):
         parsed = _parse_timestamp(value)
+        if parsed is not None:
+            fraction = cast("re.Match[str]", _TIMESTAMP_RE.fullmatch(value)).group(7) or ""
+            if fraction[6:].strip("0"):  # (parsed keeps the first six digits)
+                raise _Misfit("has nanoseconds; SQL timestamps keep microseconds")
         if parsed is None and _DATE_RE.fullmatch(value):
             day = _parse_date(value)
             parsed = None if day is None else datetime(day.year, day.month, day.day)

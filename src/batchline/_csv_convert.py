@@ -9,9 +9,11 @@ through ``coerce_record`` in Python, which either converts them (the row is adde
 batch) or refuses them with the row path's message (a dead letter at stage ``map``). So
 what lands, and what is dead-lettered with which reason, is what the row path does.
 
-Kinds with no exact Arrow form here (binary, JSON, zone-aware timestamps, whose Python
-values keep their own offset, and a timestamp column coarser than microseconds) make the
-chunk go the row path whole (``Converted.exact`` false).
+Kinds with no exact Arrow form here (binary, JSON, a timestamp column coarser than
+microseconds, and on SQLite zone-aware timestamps, whose text keeps each value's own offset)
+make the chunk go the row path whole (``Converted.exact`` false). Elsewhere a zone-aware
+timestamp becomes its UTC instant, as the row path stores it; a value with no offset sends
+its chunk the row path (the database reads it in its session's zone).
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ _TIMESTAMP = (
     r"^(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-[0-9]{2}-[0-9]{2}"
     r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?$"
 )
+#: A zone-aware timestamp as Arrow and Python read it to the same instant: an explicit offset.
+_TIMESTAMP_TZ = _TIMESTAMP.removesuffix("$") + r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+#: A text that ends in an offset, or is blank (else Python may read it as a naive time).
+_OFFSET_END = r"(?i)^\s*$|(?:z|[+-][0-9]{2}(?::?[0-9]{2})?)\s*$"
 _TRUE = ["true", "yes", "t", "y", "1"]
 _FALSE = ["false", "no", "f", "n", "0"]
 
@@ -57,12 +63,16 @@ def convert_block(
     *,
     empty_text: str,
     decimal_text: bool,
+    zoned: bool = False,
 ) -> Converted:
     """Convert ``raw`` (text columns and :data:`META`, a ``pyarrow.Table``) to ``columns``.
 
     ``coerce(record)`` is the load's own coercion of one record (it raises ``ValueError``
     for a misfit, and counts it); ``decimal_text`` keeps decimals as their exact text
-    (SQLite's ``DECIMAL_TEXT`` columns, which store ``str(Decimal)``).
+    (SQLite's ``DECIMAL_TEXT`` columns, which store ``str(Decimal)``); ``zoned`` converts a
+    zone-aware timestamp column to UTC instants, as PostgreSQL and MySQL store its values
+    (SQLite keeps each value's own offset in its text: there such a column goes the row
+    path).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -79,7 +89,7 @@ def convert_block(
     slow: Any = None  # rows whose values Python must convert
     for spec in columns:
         column = raw.column(spec.name) if spec.name in specs and spec.name in names else None
-        result = _convert(spec, column, n, empty_text, decimal_text)
+        result = _convert(spec, column, n, empty_text, decimal_text, zoned)
         if result is None:
             return Converted(exact=False)
         array, misfit = result
@@ -87,6 +97,7 @@ def convert_block(
         types.append(array.type)
         if misfit is not None:
             slow = misfit if slow is None else pc.or_(slow, misfit)
+    zoned_names = [c.name for c in columns if c.kind == "timestamp" and c.timezone]
     out = Converted()
     bad = unread
     fixed: list[tuple[int, dict[str, Any]]] = []
@@ -97,15 +108,23 @@ def convert_block(
         if slow is not None:
             slow = pc.and_(slow, pc.invert(unread))
     if slow is not None and pc.any(slow).as_py():
+        for name in zoned_names:
+            values = raw.column(name).filter(slow)
+            if not pc.all(pc.match_substring_regex(values, _OFFSET_END)).as_py():
+                # Python may read it as a naive time, which the database places in its
+                # session's zone: only the row path leaves it that way
+                return Converted(exact=False)
         bad = slow if bad is None else pc.or_(bad, slow)
         for row in raw.filter(slow).to_pylist():
             position, line = row.pop(META[0]), row.pop(META[1])
             del row[META[2]], row[META[3]]
             try:
-                fixed.append((position, coerce(row)))
+                values = coerce(row)
             except ValueError as exc:
                 why = Failure("map", type(exc).__name__, f"{type(exc).__name__}: {exc}")
                 out.failed.append(DeadRow(position, line, row, why))
+            else:
+                fixed.append((position, values))
     schema = pa.schema([pa.field(c.name, t) for c, t in zip(columns, types)])
     data = pa.Table.from_arrays(arrays, schema=schema)
     if bad is not None:
@@ -143,7 +162,7 @@ def _fixed(values: dict[str, Any], columns: Sequence[ColumnSpec], text: bool) ->
 
 
 def _convert(
-    spec: ColumnSpec, column: Any, n: int, empty_text: str, decimal_text: bool
+    spec: ColumnSpec, column: Any, n: int, empty_text: str, decimal_text: bool, zoned: bool
 ) -> tuple[Any, Any] | None:
     """``column`` (text) as ``spec``'s Arrow type, and the mask of rows Python must convert
     (None: none); None when the kind has no exact Arrow form here."""
@@ -151,7 +170,7 @@ def _convert(
     import pyarrow.compute as pc
 
     kind = spec.kind
-    target = _target(spec, decimal_text)
+    target = _target(spec, decimal_text, zoned)
     if target is None:
         return None
     if column is None:  # a column the file lacks: NULL, as the row path binds it
@@ -168,7 +187,8 @@ def _convert(
         valid = pc.or_(true, pc.is_in(lowered, pa.array(_FALSE)))
         misfit = pc.and_(pc.is_valid(column), pc.invert(valid))
         return pc.if_else(valid, true, pa.scalar(None, pa.bool_())), _none_if_clear(misfit)
-    array = None if kind == "decimal" and decimal_text else _plain_cast(kind, column, target)
+    plain = not (kind == "decimal" and decimal_text) and not spec.timezone
+    array = _plain_cast(kind, column, target) if plain else None
     if array is not None:
         misfit = None
     else:
@@ -248,7 +268,7 @@ def _none_if_clear(mask: Any) -> Any:
     return mask if pc.any(mask).as_py() else None
 
 
-def _target(spec: ColumnSpec, decimal_text: bool) -> Any:
+def _target(spec: ColumnSpec, decimal_text: bool, zoned: bool = False) -> Any:
     import pyarrow as pa
 
     kind = spec.kind
@@ -267,7 +287,9 @@ def _target(spec: ColumnSpec, decimal_text: bool) -> Any:
         return pa.bool_()
     if kind == "date":
         return pa.date32()
-    if kind == "timestamp" and not spec.timezone and spec.fraction is None:
+    if kind == "timestamp" and spec.fraction is None:
+        if spec.timezone:
+            return pa.timestamp("us", tz="UTC") if zoned else None
         return pa.timestamp("us")
     return None  # binary, JSON, zone-aware or coarser timestamps: the row path
 
@@ -281,7 +303,7 @@ def _pattern(spec: ColumnSpec, decimal_text: bool) -> str:
     if kind == "date":
         return _DATE
     if kind == "timestamp":
-        return _TIMESTAMP
+        return _TIMESTAMP_TZ if spec.timezone else _TIMESTAMP
     assert kind == "decimal"
     precision, scale = spec.precision or 18, spec.scale or 0
     digits = precision - scale

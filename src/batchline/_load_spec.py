@@ -227,6 +227,7 @@ class LoadMap:
             self.coerce,
             empty_text=self.empty_text,
             decimal_text=dialect == "sqlite",
+            zoned=dialect != "sqlite",
         )
 
     def arrow_unchanged(self, data: Any) -> bool:
