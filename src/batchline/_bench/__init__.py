@@ -7,8 +7,10 @@ floor, from ``_sqlalchemy_strategies``, ``_driver_strategies`` and ``_batchline_
 ``_proxy_threads`` and ``_echo``), ``_report`` (table, JSON, plot). ``bench --load`` is
 ``_lineitem`` (the generated TPC-H lineitem CSV), ``_load_spaces`` (a scratch space per
 database and the loaders as processes), ``_load_bench`` (rounds, timing, rows read back,
-targets), ``_load_report`` and ``_load_command``. The CLI registers :data:`bench_command` as
-``batchline bench``; :func:`run_bench` and :func:`run_load_bench` are the same from Python.
+targets), ``_process`` (a loader's seconds and peak RSS), ``_load_report`` and
+``_load_command``; ``_cli`` is what both share at the command line. The CLI registers
+:data:`bench_command` as ``batchline bench``; :func:`run_bench` and :func:`run_load_bench`
+are the same from Python.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from rich.console import Console
 
 from .._database import redact_url
 from .._errors import ConfigError
+from ._cli import database_refusal, refuse_options, show
 from ._harness import BenchOptions, run_bench, verify_state
 from ._load_bench import LoadBenchOptions, run_load_bench
-from ._load_command import refuse_options, run_load_command
-from ._report import render, to_markdown, write_json, write_plot
+from ._load_command import run_load_command
+from ._report import render, to_markdown, write_plot
 from ._strategies import STRATEGIES
 
 __all__ = [
@@ -196,20 +199,13 @@ def bench_command(
     try:
         report = run_bench(options, None if quiet else lambda msg: err.print(msg, highlight=False))
     except sa.exc.SQLAlchemyError as exc:
-        # e.g. no schema to create the bench tables in: one clear line, no traceback
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise click.ClickException(f"{redact_url(db or 'sqlite')}: {reason}") from None
+        raise database_refusal(exc, dbs) from None
     report["command"] = command
-    out = Console()
-    render(report, out if out.is_terminal else Console(width=130))
-    if json_path:
-        write_json(report, json_path)
     if md_path:
         Path(md_path).write_text(to_markdown(report))
     if plot_path:
         write_plot(report, plot_path)
-    if not report["ok"]:
-        raise SystemExit(1)
+    show(report, render, 130, json_path)
 
 
 def _args() -> list[str]:

@@ -1,4 +1,4 @@
-"""``batchline bench --load``: the option checks, the run and the output of the load bench.
+"""``batchline bench --load``: the load bench's options turned into a run, and its output.
 
 Why a flag on ``bench`` and not a ``bench load`` command: ``bench`` is one command whose
 options are its invoice workload's; a group would need those options on the group (where a
@@ -12,38 +12,15 @@ from __future__ import annotations
 
 import click
 import sqlalchemy as sa
-from click.core import ParameterSource
 from rich.console import Console
 
-from .._database import redact_url
 from .._errors import ConfigError
+from ._cli import database_refusal, show
 from ._lineitem import SF_0_1_ROWS
 from ._load_bench import LoadBenchOptions, run_load_bench
 from ._load_report import render_load
-from ._report import write_json
 
-__all__ = ["LOAD_ONLY", "refuse_options", "run_load_command"]
-
-#: Options that mean something only with --load.
-LOAD_ONLY = ("file", "bad")
-#: Options the load bench shares with the invoice bench; any other is refused with --load.
-_SHARED = {"dbs", "lines", "repeats", "json_path", "quiet", "load", *LOAD_ONLY}
-
-
-def refuse_options(ctx: click.Context, load: bool) -> None:
-    """A usage error for an option given that the chosen workload does not use."""
-
-    def given(name: str) -> bool:
-        return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
-
-    for param in ctx.command.params:
-        name = param.name or ""
-        wrong = (load and name not in _SHARED) or (not load and name in LOAD_ONLY)
-        if wrong and given(name):
-            flag = param.opts[0] if param.opts else name
-            raise click.UsageError(
-                f"{flag} does not apply to --load" if load else f"{flag} needs --load"
-            )
+__all__ = ["run_load_command"]
 
 
 def run_load_command(
@@ -77,14 +54,6 @@ def run_load_command(
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     except sa.exc.SQLAlchemyError as exc:
-        # e.g. no right to create the bench's schema: one clear line, no traceback
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        where = ", ".join(redact_url(db) for db in dbs) or "sqlite"
-        raise click.ClickException(f"{where}: {reason}") from None
+        raise database_refusal(exc, dbs) from None
     report["command"] = command
-    out = Console()
-    render_load(report, out if out.is_terminal else Console(width=150))
-    if json_path:
-        write_json(report, json_path)
-    if not report["ok"]:
-        raise SystemExit(1)
+    show(report, render_load, 150, json_path)

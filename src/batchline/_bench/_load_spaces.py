@@ -84,17 +84,6 @@ class Space:
         """Drop the scratch space and everything in it."""
         raise NotImplementedError
 
-    def _read_version(self) -> None:
-        try:
-            with self.admin() as engine, engine.connect() as conn:
-                version = conn.dialect.server_version_info or ()
-                if getattr(conn.dialect, "is_mariadb", False):
-                    self.name = "MariaDB"
-        except BaseException:
-            self.teardown()
-            raise
-        self.server_version = ".".join(str(v) for v in version)
-
     def admin(self) -> _Disposing:
         return _Disposing(self.url)
 
@@ -224,71 +213,77 @@ class _SqliteSpace(Space):
         return loader
 
 
-class _PostgresSpace(Space):
-    """PostgreSQL: a schema of its own, reached through ``search_path``."""
+class _ServerSpace(Space):
+    """A database server: a schema of its own (on MySQL and MariaDB, a database)."""
+
+    cascade = False  # DROP SCHEMA … CASCADE (PostgreSQL; MySQL's DROP DATABASE drops all)
 
     def setup(self) -> None:
         self.schema = f"bench_load_{secrets.token_hex(4)}"
         with self.admin() as engine, engine.begin() as conn:
             conn.execute(sa.schema.CreateSchema(self.schema))
-        self._read_version()
+        try:
+            with self.admin() as engine, engine.connect() as conn:
+                version = conn.dialect.server_version_info or ()
+                if getattr(conn.dialect, "is_mariadb", False):
+                    self.name = "MariaDB"
+        except BaseException:
+            self.teardown()
+            raise
+        self.server_version = ".".join(str(v) for v in version)
 
     def teardown(self) -> None:
         with self.admin() as engine, engine.begin() as conn:
-            conn.execute(sa.schema.DropSchema(self.schema, cascade=True, if_exists=True))
+            conn.execute(sa.schema.DropSchema(self.schema, cascade=self.cascade, if_exists=True))
+
+    def _where(self, port: str, user: str) -> list[str]:
+        """The client's host, port and user options, as the URL gives them."""
+        u, args = self.url, []
+        for flag, value in (("-h", u.host), (port, u.port), (user, u.username)):
+            if value:
+                args += [flag, str(value)]
+        return args
+
+
+class _PostgresSpace(_ServerSpace):
+    """PostgreSQL: the schema is reached through ``search_path``."""
+
+    cascade = True
 
     def url_for(self, table: str) -> sa.URL:
         return self.url.update_query_dict({"options": f"-csearch_path={self.schema}"})
 
     def native(self, loader: Loader, csv: Path) -> Loader:
         psql = _client(loader, "psql")
-        u = self.url
-        args = ["-X", "-q", "-v", "ON_ERROR_STOP=1"]
-        for flag, value in (("-h", u.host), ("-p", u.port), ("-U", u.username)):
-            if value:
-                args += [flag, str(value)]
-        args += ["-d", u.database or "postgres"]
+        args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", *self._where("-p", "-U")]
+        args += ["-d", self.url.database or "postgres"]
         command = f'\\copy "{loader.table}" FROM pstdin WITH (FORMAT csv, HEADER true)'
         loader.name = "psql \\copy"
         loader.argv = [psql, *args, "-c", command]
         loader.env = {"PGOPTIONS": f"-csearch_path={self.schema}"}
-        if u.password:
-            loader.env["PGPASSWORD"] = str(u.password)
+        if self.url.password:
+            loader.env["PGPASSWORD"] = str(self.url.password)
         loader.shown = f"{shlex.join(['psql', *args, '-c', command])} < {csv.name}"
         return loader
 
 
-class _MysqlSpace(Space):
-    """MySQL and MariaDB: a database of its own."""
-
-    def setup(self) -> None:
-        self.database = f"bench_load_{secrets.token_hex(4)}"
-        with self.admin() as engine, engine.begin() as conn:
-            conn.execute(sa.schema.CreateSchema(self.database))
-        self._read_version()
-
-    def teardown(self) -> None:
-        with self.admin() as engine, engine.begin() as conn:
-            conn.execute(sa.schema.DropSchema(self.database, if_exists=True))
+class _MysqlSpace(_ServerSpace):
+    """MySQL and MariaDB: the schema is the URL's database."""
 
     def url_for(self, table: str) -> sa.URL:
-        return self.url.set(database=self.database)
+        return self.url.set(database=self.schema)
 
     def native(self, loader: Loader, csv: Path) -> Loader:
         client = _client(loader, "mariadb", "mysql")
-        u = self.url
-        args = ["--local-infile=1"]
-        for flag, value in (("-h", u.host), ("-P", u.port), ("-u", u.username)):
-            if value:
-                args += [flag, str(value)]
+        args = ["--local-infile=1", *self._where("-P", "-u"), self.schema]
         command = (
             f"LOAD DATA LOCAL INFILE '{_safe_path(csv)}' INTO TABLE `{loader.table}` "
             "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' IGNORE 1 LINES"
         )
         loader.name, loader.stdin = "LOAD DATA LOCAL INFILE", None
-        loader.argv = [client, *args, self.database, "-e", command]
-        loader.env = {"MYSQL_PWD": str(u.password)} if u.password else {}
-        loader.shown = shlex.join([Path(client).name, *args, self.database, "-e", command])
+        loader.argv = [client, *args, "-e", command]
+        loader.env = {"MYSQL_PWD": str(self.url.password)} if self.url.password else {}
+        loader.shown = shlex.join([Path(client).name, *args, "-e", command])
         return loader
 
 
