@@ -59,7 +59,7 @@ def _check_every_loader_and_target(report: dict[str, Any], backend: str) -> None
         if ratio["over"] == "native" and not native_here:
             assert ratio["ratio"] is None and ratio["met"] is None
             continue
-        assert ratio["ratio"] > 0
+        assert ratio["ratio"] > 0 and len(ratio["ratio_per_round"]) == 1
         bounded = ratio["target"] != "—"
         assert isinstance(ratio["met"], bool) if bounded else ratio["met"] is None
     assert report["ok"] is True

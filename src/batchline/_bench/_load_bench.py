@@ -147,12 +147,15 @@ def _ratios(backend: str, rows: dict[str, dict[str, Any]]) -> list[dict[str, Any
             continue  # --bad not asked for
         a, b = over["median_seconds"], under["median_seconds"]
         ratio = a / b if a and b else None
+        # each round's own ratio: its loads ran minutes apart at most, so these show the noise
+        rounds = [x / y for x, y in zip(over["seconds"], under["seconds"])]
         out.append(
             {
                 "measure": target.measure,
                 "over": target.over,
                 "under": target.under,
                 "ratio": ratio,
+                "ratio_per_round": [round(x, 3) for x in rounds],
                 "target": target.text,
                 "met": target.met(ratio),
             }
@@ -185,7 +188,9 @@ def _prepare_files(opts: LoadBenchOptions, work: Path, say: Progress) -> dict[st
 def run_load_bench(options: LoadBenchOptions, progress: Progress | None = None) -> dict[str, Any]:
     """Run the comparison and return its report (the ``--json`` document)."""
     say: Progress = progress or (lambda _msg: None)
-    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    info_machine = machine_info()  # its date is the run's start
+    info_machine["batchline"] = __version__
+    info_machine["load_average_before"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     work = Path(tempfile.mkdtemp(prefix="batchline-bench-load-"))
     spaces: list[Space] = []
     plan: list[tuple[Space, list[_Timings]]] = []
@@ -230,9 +235,6 @@ def run_load_bench(options: LoadBenchOptions, progress: Progress | None = None) 
             }
         )
     ok = all(row["verified"] or row["skipped"] for db in databases for row in db["loaders"])
-    info_machine = machine_info()
-    info_machine["batchline"] = __version__
-    info_machine["load_average_before"] = load_before
     info_machine["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
         "batchline_bench_load": 1,

@@ -65,13 +65,15 @@ def targets_table(report: dict[str, Any]) -> Table:
     t.add_column("database")
     t.add_column("measure")
     t.add_column("ratio", justify="right")
+    t.add_column("per round", justify="right")
     t.add_column("target", justify="right")
     t.add_column("met", justify="center")
     for db in report["databases"]:
         for r in db["ratios"]:
             met = {True: "yes", False: "[red]no[/red]", None: "—"}[r["met"]]
             ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}x"
-            t.add_row(db["name"], r["measure"], ratio, r["target"], met)
+            rounds = ", ".join(f"{x:.2f}" for x in r["ratio_per_round"])
+            t.add_row(db["name"], r["measure"], ratio, rounds or "—", r["target"], met)
     return t
 
 

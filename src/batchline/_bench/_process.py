@@ -4,8 +4,8 @@ Why not just ``getrusage``: on Linux a child's ``ru_maxrss`` starts at its paren
 high-water mark (``exec`` carries the old address space's peak over), so a 5 MB ``sqlite3``
 shell started from a 70 MB bench reads as 70 MB. The child's own ``VmHWM`` in
 ``/proc/PID/status`` is polled while it runs, and ``ru_maxrss`` (from ``wait4``: this
-child's, not the maximum over all children) is used where it is above the bench's own peak,
-so it cannot be the inherited figure; the polled one otherwise.
+child's, not the maximum over all children) is used where it is above the bench's own peak
+(read after the child ran), so it cannot be the inherited figure; the polled one otherwise.
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ class _Watch(threading.Thread):
 
 def run_timed(argv: list[str], env: dict[str, str], stdin: Path | None, log: Path) -> Finished:
     """Run ``argv`` (standard output dropped, standard error into ``log``) and time it."""
-    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _KIB
     with open(stdin or os.devnull, "rb") as fin, open(log, "wb") as err:
         began = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=fin, stdout=subprocess.DEVNULL, stderr=err, env=env)
@@ -81,6 +80,8 @@ def run_timed(argv: list[str], env: dict[str, str], stdin: Path | None, log: Pat
             rss = usage.ru_maxrss * _KIB
         watch.done.set()
         watch.join()
+    # Read after the child's exec: what it inherited is at most this process's peak by then.
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _KIB
     if rss is None or rss <= own_peak:
         rss = watch.peak
     return Finished(seconds, code, rss)
