@@ -30,11 +30,12 @@ import argparse
 import os
 import sys
 
+from rich.console import Console
+
 from batchline._bench import LoadBenchOptions, run_load_bench
 from batchline._bench._lineitem import SF_0_1_ROWS
 from batchline._bench._load_report import render_load
 from batchline._bench._report import write_json
-from rich.console import Console
 
 URLS = {
     "pg": os.environ.get(
