@@ -129,6 +129,8 @@ def test_a_missing_client_is_skipped_and_a_failed_load_reported_while_the_rest_r
     ("args", "message"),
     [
         (["--load", "--strategies", "batchline"], "--strategies does not apply to --load"),
+        (["--load", "--no-memory"], "--memory/--no-memory does not apply to --load"),
+        (["--load", "--db", "sqlite:////no/such/dir/x.db"], "no scratch directory in /no/such"),
         (["--bad", "1"], "--bad needs --load"),
         (["--db", "sqlite:///a.db", "--db", "sqlite:///b.db"], "several only with --load"),
         (["--load", "--file", "{csv}", "--lines", "5"], "the rows are the file's"),

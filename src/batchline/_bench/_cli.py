@@ -36,7 +36,7 @@ def refuse_options(ctx: click.Context, load: bool) -> None:
         name = param.name or ""
         wrong = (load and name not in SHARED) or (not load and name in LOAD_ONLY)
         if wrong and given(name):
-            flag = param.opts[0] if param.opts else name
+            flag = "/".join([*param.opts, *param.secondary_opts]) or name
             raise click.UsageError(
                 f"{flag} does not apply to --load" if load else f"{flag} needs --load"
             )

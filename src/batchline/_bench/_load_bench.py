@@ -195,12 +195,12 @@ def run_load_bench(options: LoadBenchOptions, progress: Progress | None = None) 
     spaces: list[Space] = []
     plan: list[tuple[Space, list[_Timings]]] = []
     try:
+        for db in options.dbs:  # first: a database that refuses stops the run before the file
+            spaces.append(open_space(db, work))
         info = _prepare_files(options, work, say)
         csv, bad_csv = work / "lineitem.csv", work / "lineitem_bad.csv"
         rows, good = info["rows"], info["rows"] - info["bad_rows"]
-        for db in options.dbs:
-            space = open_space(db, work)
-            spaces.append(space)
+        for space in spaces:
             loaders = space.loaders(csv, rows, bad_csv if options.bad else None, good, options.bad)
             plan.append((space, [_Timings(lo) for lo in loaders]))
             for lo in loaders:

@@ -190,7 +190,10 @@ class _SqliteSpace(Space):
     def setup(self) -> None:
         given = self.url.database
         parent = Path(given).resolve().parent if given and given != ":memory:" else self.work
-        self.dir = Path(tempfile.mkdtemp(prefix="bench-load-", dir=parent))
+        try:
+            self.dir = Path(tempfile.mkdtemp(prefix="bench-load-", dir=parent))
+        except OSError as exc:
+            raise ConfigError(f"{self.shown}: no scratch directory in {parent}: {exc}") from None
         self.server_version = sqlite3.sqlite_version  # the module batchline and pandas use
 
     def teardown(self) -> None:
