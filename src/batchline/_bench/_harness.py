@@ -42,6 +42,7 @@ __all__ = [
     "Progress",
     "VerificationError",
     "machine",
+    "machine_info",
     "round_trip_ms",
     "run_bench",
     "verify_state",
@@ -286,10 +287,8 @@ def round_trip_ms(engine: sa.Engine, n: int = 50) -> float:
     return statistics.median(samples)
 
 
-def machine(admin: sa.Engine) -> dict[str, Any]:
-    """Where the figures come from: CPUs, Python, the database server, the date."""
-    with admin.connect() as conn:
-        version = conn.dialect.server_version_info or ()
+def machine_info() -> dict[str, Any]:
+    """Where the figures come from: CPUs, Python, the date (the database aside)."""
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -302,10 +301,19 @@ def machine(admin: sa.Engine) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "sqlalchemy": sa.__version__,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def machine(admin: sa.Engine) -> dict[str, Any]:
+    """Where the figures come from: CPUs, Python, the database server, the date."""
+    with admin.connect() as conn:
+        version = conn.dialect.server_version_info or ()
+    return {
+        **machine_info(),
         "database": admin.dialect.name,
         "driver": admin.dialect.driver,
         "server_version": ".".join(str(v) for v in version),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
