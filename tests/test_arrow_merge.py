@@ -344,3 +344,19 @@ def test_a_killed_bulk_increment_resumes_to_exactly_a_clean_load(tmp_path: Path,
     assert rows(url, "SELECT position, processed, failed FROM batchline_jobs WHERE name = 'k'") == [
         (n, n, 0)
     ]
+
+
+@pytest.mark.mysql
+def test_a_mysql_key_without_a_unique_index_is_refused_as_on_the_row_path(
+    mysql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ON DUPLICATE KEY would insert duplicates: the bulk path is not taken, and the row
+    # path refuses the write, as it always did
+    execute(mysql_url, "CREATE TABLE nu (id INT PRIMARY KEY AUTO_INCREMENT, email VARCHAR(50))")
+    sent = Sent(monkeypatch)
+    with pytest.raises(bl.FatalDatabaseError, match="UNIQUE index"):
+        bl.Pipeline(mysql_url, writes=[bl.Upsert("nu", key="email")]).run(
+            pa.table({"email": ["a@example.com", "a@example.com"]})
+        )
+    assert sent.attempts == 0
+    assert rows(mysql_url, "SELECT COUNT(*) FROM nu") == [(0,)]
