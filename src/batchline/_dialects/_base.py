@@ -369,6 +369,11 @@ class Dialect:
     ) -> None:
         raise NotImplementedError
 
+    def merges(self, t: TableInfo, key: Sequence[str]) -> bool:
+        """Whether :meth:`upsert` and :meth:`increment` on ``key`` of ``t`` may be done as
+        one set-based merge of staged rows (``_dialects._merge``)."""
+        return True
+
     def delete(
         self, ex: Executor, t: TableInfo, key: Sequence[str], keys: Sequence[Sequence[Any]]
     ) -> None:
