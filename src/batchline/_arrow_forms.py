@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._arrow_values import text_scalar
+
 __all__ = [
     "for_postgres",
     "for_sqlite",
@@ -189,15 +191,15 @@ def mysql_text(data: Any) -> bytes:
     import pyarrow.compute as pc
     import pyarrow.types as pt
 
-    null = pa.scalar("NULL")
+    null = text_scalar("NULL")
     fields = []
     for column in data.columns:
         t = column.type
         if pt.is_string(t) or pt.is_large_string(t):
-            quote = pa.scalar('"', pa.large_string())
+            quote = text_scalar('"', pa.large_string())
             doubled = pc.replace_substring(column.cast(pa.large_string()), '"', '""')
             text = pc.binary_join_element_wise(
-                quote, doubled, quote, pa.scalar("", pa.large_string())
+                quote, doubled, quote, text_scalar("", pa.large_string())
             )
         else:
             if pt.is_boolean(t):
@@ -208,10 +210,10 @@ def mysql_text(data: Any) -> bytes:
                 column = column.cast(pa.timestamp("us"))  # (a zone-aware one: its UTC time)
             text = column.cast(pa.large_string())
         fields.append(pc.fill_null(text, null.cast(pa.large_string())))
-    comma, empty = pa.scalar(",", pa.large_string()), pa.scalar("", pa.large_string())
+    comma, empty = text_scalar(",", pa.large_string()), text_scalar("", pa.large_string())
     lines = pc.binary_join_element_wise(*fields, comma)
     # each line ends in a newline
-    lines = pc.binary_join_element_wise(lines, empty, pa.scalar("\n", pa.large_string()))
+    lines = pc.binary_join_element_wise(lines, empty, text_scalar("\n", pa.large_string()))
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks()
     offsets = pa.Array.from_buffers(

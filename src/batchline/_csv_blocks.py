@@ -290,7 +290,7 @@ class _FastReader:
             import pyarrow.compute as pc
 
             end = table.column("\x00end")
-            if pc.any(pc.not_equal(end, "")).as_py():
+            if pc.any(pc.cast(pc.binary_length(end), pa.bool_())).as_py():  # (not "")
                 return None
             table = table.drop_columns(["\x00end"])
         nulls = pa.nulls(n, pa.string())

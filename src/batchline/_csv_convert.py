@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any
 
+from ._arrow_values import bool_scalar, null_of, text_array
 from ._column_spec import _MAX_PRECISION
 from ._csv_blocks import META
 from ._infer import ColumnSpec
@@ -128,7 +129,7 @@ def convert_block(
     schema = pa.schema([pa.field(c.name, t) for c, t in zip(columns, types)])
     data = pa.Table.from_arrays(arrays, schema=schema)
     if bad is not None:
-        keep = pc.invert(pc.fill_null(bad, False))
+        keep = pc.invert(pc.fill_null(bad, bool_scalar(False)))
         positions = raw.column(META[0]).filter(keep)
         data = data.filter(keep)
         if fixed:
@@ -177,24 +178,24 @@ def _convert(
         return pa.nulls(n, target), None
     if kind == "text":
         if empty_text == "null":
-            column = pc.if_else(_empty(column), pa.scalar(None, pa.string()), column)
+            column = pc.if_else(_empty(column), null_of(pa.string()), column)
         return column, None
     empty = _empty(column)
-    column = pc.if_else(empty, pa.scalar(None, pa.string()), column)  # NULL, as the row path
+    column = pc.if_else(empty, null_of(pa.string()), column)  # NULL, as the row path
     if kind == "boolean":
         lowered = pc.utf8_lower(column)
-        true = pc.is_in(lowered, pa.array(_TRUE))
-        valid = pc.or_(true, pc.is_in(lowered, pa.array(_FALSE)))
+        true = pc.is_in(lowered, text_array(_TRUE))
+        valid = pc.or_(true, pc.is_in(lowered, text_array(_FALSE)))
         misfit = pc.and_(pc.is_valid(column), pc.invert(valid))
-        return pc.if_else(valid, true, pa.scalar(None, pa.bool_())), _none_if_clear(misfit)
+        return pc.if_else(valid, true, null_of(pa.bool_())), _none_if_clear(misfit)
     plain = not (kind == "decimal" and decimal_text) and not spec.timezone
     array = _plain_cast(kind, column, target) if plain else None
     if array is not None:
         misfit = None
     else:
         valid = pc.match_substring_regex(column, _pattern(spec, decimal_text))
-        misfit = pc.invert(pc.fill_null(valid, True))
-        cleared = pc.if_else(valid, column, pa.scalar(None, pa.string()))
+        misfit = pc.invert(pc.fill_null(valid, bool_scalar(True)))
+        cleared = pc.if_else(valid, column, null_of(pa.string()))
         try:
             array = cleared if kind == "decimal" and decimal_text else pc.cast(cleared, target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -202,7 +203,8 @@ def _convert(
             misfit = pc.is_valid(column)
             array = pa.nulls(n, target)
     if kind == "float" and (not spec.inf or not spec.nan):
-        odd = pc.fill_null(pc.is_inf(array) if not spec.inf else pc.is_nan(array), False)
+        odd = pc.is_inf(array) if not spec.inf else pc.is_nan(array)
+        odd = pc.fill_null(odd, bool_scalar(False))
         misfit = odd if misfit is None else pc.or_(misfit, odd)
     return array, None if misfit is None else _none_if_clear(misfit)
 
@@ -256,10 +258,12 @@ def _plain_cast(kind: str, column: Any, target: Any) -> Any:
 
 def _empty(column: Any) -> Any:
     """Where ``column`` (text) holds ``''``: by its byte length, which reads only the
-    offsets (comparing with a ``''`` scalar costs twenty times as much)."""
+    offsets (comparing with a ``''`` scalar costs twenty times as much), cast to a boolean
+    (no Python ``0`` to compare with: ``_arrow_values`` says why)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    return pc.equal(pc.binary_length(column), 0)
+    return pc.invert(pc.cast(pc.binary_length(column), pa.bool_()))
 
 
 def _none_if_clear(mask: Any) -> Any:
