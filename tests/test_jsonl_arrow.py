@@ -196,3 +196,52 @@ def test_an_unreadable_csv_line_in_a_chunk_sent_as_rows_is_a_dead_letter(
     result = bl.load(str(path), db_url, table="j", types={"j": "json"})
     assert [(f.line, f.stage) for f in result.failed_items_list] == [(3, "read")]
     assert [r[0] for r in rows(db_url, "SELECT id FROM j ORDER BY id")] == [1, 3]
+
+
+def test_lines_pyarrow_would_read_differently_go_the_row_reader(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_jsonl_blocks, "BLOCK_BYTES", 16)  # a block a line
+    odd = [
+        '{"id": 1, "n": 1, "n": 2}',  # a duplicate key: json.loads keeps the last
+        '{"id": 2, "n": 1.0}',  # a float into an integer column: 1
+        '{"id": 3, "n": "3"}',  # text into an integer column: converted
+        '{"id": 4, "t": 4}',  # a number into a text column: "4"
+        '{"id": 5, "b": 1}',  # 1 into a boolean column: true
+        '{"id": 6, "x": 1}',  # a key the other lines lack
+        '{"id": 7} {"id": 8}',  # two values on a line: invalid JSON
+        '{"id": 9, "f": NaN}',  # NaN: kept where the database holds it
+        '{"id": 10, "f": Infinity}',
+        '{"id": 11, "f": 1e400}',  # past a double: infinity, as json.loads reads it
+        "null",  # not an object (pyarrow crashes on it alone)
+        '  {"id": 13}\t',
+        '{"id": 14}\r',
+        '{"id": 15, "t": "\\u00e9"}',
+    ]
+    plain = [f'{{"id": {i}, "n": {i}, "t": "t{i}", "b": true, "f": 0.5}}' for i in range(20, 40)]
+    path = tmp_path / "odd.jsonl"
+    path.write_text("\n".join(plain + odd + plain[:1]) + "\n")
+    types = {"id": "integer", "n": "integer", "t": "text", "b": "boolean", "f": "float"}
+    parsed = Parsed(monkeypatch)
+    bulk, rowwise, _ = load_twice(db_url, path, monkeypatch, types=types)
+    assert same(bulk, rowwise)
+    assert parsed.rows >= len(plain)  # the plain lines (and the blank-padded ones)
+    letters = [(line, stage) for _, line, stage, *_ in bulk["letters"]]
+    assert [x for x in letters if x[1] == "read"] == [(27, "read"), (31, "read")]
+
+
+def test_a_key_past_the_sample_is_refused_as_the_row_path_refuses_it(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_jsonl_blocks, "BLOCK_BYTES", 16 * 1024)
+    n = 10_100  # (the sample is the first 10,000 records)
+    lines = [json.dumps({"id": i, "v": i}) for i in range(n)]
+    lines[10_050] = json.dumps({"id": 10_050, "v": 1, "extra": 2})
+    path = tmp_path / "late.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    parsed = Parsed(monkeypatch)
+    bulk, rowwise, _ = load_twice(db_url, path, monkeypatch)
+    assert same(bulk, rowwise)
+    assert parsed.rows >= n - 1_000  # all but the block with the key
+    [(line, stage, message)] = [(r[1], r[2], r[4]) for r in bulk["letters"]]
+    assert (line, stage) == (10_051, "map") and "unexpected column 'extra'" in message

@@ -52,6 +52,8 @@ def convert_jsonl(
     slow = raw.column(SLOW)
     for spec in columns:
         column = raw.column(spec.name)
+        if pa.types.is_null(column.type):
+            return Converted(exact=False)  # (no Arrow type for some column: all rows slow)
         if pa.types.is_string(column.type):
             result = _convert(spec, column, n, empty_text, decimal_text, zoned)
             if result is None:
@@ -96,7 +98,11 @@ def convert_jsonl(
         if fixed:
             positions = raw.column(META[0]).filter(keep).combine_chunks()
             rows = [_fixed(values, columns, decimal_text) for _, values in fixed]
-            data = pa.concat_tables([data, pa.Table.from_pylist(rows, schema=schema)])
+            try:
+                extra = pa.Table.from_pylist(rows, schema=schema)
+            except (UnicodeError, pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                return Converted(exact=False)  # (a lone surrogate: the database says)
+            data = pa.concat_tables([data, extra])
             order = pa.concat_arrays([positions, pa.array([p for p, _ in fixed], pa.int64())])
             data = data.take(pc.sort_indices(order))
     out.data = data
