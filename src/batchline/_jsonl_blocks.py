@@ -27,6 +27,7 @@ those from their text, as the row path does. Positions count every record, read 
 
 from __future__ import annotations
 
+import array
 import codecs
 import gzip
 import io
@@ -132,11 +133,14 @@ def _fast(block: bytes, typed: Any, schema: Any, position: int, line: int) -> An
     if b"\x00" in block or block.count(b"\r") != block.count(b"\r\n"):
         return None
     body = block[:-1] if block.endswith(b"\n") else block
+    # (built over the block's buffer: pa.array of a list would import pandas, once a process)
+    offsets = pa.py_buffer(array.array("q", [0, len(body)]))
+    whole = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(body)])
     try:
-        lines = pc.split_pattern(pa.array([body], pa.binary()).cast(pa.string()), "\n")
+        whole.validate(full=True)
     except pa.ArrowInvalid:
         return None  # not UTF-8
-    lines = lines.flatten()
+    lines = pc.split_pattern(whole, "\n").flatten()
     n = len(lines)
     if not pc.all(pc.match_substring_regex(lines, _OBJECT_LINE)).as_py():
         return None  # (also keeps a lone non-object line, which crashes pyarrow, away)
