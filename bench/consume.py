@@ -7,7 +7,8 @@ latency proxy (0.5 ms each way by default):
   consumer (chunks, ack after commit), against the naive consumer (per message: one INSERT,
   its COMMIT, one ack) on ``--naive-messages``; and batchline's own file-load speed on the
   same rows (``Pipeline.run`` over a JSON Lines file of the same message bodies), the
-  issue's "within 2x" yardstick;
+  issue's "within 2x" yardstick, and that load again with an idempotency key (the ledger
+  RabbitMQ's consumer needs, having no ordered position);
 - **latency**: ``--rate`` messages a second for ``--seconds``, each stamped when published;
   the table's ``landed`` column is the database's clock at the insert; p50/p99 of
   landed - sent for each ``--lingers`` value.
@@ -285,6 +286,14 @@ def main() -> None:
         file_rate = n / (time.perf_counter() - start)
         p.close()
         print(f"file load (Pipeline.run, same rows): {file_rate:,.0f} records/s", flush=True)
+        # the same with an idempotency key, what RabbitMQ's consumer pays for its ledger
+        reset(admin)
+        p = pipeline(target)
+        start = time.perf_counter()
+        p.run(bl.read(path), map_order, idempotency_key=lambda r: ("file", r["id"]))
+        keyed_rate = n / (time.perf_counter() - start)
+        p.close()
+        print(f"file load with an idempotency key: {keyed_rate:,.0f} records/s", flush=True)
 
         for name in args.brokers.split(","):
             cls, url = BROKERS[name]
@@ -326,6 +335,7 @@ def main() -> None:
                 "naive_per_s": round(naive_rate),
                 "x_naive": round(rate / naive_rate, 1),
                 "x_file_load": round(rate / file_rate, 2),
+                "x_keyed_file_load": round(rate / keyed_rate, 2),
             }
             print(
                 f"{name}: batchline {rate:,.0f}/s, naive {naive_rate:,.0f}/s "
@@ -362,7 +372,12 @@ def main() -> None:
         reset(admin)
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {TABLE}")
-    summary = {"rtt_ms": round(rtt_ms, 2), "file_load_per_s": round(file_rate), "brokers": results}
+    summary = {
+        "rtt_ms": round(rtt_ms, 2),
+        "file_load_per_s": round(file_rate),
+        "keyed_file_load_per_s": round(keyed_rate),
+        "brokers": results,
+    }
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)

@@ -11,10 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 import batchline as bl
-from batchline import _arrow_write, _csv_blocks, _run_loop
+from batchline import _arrow_write, _csv_blocks
 from batchline._csv_copy import CopyText
 from tests._schemas import rows
-from tests.test_arrow_write import eval_named, left_by, same
+from tests.test_arrow_write import same
+from tests.test_csv_arrow import load_twice
 
 TYPES = {
     "id": "integer",
@@ -48,15 +49,9 @@ class Copied:
 def load_both(
     url: str, path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any
 ) -> tuple[dict[str, Any], dict[str, Any], Copied]:
-    """``bl.load`` the file into ``bulk``, then into ``rowwise`` with the Arrow path off."""
+    """``load_twice`` (bulk, then the row path), counting what went as the file's text."""
     copied = Copied(monkeypatch)
-    out = []
-    for table in ("bulk", "rowwise"):
-        if table == "rowwise":
-            monkeypatch.setattr(_run_loop, "arrow_writer", lambda *a: None)
-        result = bl.load(str(path), url, table=table, job=table, **options)
-        out.append(left_by(url, table, result, chunks=False))
-    bulk, rowwise = (eval_named(o, name) for o, name in zip(out, ("bulk", "rowwise")))
+    bulk, rowwise, _ = load_twice(url, path, monkeypatch, **options)
     return bulk, rowwise, copied
 
 

@@ -245,3 +245,22 @@ def test_a_key_past_the_sample_is_refused_as_the_row_path_refuses_it(
     assert parsed.rows >= n - 1_000  # all but the block with the key
     [(line, stage, message)] = [(r[1], r[2], r[4]) for r in bulk["letters"]]
     assert (line, stage) == (10_051, "map") and "unexpected column 'extra'" in message
+
+
+@pytest.mark.parametrize("mode", ["upsert", "increment"])
+def test_a_jsonl_upsert_or_increment_in_bulk_leaves_what_rows_leave(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.setattr(_jsonl_blocks, "BLOCK_BYTES", 1024)
+    lines = [json.dumps({"id": i % 7, "qty": i, "name": f"n{i}"}) for i in range(300)]
+    lines[150] = json.dumps({"id": 1, "qty": "x", "name": "bad"})  # a misfit
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    options: dict[str, Any] = (
+        {"upsert": "id"} if mode == "upsert" else {"increment": "id", "columns": ["qty"]}
+    )
+    parsed = Parsed(monkeypatch)
+    bulk, rowwise, _ = load_twice(db_url, path, monkeypatch, **options)
+    assert same(bulk, rowwise)
+    assert parsed.rows > 0
+    assert [(r[1], r[2]) for r in bulk["letters"]] == [(151, "map")]

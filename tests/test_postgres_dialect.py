@@ -500,3 +500,14 @@ def test_transactions_begin_in_the_pipeline_and_only_bookkeeping_commits_lazily(
     finally:
         raw.close()
         pipeline.close()
+
+
+def test_an_ascii_text_column_needs_quotes_exactly_where_the_pattern_says() -> None:
+    # the search per character (ASCII) and the regex (anything else) agree on every
+    # character of the Basic Multilingual Plane's first 12,544, alone and among others
+    from batchline._dialects._postgres_arrays import _QUOTED, _needs_quotes
+
+    for cp in range(0x3100):
+        text = f"ab{chr(cp)}cd"
+        assert _needs_quotes(text) == (_QUOTED.search(text) is not None), hex(cp)
+        assert _needs_quotes(chr(cp)) == (_QUOTED.search(chr(cp)) is not None), hex(cp)

@@ -1,9 +1,10 @@
 """One try: a batch of a chunk's records applied inside the chunk's transaction.
 
-A try skips the records the idempotency ledger has seen, resolves the batch's lookups
-(``_lookups``), sends each declared write's rows in order (``_aggregate`` builds them; the
-dialect sends them), and records the batch's ledger keys. While the chunk is being isolated
-each try runs under a savepoint, so a failed try is undone alone and the chunk still commits
+A try claims the batch's keys in the idempotency ledger, skipping the records whose key it
+had already, resolves the batch's lookups (``_lookups``), sends each declared write's rows in
+order (``_aggregate`` builds them; the dialect sends them), and gives back the claims of
+records that did not land after all. While the chunk is being isolated each try runs under
+a savepoint, so a failed try is undone alone, its claims with it, and the chunk still commits
 once. A failure is translated once (``_failures``); a data failure carries the record the
 database named, when it named one, for the isolation policy (``_isolate``) to go on from.
 
@@ -133,7 +134,7 @@ class Applier:
             if savepoint:
                 session.execute("SAVEPOINT batchline_try")
             where = "idempotency ledger"
-            live = self._drop_duplicates(list(batch), tally)
+            live = claimed = self._claim(list(batch), tally)
             where = "lookup"
             prep = self.prepared if self.prepared and batch is self.prepared.good else None
             groups = None
@@ -179,9 +180,11 @@ class Applier:
             tally.failures.extend(now.aside)
             where = "idempotency ledger"
             tally.processed = live
-            if (keys := self.rows.keys) is not None:  # (None: the run has no key function)
-                new = [k for k in map(keys.__getitem__, live) if k is not None]
-                self.state.ledger_add(session, self.namespace, self.job, new)
+            if (keys := self.rows.keys) is not None and len(live) != len(claimed):
+                # claimed, then left out (a failed lookup or insert): their keys go back
+                landed = set(live)
+                back = [k for i in claimed if i not in landed and (k := keys[i]) is not None]
+                self.state.ledger_release(session, self.namespace, back)
             if savepoint:
                 where = "savepoint"
                 session.execute("RELEASE SAVEPOINT batchline_try")
@@ -235,11 +238,14 @@ class Applier:
         )
 
     # -- the steps ------------------------------------------------------------------------------
-    def _drop_duplicates(self, live: list[int], tally: Tally) -> list[int]:
+    def _claim(self, live: list[int], tally: Tally) -> list[int]:
+        """Claim the records' idempotency keys in the ledger (``StateStore.ledger_claim``);
+        the records whose key was there already, or taken by an earlier record of the try,
+        are duplicates, and are left out."""
         keys = self.rows.keys  # (None: the run has no key function)
         if keys is None or not (wanted := {k for k in map(keys.__getitem__, live) if k}):
             return live
-        seen = self.state.ledger_existing(self.session, self.namespace, sorted(wanted))
+        seen = self.state.ledger_claim(self.session, self.namespace, self.job, wanted)
         kept: list[int] = []
         for item in live:
             key = keys[item]

@@ -96,7 +96,10 @@ def arrow_loop(
                 copy.append(csv_copy(source, specs, empty, header, dialect, writer.table))
             text = copy[0].wire(texts, part.raw, converted) if copy and copy[0] else None
             # (here, while the chunk before flushes)
-            part.wire = text if text is not None else writer.wire(data)
+            if text is not None:
+                part.wire = text
+            elif writer.wire_ahead:
+                part.wire = writer.wire(data)
         else:
             closed = as_rows(part)  # the row path, as _loop builds it
             prepared = preparer.prepare(closed)

@@ -1,9 +1,10 @@
-"""One chunk → one transaction: lookups, writes, ledger, dead letters, checkpoint, commit.
+"""One chunk → one transaction: ledger, lookups, writes, dead letters, checkpoint, commit.
 
-The order inside the transaction is fixed (DESIGN.md, "flush"): idempotency check →
-resolve lookups → writes in declared order → ledger keys → dead letters → job position →
-commit. Nothing of a batch is visible until all of it is, and the bookkeeping can never
-disagree with the data because it commits with it.
+The order inside the transaction is fixed (DESIGN.md, "flush"): ledger claim (which also
+finds the duplicates) → resolve lookups → writes in declared order → claims given back by
+records that failed → dead letters → job position → commit. Nothing of a batch is visible
+until all of it is, and the bookkeeping can never disagree with the data because it commits
+with it.
 
 The writing itself is one try of ``_apply``; this module holds what is around it: the
 transaction, retrying it when a failure is transient (tenacity), handing it to the isolation

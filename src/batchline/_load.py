@@ -120,11 +120,8 @@ class TrackedSource(FileSource):
     def parquet_batches(self) -> Iterator[Any]:
         return self.inner.parquet_batches()  # (so bytes_read counts them)
 
-    def csv_batches(self) -> Iterator[Any]:
-        return self.inner.csv_batches()  # (so bytes_read counts them)
-
     def csv_blocks(self) -> Iterator[tuple[Any, bytes | None]]:
-        return self.inner.csv_blocks()
+        return self.inner.csv_blocks()  # (so bytes_read counts them)
 
 
 def sample_source(source: FileSource, size: int = SAMPLE_SIZE) -> TrackedSource:

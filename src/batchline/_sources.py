@@ -348,16 +348,10 @@ class FileSource:
                 position += 1
                 yield SourceRecord(position, position, row)
 
-    def csv_batches(self) -> Iterator[Any]:
-        """A CSV/TSV/tbl file's records as record batches of text columns, each record at
-        its position and line (``batchline._csv_blocks``). Each call reads the file anew."""
-        from ._csv_blocks import csv_batches
-
-        return csv_batches(self)
-
     def csv_blocks(self) -> Iterator[tuple[Any, bytes | None]]:
-        """:meth:`csv_batches`, each batch with its block's text when it has one
-        (``batchline._csv_blocks.csv_blocks``)."""
+        """A CSV/TSV/tbl file's records as record batches of text columns, each record at
+        its position and line, with the text of the block each batch holds when it has one
+        (``batchline._csv_blocks.csv_blocks``). Each call reads the file anew."""
         from ._csv_blocks import csv_blocks
 
         return csv_blocks(self)

@@ -169,30 +169,26 @@ class StateStore:
         )
 
     # -- ledger -------------------------------------------------------------------------------
-    def ledger_existing(self, ex: Executor, namespace: str, keys: Sequence[str]) -> set[str]:
-        if not keys:
+    def ledger_claim(self, ex: Executor, namespace: str, job: str, keys: Iterable[str]) -> set[str]:
+        """Claim ``keys`` (distinct) for the open transaction: add those the ledger lacks,
+        and return those it had already (the duplicates). Before the try's writes, so a key
+        claimed by a record that then fails must be given back (:meth:`ledger_release`)."""
+        ordered = sorted(keys)  # the same lock order in every runner
+        if not ordered:
             return set()
+        return self._dialect.claim_keys(ex, self.ledger, namespace, job, now_iso(), ordered)
+
+    def ledger_release(self, ex: Executor, namespace: str, keys: Sequence[str]) -> None:
+        """Give back claims of the open transaction whose records did not land (left out
+        of an insert, or failed a lookup, after the claim)."""
         q = self._q
-        found: set[str] = set()
         per = max(1, self._dialect.params_per_statement(ex) - 1)
         for start in range(0, len(keys), per):
             cond, params = self._dialect.any_of(q("key_hash"), keys[start : start + per])
-            rows = ex.query(
-                f"SELECT {q('key_hash')} FROM {self.ledger} "  # noqa: S608
-                f"WHERE {q('namespace')} = {self._p} AND {cond}",
+            ex.execute(
+                f"DELETE FROM {self.ledger} WHERE {q('namespace')} = {self._p} AND {cond}",  # noqa: S608
                 [namespace, *params],
             )
-            found.update(r[0] for r in rows)
-        return found
-
-    def ledger_add(self, ex: Executor, namespace: str, job: str, keys: Sequence[str]) -> None:
-        if not keys:
-            return
-        now = now_iso()
-        rows = [(namespace, k, job, now) for k in keys]
-        self._dialect.insert_many(
-            ex, self.ledger, ["namespace", "key_hash", "job", "created_at"], rows, ["text"] * 4
-        )
 
     # -- dead letters -------------------------------------------------------------------------
     def add_dead_letters(self, ex: Executor, job: str, letters: Iterable[tuple[Any, ...]]) -> None:

@@ -20,6 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ._ledger import claim_keys_portable
+
 __all__ = [
     "Classified",
     "Dialect",
@@ -293,6 +295,9 @@ class Dialect:
         head = f"INSERT INTO {table_sql} ({self.columns_sql(columns)}) VALUES "  # noqa: S608
         self._each_values_batch(ex, columns, rows, lambda values: head + values)
 
+    #: The ledger's claim of a try's keys (see ``_ledger``): the portable SELECT, then INSERT.
+    claim_keys = claim_keys_portable
+
     def any_of(self, column_sql: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """A ``column IN (…)`` condition and its parameters (one batch: keep it short)."""
         marks = ", ".join([self.placeholder] * len(values))
@@ -363,6 +368,11 @@ class Dialect:
         create: bool,
     ) -> None:
         raise NotImplementedError
+
+    def merges(self, t: TableInfo, key: Sequence[str]) -> bool:
+        """Whether :meth:`upsert` and :meth:`increment` on ``key`` of ``t`` may be done as
+        one set-based merge of staged rows (``_dialects._merge``)."""
+        return True
 
     def delete(
         self, ex: Executor, t: TableInfo, key: Sequence[str], keys: Sequence[Sequence[Any]]

@@ -135,6 +135,10 @@ class MySQLDialect(Dialect):
             "duplicate rows"
         )
 
+    def merges(self, t: TableInfo, key: Sequence[str]) -> bool:
+        sets = self._unique.get(t.sql)
+        return sets is None or frozenset(c.lower() for c in key) in sets
+
     # -- connections ----------------------------------------------------------------------------
     def on_acquire(self, dbapi_conn: Any) -> None:
         encoders = getattr(dbapi_conn, "encoders", None)

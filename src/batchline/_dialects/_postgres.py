@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._base import Classified, Dialect, ErrorKind, Executor, RowLimit, TableInfo, utf8_size
+from ._ledger import claim_keys_postgres
 from ._postgres_arrays import array_params
 from ._postgres_errors import CLASSES, CODES
 from ._postgres_staged import insert_staged, unescaped
@@ -153,6 +154,8 @@ class PostgresDialect(Dialect):
 
     def any_of(self, column_sql: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column_sql} = ANY(%s)", [list(values)]
+
+    claim_keys = claim_keys_postgres  # one INSERT … ON CONFLICT DO NOTHING
 
     # -- writes -----------------------------------------------------------------------------
     stages_rows = True
