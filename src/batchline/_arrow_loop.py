@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._arrow_rows import rows_chunk
-from ._arrow_write import ArrowPart, ArrowWriter, arrow_batches, is_csv
+from ._arrow_write import ArrowPart, ArrowWriter, arrow_batches, is_csv, is_jsonl
 from ._chunk import Chunk
 from ._csv_blocks import META
 from ._csv_copy import CsvCopy, csv_copy
@@ -66,9 +66,10 @@ def arrow_loop(
     def as_rows(part: ArrowPart) -> Chunk:
         return rows_chunk(part, writes, index, above, None if limit is None else too_large, map_fn)
 
-    convert = getattr(map_fn, "arrow_convert", None) if is_csv(source) else None
+    blocks = is_csv(source) or is_jsonl(source)
+    convert = getattr(map_fn, "arrow_convert", None) if blocks else None
     # a clean CSV block may go to PostgreSQL as its own text (_csv_copy): chunks of whole blocks
-    whole = convert is not None and writer.postgres
+    whole = convert is not None and writer.postgres and is_csv(source)
     copy: list[CsvCopy | None] = []  # (made from the first chunk's header)
 
     def submit(slices: list[Any], first: int, texts: list[bytes | None]) -> None:
@@ -109,7 +110,8 @@ def arrow_loop(
         texts: list[bytes | None] = []
         first = 0
         n = 0
-        for batch, start, text in arrow_batches(source, resume):
+        columns = getattr(map_fn, "columns", None)  # (a JSON Lines file is read as these)
+        for batch, start, text in arrow_batches(source, resume, columns):
             if slices and batch.schema != slices[0].schema:
                 # (a batch whose nanoseconds did not cast) a chunk holds one schema
                 submit(slices, first, texts)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._chunk import Chunk
 from ._errors import ConfigError
-from ._items import Failure, Op
+from ._items import DeadRow, Failure, Op
 from ._out import Out, WriteIndex
 from ._writes import Write
 
@@ -59,19 +59,29 @@ def rows_chunk(
 def _raw_rows(
     part: ArrowPart, chunk: Chunk, out: Out, map_fn: Callable[[dict[str, Any], Out], None] | None
 ) -> None:
-    """A CSV chunk's records as the row path reads and maps them (``_run_loop._loop``): its
-    dead letters as found when it was converted, every other record mapped anew."""
+    """A CSV or JSON Lines chunk's records as the row path reads and maps them
+    (``_run_loop._loop``): its dead letters as found when it was converted, every other
+    record mapped anew (a JSON Lines record from its line)."""
     from ._csv_blocks import META
+    from ._jsonl_blocks import SLOW
+    from ._jsonl_convert import record_of
 
     assert map_fn is not None, "a CSV chunk without the load's map"
     known = {dead.position: dead for dead in part.failed}
     positions, lines, records = chunk.positions, chunk.lines, chunk.records
     for item, row in enumerate(part.raw.to_pylist()):
         position, line = row.pop(META[0]), row.pop(META[1])
-        del row[META[2]], row[META[3]]
+        error = row[META[2]]
+        if row.pop(SLOW, None) is not None and error is None:
+            row = record_of(row)  # a JSON Lines record: its line, as the row path reads it
+        else:
+            text = row.pop(META[3])
+            del row[META[2]]
         positions.append(position)
         lines.append(line)
         failed = known.get(position)
+        if failed is None and error is not None:  # (a chunk convert sent whole)
+            failed = DeadRow(position, line, text, Failure("read", "ReadError", error))
         if failed is not None:
             records.append(failed.record)
             chunk.fail(item, failed.failure)

@@ -56,7 +56,15 @@ from ._out import Out
 from ._sources import ArrowSource, FileSource, microseconds
 from ._writes import Increment, Insert, Lookup, Upsert, Write
 
-__all__ = ["ArrowExact", "ArrowPart", "ArrowWriter", "arrow_batches", "arrow_writer", "is_csv"]
+__all__ = [
+    "ArrowExact",
+    "ArrowPart",
+    "ArrowWriter",
+    "arrow_batches",
+    "arrow_writer",
+    "is_csv",
+    "is_jsonl",
+]
 
 
 class ArrowWriter:
@@ -324,7 +332,7 @@ def arrow_writer(
     unchanged = getattr(map_fn, "arrow_unchanged", None)
     if map_fn is not None and unchanged is None:
         return None
-    if is_csv(source) and getattr(map_fn, "arrow_convert", None) is None:
+    if (is_csv(source) or is_jsonl(source)) and getattr(map_fn, "arrow_convert", None) is None:
         return None  # text columns: only the load's map converts them
     if key_fn is not None or lookups or len(writes) != 1:
         return None
@@ -344,15 +352,20 @@ def arrow_writer(
     return ArrowWriter(dialect, table, cast("Insert | Upsert | Increment", write), unchanged)
 
 
-def batches_of(source: Any) -> Iterable[Any] | None:
+def batches_of(source: Any, columns: Any = None) -> Iterable[Any] | None:
     """``source``'s record batches, from its first record, when it is Arrow data that can
-    still be read from there, or a Parquet or CSV file; else None."""
+    still be read from there, or a Parquet, CSV or JSON Lines file (read as ``columns``,
+    the load's ``ColumnSpec`` list); else None."""
     if isinstance(source, ArrowSource):
         return source.batches if source.rereadable else None
     if isinstance(source, FileSource) and source.format == "parquet" and source.path != "-":
         return source.parquet_batches()
     if is_csv(source):
         return cast("Iterable[Any]", source.csv_blocks())  # (batch, text) pairs
+    if is_jsonl(source):
+        from ._jsonl_blocks import jsonl_blocks
+
+        return jsonl_blocks(getattr(source, "inner", source), columns or [])  # (batch, None)
     return None
 
 
@@ -366,14 +379,22 @@ def is_csv(source: Any) -> bool:
     )
 
 
-def arrow_batches(source: Any, resume: int) -> Iterator[tuple[Any, int, bytes | None]]:
+def is_jsonl(source: Any) -> bool:
+    """Whether ``source`` is a JSON Lines file (not stdin): read as typed batches
+    (``_jsonl_blocks``), converted by the load's map (``_jsonl_convert``)."""
+    return isinstance(source, FileSource) and source.format == "jsonl" and source.path != "-"
+
+
+def arrow_batches(
+    source: Any, resume: int, columns: Any = None
+) -> Iterator[tuple[Any, int, bytes | None]]:
     """The source's record batches (:func:`batches_of`) after position ``resume``, each
     with the position of its first row (nanosecond timestamps cast to microseconds where
     exact, as ``ArrowSource`` reads them) and, for a CSV file, the text of the block it
     holds whole (``_csv_blocks.csv_blocks``; None for a block a resume starts inside)."""
-    batches = batches_of(source)
+    batches = batches_of(source, columns)
     assert batches is not None
-    csv = is_csv(source)
+    csv = is_csv(source) or is_jsonl(source)
     position = 0
     for item in batches:
         batch, text = item if csv else (item, None)

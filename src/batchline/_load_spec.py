@@ -220,7 +220,21 @@ class LoadMap:
     def arrow_convert(self, raw: Any, dialect: str) -> Converted:
         """A block of CSV text columns (``_csv_blocks``) converted to the columns' kinds
         with Arrow compute; the rows Arrow cannot convert exactly are coerced by
-        :meth:`coerce` (see ``batchline._csv_convert``)."""
+        :meth:`coerce` (see ``batchline._csv_convert``); a JSON Lines block
+        (``_jsonl_blocks``) likewise (``batchline._jsonl_convert``)."""
+        from ._jsonl_blocks import SLOW
+
+        if SLOW in raw.schema.names:
+            from ._jsonl_convert import convert_jsonl
+
+            return convert_jsonl(
+                raw,
+                self.columns,
+                self.coerce,
+                empty_text=self.empty_text,
+                decimal_text=dialect == "sqlite",
+                zoned=dialect != "sqlite",
+            )
         return convert_block(
             raw,
             self.columns,
