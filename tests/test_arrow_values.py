@@ -1,8 +1,9 @@
 """Arrow values made without converting Python objects (``_arrow_values``): equal to what
-``pa.scalar``/``pa.array`` make, and a CSV load in bulk never imports pandas."""
+``pa.scalar``/``pa.array`` make, and a CSV or JSON Lines load in bulk never imports pandas."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,15 +23,21 @@ def test_the_values_equal_pyarrows_own() -> None:
     assert null_of(pa.string()) == pa.scalar(None, pa.string())
 
 
-def test_a_csv_load_in_bulk_does_not_import_pandas(tmp_path: Path, db_url: str) -> None:
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_a_load_in_bulk_does_not_import_pandas(tmp_path: Path, db_url: str, suffix: str) -> None:
     # pyarrow imports pandas (a quarter of a second) the first time a Python value is
-    # made an Arrow value; the bulk path of a clean CSV file makes none
+    # made an Arrow value; the bulk path of a clean CSV or JSON Lines file makes none
     pytest.importorskip("pandas")
-    path = tmp_path / "plain.csv"
-    lines = ["id,amount,day,at,ok,score,note"]
-    lines += [
-        f"{i},{i}.25,2024-01-0{1 + i % 9},2024-01-01 00:00:0{i % 10},t,1.5,n{i}" for i in range(50)
+    path = tmp_path / f"plain.{suffix}"
+    keys = ("id", "amount", "day", "at", "ok", "score", "note")
+    rows = [
+        (i, f"{i}.25", f"2024-01-0{1 + i % 9}", f"2024-01-01 00:00:0{i % 10}", True, 1.5, f"n{i}")
+        for i in range(50)
     ]
+    if suffix == "csv":
+        lines = [",".join(keys), *(",".join(map(str, r)) for r in rows)]
+    else:
+        lines = [json.dumps(dict(zip(keys, r))) for r in rows]
     path.write_text("\n".join(lines) + "\n")
     script = (
         "import sys, batchline as bl\n"

@@ -34,6 +34,7 @@ import io
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._arrow_values import bool_scalar
 from ._csv_blocks import BLOCK_BYTES, META, _is_utf8, _numbers, _Stream
 from ._errors import SourceError
 
@@ -160,14 +161,14 @@ def _fast(block: bytes, typed: Any, schema: Any, position: int, line: int) -> An
         return None
     slow: Any = None
     for column, field in zip(table.columns, typed):
-        if pa.types.is_int64(field.type) and column.null_count < n:
-            low = pc.fill_null(pc.equal(column, _INT64_MIN), False)
+        if pa.types.is_int64(field.type) and pc.min(column).as_py() == _INT64_MIN:
+            low = pc.fill_null(pc.equal(column, pc.min(column)), bool_scalar(False))
             slow = low if slow is None else pc.or_(slow, low)
     table = table.append_column(META[0], _numbers(position + 1, n))
     table = table.append_column(META[1], _numbers(line + 1, n))
     table = table.append_column(META[2], pa.nulls(n, pa.string()))
     table = table.append_column(META[3], lines)
-    flags = slow if slow is not None else pa.repeat(pa.scalar(False), n)
+    flags = slow if slow is not None else pa.repeat(bool_scalar(False), n)
     return table.append_column(SLOW, flags).cast(schema)
 
 
@@ -212,5 +213,5 @@ class _RowReader:
         fields = list(self.schema)
         arrays = [pa.nulls(n, f.type) for f in fields[: len(self.names)]]
         arrays += [pa.array(c, type=f.type) for c, f in zip(meta, fields[len(self.names) :])]
-        arrays.append(pa.repeat(pa.scalar(True), n))
+        arrays.append(pa.repeat(bool_scalar(True), n))
         return pa.Table.from_arrays(arrays, schema=self.schema)

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._arrow_values import bool_scalar
 from ._csv_blocks import META
 from ._csv_convert import Converted, _convert, _fixed
 from ._infer import ColumnSpec
@@ -61,7 +62,8 @@ def convert_jsonl(
             array, misfit = result
         elif spec.kind == "float" and (not spec.inf or not spec.nan):
             array = column
-            misfit = pc.fill_null(pc.is_inf(column) if not spec.inf else pc.is_nan(column), False)
+            odd = pc.is_inf(column) if not spec.inf else pc.is_nan(column)
+            misfit = pc.fill_null(odd, bool_scalar(False))
         elif spec.kind in ("integer", "float", "boolean"):
             array, misfit = column, None
         else:
@@ -75,7 +77,7 @@ def convert_jsonl(
         return Converted(exact=False)
     out = Converted()
     fixed: list[tuple[int, dict[str, Any]]] = []
-    slow = pc.fill_null(slow, False)
+    slow = pc.fill_null(slow, bool_scalar(False))
     for row in raw.filter(slow).select(list(META)).to_pylist():
         position, line, message, text = (row[m] for m in META)
         if message is not None:
