@@ -15,17 +15,7 @@ from batchline import _arrow_write, _csv_blocks
 from batchline._csv_copy import CopyText
 from tests._schemas import rows
 from tests.test_arrow_write import same
-from tests.test_csv_arrow import load_twice
-
-TYPES = {
-    "id": "integer",
-    "amount": "decimal(12,2)",
-    "day": "date",
-    "at": "timestamp",
-    "ok": "boolean",
-    "score": "float",
-    "note": "text",
-}
+from tests.test_csv_arrow import TYPES, load_twice
 
 
 class Copied:

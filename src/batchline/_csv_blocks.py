@@ -27,6 +27,7 @@ import csv
 import gzip
 import io
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from ._errors import SourceError
@@ -34,7 +35,7 @@ from ._errors import SourceError
 if TYPE_CHECKING:
     from ._sources import FileSource, SourceItem
 
-__all__ = ["BLOCK_BYTES", "META", "csv_batches", "csv_blocks"]
+__all__ = ["BLOCK_BYTES", "META", "csv_batches", "csv_blocks", "opened"]
 
 #: Bytes read per block: one record batch each (a chunk may take several, or part of one).
 BLOCK_BYTES = 4 * 1024 * 1024
@@ -81,6 +82,27 @@ class _Stream:
         return rest + self._stream.readline()
 
 
+@contextmanager
+def opened(source: FileSource) -> Iterator[Any]:
+    """``source``'s bytes as a binary stream (decompressed, and counted for
+    ``bytes_read``); failures to open or read it raised as ``SourceError``, the file
+    closed at the end. The frame of every block reader (CSV here, ``_jsonl_blocks``)."""
+    from ._source_items import _CountingReader
+
+    try:
+        raw = open(source.path, "rb")  # noqa: SIM115 -- closed in the finally below
+    except OSError as exc:
+        raise SourceError(f"cannot open {source.path}: {exc.strerror}") from exc
+    try:
+        counter = _CountingReader(raw)
+        source._counter = counter
+        yield gzip.GzipFile(fileobj=counter, mode="rb") if source.compressed else counter
+    except (OSError, EOFError) as exc:
+        raise SourceError(f"cannot read {source.path}: {exc}") from exc
+    finally:
+        raw.close()
+
+
 def csv_batches(source: FileSource, size: int | None = None) -> Iterator[Any]:
     """The records of ``source`` (a CSV, TSV or tbl file, not stdin) as record batches of
     text columns plus :data:`META`, in order, a block of ``size`` bytes (default
@@ -96,17 +118,7 @@ def csv_blocks(source: FileSource, size: int | None = None) -> Iterator[tuple[An
     import pyarrow as pa
 
     size = size or BLOCK_BYTES
-
-    from ._source_items import _CountingReader
-
-    try:
-        raw = open(source.path, "rb")  # noqa: SIM115 -- closed in the finally below
-    except OSError as exc:
-        raise SourceError(f"cannot open {source.path}: {exc.strerror}") from exc
-    try:
-        counter = _CountingReader(raw)
-        source._counter = counter
-        stream: Any = gzip.GzipFile(fileobj=counter, mode="rb") if source.compressed else counter
+    with opened(source) as stream:
         delimiter = source.delimiter or {"tsv": "\t", "tbl": "|"}.get(source.format, ",")
         quote = '"' if source.quote is None else source.quote
         header, lines = _header(source, stream, delimiter, quote)
@@ -142,10 +154,6 @@ def csv_blocks(source: FileSource, size: int | None = None) -> Iterator[tuple[An
                     text = None
                 for batch in batches:
                     yield batch, text
-    except (OSError, EOFError) as exc:
-        raise SourceError(f"cannot read {source.path}: {exc}") from exc
-    finally:
-        raw.close()
 
 
 def _header(source: FileSource, stream: Any, delimiter: str, quote: str) -> tuple[list[str], int]:

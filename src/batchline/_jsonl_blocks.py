@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import array
 import codecs
-import gzip
 import io
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._arrow_values import bool_scalar
-from ._csv_blocks import BLOCK_BYTES, META, _is_utf8, _numbers, _Stream
-from ._errors import SourceError
+from ._csv_blocks import BLOCK_BYTES, META, _is_utf8, _numbers, _Stream, opened
 
 if TYPE_CHECKING:
     from ._infer import ColumnSpec
@@ -84,8 +82,6 @@ def jsonl_blocks(
     ``COPY``), as ``csv_blocks`` pairs them. Each call reads the file anew."""
     import pyarrow as pa
 
-    from ._source_items import _CountingReader
-
     typed = jsonl_schema(columns)
     names = [c.name for c in columns]
     schema = pa.schema(
@@ -94,14 +90,7 @@ def jsonl_blocks(
         + [pa.field(META[2], pa.string()), pa.field(META[3], pa.string())]
         + [pa.field(SLOW, pa.bool_())]
     )
-    try:
-        raw = open(source.path, "rb")  # noqa: SIM115 -- closed in the finally below
-    except OSError as exc:
-        raise SourceError(f"cannot open {source.path}: {exc.strerror}") from exc
-    try:
-        counter = _CountingReader(raw)
-        source._counter = counter
-        stream: Any = gzip.GzipFile(fileobj=counter, mode="rb") if source.compressed else counter
+    with opened(source) as stream:
         blocks = _Stream(stream, size or BLOCK_BYTES)
         utf8 = _is_utf8(source.encoding)
         if utf8:
@@ -119,10 +108,6 @@ def jsonl_blocks(
             position += table.num_rows
             for batch in table.to_batches():
                 yield batch, None
-    except (OSError, EOFError) as exc:
-        raise SourceError(f"cannot read {source.path}: {exc}") from exc
-    finally:
-        raw.close()
 
 
 def _fast(block: bytes, typed: Any, schema: Any, position: int, line: int) -> Any:
