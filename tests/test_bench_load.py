@@ -6,7 +6,9 @@ assertions: figures vary."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from click.testing import CliRunner
 
 from batchline._bench import bench_command
 from batchline._bench._lineitem import COLUMNS, check_file, generate, spoil
-from batchline._bench._load_bench import TARGETS
+from batchline._bench._load_bench import TARGETS, compile_bytecode
 from batchline._bench._process import run_timed
 
 ROWS = 2_000
@@ -75,7 +77,28 @@ def test_load_bench_on_sqlite_reads_every_loaders_rows_back_and_rates_each_targe
     assert report["file"]["generated"] is True and report["rounds"] == 1
     assert report["databases"][0]["url"] == "temporary SQLite file"
     assert len(report["machine"]["load_average_before"]) == 3
+    assert report["machine"]["bytecode_compiled"] is True
     assert "batchline load vs pandas to_sql" in output and ">= 1.5x" in output
+    assert "bytecode was compiled beforehand" in output
+
+
+def test_compiled_bytecode_is_what_a_process_that_writes_none_then_loads() -> None:
+    """With ``PYTHONDONTWRITEBYTECODE`` set, a batchline process reads its modules from the
+    bytecode ``compile_bytecode`` wrote instead of compiling them from source."""
+    assert compile_bytecode() is True
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTHONPYCACHEPREFIX", None)
+    done = subprocess.run(
+        [sys.executable, "-v", "-c", "import batchline._load"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    loaded = [
+        line for line in done.stderr.splitlines() if "batchline" in line and "code object" in line
+    ]
+    assert loaded and all(".pyc" in line for line in loaded), loaded[:3]
 
 
 @pytest.mark.postgres

@@ -88,7 +88,12 @@ def render_load(report: dict[str, Any], console: Console) -> None:
     console.print(
         "Speed ratios are the other loader's seconds over batchline's (>= 0.5x means at "
         "least half as fast); the bad-rows ratio is the bad file's load over the clean one. "
-        "Every load is a fresh process (start-up and imports included); peak RSS is its own.",
+        "Every load is a fresh process (start-up and imports included); peak RSS is its own. "
+        + (
+            "batchline's bytecode was compiled beforehand, as an installed package has it."
+            if report["machine"].get("bytecode_compiled")
+            else "batchline's bytecode could not be compiled: its processes compiled it."
+        ),
         highlight=False,
     )
     for db in report["databases"]:
