@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from batchline._csv_blocks import META, csv_batches
+from batchline._csv_blocks import META, csv_batches, csv_sample
 from batchline._sources import SourceRecord, read_file
 
 
@@ -54,6 +54,23 @@ def test_batches_hold_the_row_readers_records_lines_and_failures(
     path = tmp_path / name
     path.write_bytes(CASES[name].encode("latin-1"))
     assert from_batches(path, size) == from_rows(path)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("size", [0, 1, 2, 4, 100])
+@pytest.mark.parametrize("block", [5, 1 << 20])
+def test_the_sample_is_the_row_readers_records_among_its_first_items(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, size: int, block: int
+) -> None:
+    """``csv_sample`` (what a load infers kinds from) reads what the row reader's first
+    ``size`` items hold, read failures left out, as ``_load.sample_source`` did, from one
+    block or several."""
+    monkeypatch.setattr("batchline._csv_blocks.BLOCK_BYTES", block)
+    path = tmp_path / name
+    path.write_bytes(CASES[name].encode("latin-1"))
+    items = list(read_file(path))[:size]
+    expected = [item.data for item in items if isinstance(item, SourceRecord)]
+    assert csv_sample(read_file(path), size) == expected
 
 
 def test_a_semicolon_latin1_file_reads_as_the_row_reader_reads_it(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from ._errors import SourceError
 if TYPE_CHECKING:
     from ._sources import FileSource, SourceItem
 
-__all__ = ["BLOCK_BYTES", "META", "csv_batches", "csv_blocks", "opened"]
+__all__ = ["BLOCK_BYTES", "META", "csv_batches", "csv_blocks", "csv_sample", "opened"]
 
 #: Bytes read per block: one record batch each (a chunk may take several, or part of one).
 BLOCK_BYTES = 4 * 1024 * 1024
@@ -109,6 +109,31 @@ def csv_batches(source: FileSource, size: int | None = None) -> Iterator[Any]:
     :data:`BLOCK_BYTES`) each. Each call reads the file anew."""
     for batch, _ in csv_blocks(source, size):
         yield batch
+
+
+def csv_sample(source: FileSource, size: int) -> list[dict[str, str]]:
+    """The records (not read failures) among the first ``size`` records of ``source``, as
+    the row reader would give them: what a load infers its column kinds from.
+
+    Why not the row reader itself: its Python list, dict and ``SourceRecord`` per record
+    cost a tenth of a second for the 10,000 a load samples, and the load then reads the same
+    lines again in blocks; here the first block(s) are parsed in C and only the sample's
+    dicts are built (``to_pylist``)."""
+    import pyarrow as pa
+
+    taken: list[Any] = []
+    left = size
+    for batch, _ in csv_blocks(source):
+        part = batch.slice(0, left)
+        taken.append(part)
+        left -= part.num_rows
+        if left <= 0:
+            break
+    if not taken:
+        return []
+    table = pa.Table.from_batches(taken)
+    read = table.filter(table.column(META[2]).is_null())  # a read failure has its error
+    return cast("list[dict[str, str]]", read.drop_columns(list(META)).to_pylist())
 
 
 def csv_blocks(source: FileSource, size: int | None = None) -> Iterator[tuple[Any, bytes | None]]:

@@ -17,6 +17,8 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from ._arrow_write import is_csv
+from ._csv_blocks import csv_sample
 from ._database import make_engine
 from ._errors import ConfigError
 from ._infer import (
@@ -231,7 +233,11 @@ def prepare_load(
 
     declared: list[ColumnSpec] | None = None
     run_source: Any
-    if isinstance(source, FileSource):
+    if isinstance(source, FileSource) and is_csv(source):
+        # read ahead in C (its blocks); the run reads the file from its start again
+        sample = csv_sample(source, SAMPLE_SIZE)
+        declared, run_source = None, TrackedSource(source, [], iter(source))
+    elif isinstance(source, FileSource):
         tracked = sample_source(source)
         sample = sample_records(tracked)
         schema = source.arrow_schema()
