@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from batchline._infer import (
     ColumnSpec,
+    _Stats,
     coerce_record,
     columns_from_arrow,
     infer_columns,
@@ -392,3 +393,21 @@ def test_columns_from_arrow_use_the_declared_types() -> None:
         ColumnSpec("s", "text"),
         ColumnSpec("n", "text"),
     ]
+
+
+def test_a_free_text_column_is_decided_without_observing_every_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once more values say text than a family may leave out (1%), the column is text
+    whatever the rest say, so the rest are not tried against every kind."""
+    observed: list[str] = []
+    observe = _Stats.observe_text
+    monkeypatch.setattr(
+        _Stats,
+        "observe_text",
+        lambda self, text: (observed.append(text), observe(self, text))[1],
+    )
+    sample = [{"n": str(i), "words": f"word {i}"} for i in range(1000)]
+    assert [c.kind for c in infer_columns(sample)] == ["integer", "text"]
+    assert sum(text.startswith("word") for text in observed) == 11  # 10 allowed, one over
+    assert sum(not text.startswith("word") for text in observed) == 1000

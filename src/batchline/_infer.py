@@ -206,10 +206,17 @@ def infer_columns(
                 column.observe(value)
     for name, seen in texts.items():
         column = stats[name]
-        for text, count in seen.items():
-            stripped = text.strip()
+        present = [(text.strip(), count) for text, count in seen.items()]
+        # Once more values say text than any family may leave out, the column is text
+        # whatever the rest say (the rule, :meth:`_Stats.spec`), so the rest are not
+        # observed: a free-text column's every distinct value would try every kind.
+        total = sum(column.counts.values()) + sum(c for text, c in present if text)
+        allowed = max(1, total // 100)
+        for stripped, count in present:
             if stripped:
                 column.weight = count
                 column.observe_text(stripped)
+                if column.counts.get("text", 0) > allowed:
+                    break
         column.weight = 1
     return [column.spec(name) for name, column in stats.items()]
