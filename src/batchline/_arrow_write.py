@@ -95,6 +95,21 @@ class ArrowWriter:
         self.wire_ahead = dialect.name != "sqlite"
         #: The map function's own check (``ArrowExact``), when there is one.
         self.unchanged = unchanged
+        #: The rows of the last :meth:`send` that did not land, by index in its data: those
+        #: PostgreSQL's COPY named as failing (``_copy_isolation``), for the row path.
+        self.left_out: list[int] = []
+
+    def _copy_line(self, exc: BaseException) -> int | None:
+        """The line of the COPY stream a data error names (1-based), else None. Not for a
+        foreign key: it is checked when the statement ends, whatever line it names."""
+        from ._dialects import ErrorKind
+
+        if self.dialect.classify(exc).kind is not ErrorKind.DATA:
+            return None
+        if getattr(exc, "sqlstate", None) == "23503":
+            return None
+        row = self.dialect.reported_row(exc)
+        return None if row is None else row + 1
 
     def exact(self, data: Any, converted: bool = False) -> bool:
         """Whether every column of ``data`` (a ``pyarrow.Table``) goes the bulk path without a
@@ -159,6 +174,7 @@ class ArrowWriter:
         """Write every row of ``data`` inside the session's open transaction (``wire``:
         its :meth:`wire`, when built ahead): inserted, or staged and merged (upserts and
         increments, :attr:`merge`)."""
+        self.left_out = []
         if self.merge is not None:
             self.merge.send(session, data, wire, self.load)
         else:
@@ -176,10 +192,19 @@ class ArrowWriter:
             if isinstance(wire, CopyText):  # a CSV file's own text (_csv_copy)
                 columns, options = self.dialect.columns_sql(wire.columns), wire.options
                 sql = f"COPY {table.sql} ({columns}) FROM STDIN ({options})"
-                session.copy_data(sql, wire.blocks, data.num_rows)
+                pieces, quote = list(wire.blocks), wire.quote
+            else:
+                columns = self.dialect.columns_sql(names)
+                sql = f"COPY {table.sql} ({columns}) FROM STDIN (FORMAT csv)"
+                pieces, quote = [wire], b'"'
+            if table is not self.table:  # a staging table: its merge fails, not the COPY
+                session.copy_data(sql, pieces, data.num_rows)
                 return
-            sql = f"COPY {table.sql} ({self.dialect.columns_sql(names)}) FROM STDIN (FORMAT csv)"
-            session.copy_data(sql, wire, data.num_rows)
+            from ._copy_isolation import copy_leaving_out
+
+            self.left_out = copy_leaving_out(
+                session, sql, pieces, data.num_rows, quote=quote, line_of=self._copy_line
+            )
             return
         columns, types = wire
         if all(sqlite_native(t) for t in types):
@@ -254,7 +279,7 @@ class ArrowPart:
     convert, and ``failed`` the records already dead letters (unreadable, or a value that
     does not fit its column), written in the same transaction."""
 
-    __slots__ = ("_end", "_rows", "data", "failed", "first", "raw", "wire")
+    __slots__ = ("_end", "_rows", "data", "failed", "first", "positions", "raw", "wire")
 
     def __init__(
         self,
@@ -274,6 +299,8 @@ class ArrowPart:
         self._end = end
         #: The form the bulk path sends (``ArrowWriter.wire``), when built ahead.
         self.wire: Any = None
+        #: Each row's position, where they do not run on from ``first`` (:meth:`subset`).
+        self.positions: list[int] | None = None
 
     def __len__(self) -> int:
         return int(self.data.num_rows)
@@ -293,6 +320,24 @@ class ArrowPart:
             dead.records.append(record)
             dead.fail(i, why)
         return dead
+
+    def subset(self, rows: Sequence[int]) -> ArrowPart:
+        """The records of ``rows`` (indices into :attr:`data`, in order) and those already
+        dead letters (:attr:`failed`): what the row path flushes when the bulk path left
+        those rows out (``_copy_isolation``)."""
+        part = ArrowPart(self.data.take(rows), self.first, self._rows, end=self.end)
+        if self.raw is None:
+            part.positions = [self.first + r for r in rows]
+            return part
+        from ._csv_blocks import META
+
+        # (data holds the records of raw that are not dead letters already, in order)
+        dead = {d.position for d in self.failed}
+        at = self.raw.column(META[0]).to_pylist()
+        read = [i for i, p in enumerate(at) if p not in dead] if dead else range(len(at))
+        keep = sorted({read[r] for r in rows} | {i for i, p in enumerate(at) if p in dead})
+        part.raw, part.failed = self.raw.take(keep), self.failed
+        return part
 
     def as_rows(self) -> Chunk:
         """The same records as a sealed row chunk: each at its position, its row emitted

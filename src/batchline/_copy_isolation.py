@@ -1,0 +1,189 @@
+"""A bulk ``COPY`` the database refuses, sent again without the row it names.
+
+Why: when PostgreSQL refused a chunk's ``COPY`` (a duplicate key, a CHECK, NOT NULL, a text
+too long), the whole chunk, up to 50,000 records, was rolled back and redone through the row
+path (``ArrowPart.as_rows``): a Python dict, a map call and a tuple per record, then a staged
+pass on the server. But the error says where it stopped: its context reads ``COPY t, line
+1234``. So the chunk is sent again from there: the rows before the one named landed in the
+refused try (so they land again), the row named is left out, and the rows after it have not
+been tried yet. Each left-out row then goes the row path on its own, in the same
+transaction (``Flusher._rows_left_out``), where it lands or becomes the very dead letter
+the row path would have made of it (stage, line, reason). So a chunk with a few bad rows
+costs a few more ``COPY`` statements, not the row path for all of its rows.
+
+How a line names a row: ``COPY``'s line counter is not a row counter. PostgreSQL counts a
+newline inside a quoted field too, but not in the first record of the statement, and the
+failing record's own newlines count before the error is raised; other versions may count
+otherwise. So the stream is cut into rows first (:func:`cut_rows`: a newline outside
+quotes ends a row; the cut must give exactly the chunk's row count, else nothing is
+guessed), and line N of a statement that began at row s names a row i only when no way of
+counting says otherwise: every count gives a number between i - s + 1 (rows) and the
+number of physical lines up to the end of row i. When one row fits (always, where no field
+holds a newline), it is left out; when several may, the rows before the first of them
+land and the next statement starts at it, where line 1 is unambiguous.
+
+Only data errors that name a line are handled here: anything else (a transient or fatal
+error, a deferred constraint or foreign key checked at the end of the statement, no line)
+is raised as it is, and the flush handles the chunk as before. After :data:`MAX_LEFT_OUT`
+rows (at least; a share of the chunk above that) the chunk's data is taken to be bad
+throughout, and the error is raised too: the row path isolates such a chunk for less than
+a ``COPY`` per bad row.
+
+How much is sent again: a try after a failure sends a window of rows, not the whole rest
+(the server reads, and drops, everything after the failing line), doubled each time it
+lands, so a chunk with k bad rows sends about its own bytes plus a few windows per bad row.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._database import Session
+
+__all__ = ["MAX_LEFT_OUT", "CopyRows", "copy_leaving_out", "cut_rows"]
+
+#: Rows a chunk's COPY may leave out before the chunk goes the row path whole; a chunk of
+#: n rows may leave out ``max(MAX_LEFT_OUT, n // LEFT_OUT_SHARE)``. 0: never (as before).
+MAX_LEFT_OUT = 8
+LEFT_OUT_SHARE = 500
+#: The fewest rows a try after a failure sends.
+MIN_WINDOW = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRows:
+    """A COPY stream cut into rows: ``ends[i]`` is the offset just past row i (its newline),
+    ``lines[i]`` the physical lines from the start of the stream to the end of row i."""
+
+    stream: memoryview
+    ends: Sequence[int]
+    lines: Sequence[int]
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def piece(self, start: int, stop: int) -> memoryview:
+        """The bytes of rows ``start`` … ``stop - 1``."""
+        return self.stream[self.ends[start - 1] if start else 0 : self.ends[stop - 1]]
+
+    def named(self, start: int, stop: int, line: int) -> tuple[int, int] | None:
+        """The rows a statement that sent rows ``start`` … ``stop - 1`` may have meant by
+        ``line``: the first and the last that fit some way of counting (see the module's
+        docstring); None when none does."""
+        base = self.lines[start - 1] if start else 0
+        first = bisect.bisect_left(self.lines, base + line, lo=start, hi=stop)
+        last = min(start + line - 1, stop - 1)
+        return (first, last) if first <= last else None
+
+
+def cut_rows(stream: Any, rows: int, quote: bytes | None) -> CopyRows | None:
+    """``stream`` (COPY's CSV bytes, quoted with ``quote``, doubled to escape it) cut into
+    its ``rows`` rows, or None when the cut does not give exactly that many.
+
+    Found with Arrow compute over the bytes, not a Python loop: a newline ends a row when
+    an even number of quotes comes before it (counted in bytes that wrap at 256, which
+    keeps the count's parity). Where there are as many newlines as rows, every one ends a
+    row, and the quotes are not counted at all."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    view = memoryview(stream).cast("B")
+    size = len(view)
+    if not size or not rows:
+        return None
+    data = pa.Array.from_buffers(pa.uint8(), size, [None, pa.py_buffer(view)])
+    newlines = pc.indices_nonzero(pc.equal(data, 10))
+    count = len(newlines)
+    terminated = view[size - 1] == 10
+    if count == rows - (0 if terminated else 1) or not quote:
+        ends = newlines.to_pylist()
+        lines = list(range(1, count + 1))
+    else:
+        quotes = pc.cumulative_sum(pc.cast(pc.equal(data, quote[0]), pa.uint8()))
+        outside = pc.equal(pc.bit_wise_and(pc.take(quotes, newlines), 1), 0)
+        at = pc.indices_nonzero(outside)  # (each row's newline, by its index among all)
+        ends = pc.take(newlines, at).to_pylist()
+        lines = [i + 1 for i in at.to_pylist()]
+    ends = [e + 1 for e in ends]
+    if not terminated:
+        ends.append(size)
+        lines.append(count + 1)
+    if len(ends) != rows or ends[-1] != size:
+        return None
+    return CopyRows(view, ends, lines)
+
+
+def copy_leaving_out(
+    session: Session,
+    sql: str,
+    pieces: Sequence[Any],
+    rows: int,
+    *,
+    quote: bytes | None,
+    line_of: Callable[[BaseException], int | None],
+) -> list[int]:
+    """``COPY`` (``sql``) the ``rows`` rows of ``pieces`` (CSV bytes, in order) inside the
+    open transaction, which holds nothing else yet, leaving out each row the database
+    names as failing (see the module's docstring); returns the rows left out, by index,
+    in order.
+
+    ``line_of(exc)``: the line a data error names (1-based), or None for any other error.
+    An error it gives no line for, or one past the chunk's limit, is raised, the
+    transaction to be rolled back by the caller.
+    """
+    try:
+        session.copy_data(sql, list(pieces), rows)
+        return []
+    except Exception as exc:
+        refused = exc
+        line = line_of(exc)
+        if line is None or MAX_LEFT_OUT <= 0:
+            raise
+    cut = cut_rows(pieces[0] if len(pieces) == 1 else b"".join(pieces), rows, quote)
+    if cut is None:
+        raise refused
+    limit = max(MAX_LEFT_OUT, rows // LEFT_OUT_SHARE)
+    # the refused COPY aborted the transaction, and it held nothing else: begin it again
+    session.rollback()
+    session.begin()
+    left_out: list[int] = []
+    start, stop = 0, rows  # the rows the refused statement sent
+    failed = 0
+    window = MIN_WINDOW
+    while True:
+        if line is not None:
+            failed += 1
+            named = cut.named(start, stop, line)
+            if named is None or len(left_out) >= limit or failed > 2 * limit:
+                raise refused
+            good, last = named
+            if good > start:  # these landed in the refused try: they land again
+                session.copy_data(sql, cut.piece(start, good), good - start)
+            window = max(MIN_WINDOW, 2 * (good - start))
+            if good == last:
+                left_out.append(good)
+                start = good + 1
+            else:
+                start = good  # one of several: the next statement starts there (line 1)
+        if start >= rows:
+            return left_out
+        stop = min(rows, start + window)
+        session.execute("SAVEPOINT batchline_copy")
+        try:
+            session.copy_data(sql, cut.piece(start, stop), stop - start)
+        except Exception as exc:
+            line = line_of(exc)
+            if line is None:
+                raise
+            session.leave_pipeline(exc)
+            session.execute("ROLLBACK TO SAVEPOINT batchline_copy")
+            session.execute("RELEASE SAVEPOINT batchline_copy")
+            session.enter_pipeline()
+            continue
+        session.execute("RELEASE SAVEPOINT batchline_copy")
+        line = None
+        start = stop
+        window *= 2
