@@ -4,12 +4,20 @@ Why: when PostgreSQL refused a chunk's ``COPY`` (a duplicate key, a CHECK, NOT N
 too long), the whole chunk, up to 50,000 records, was rolled back and redone through the row
 path (``ArrowPart.as_rows``): a Python dict, a map call and a tuple per record, then a staged
 pass on the server. But the error says where it stopped: its context reads ``COPY t, line
-1234``. So the chunk is sent again from there: the rows before the one named landed in the
-refused try (so they land again), the row named is left out, and the rows after it have not
-been tried yet. Each left-out row then goes the row path on its own, in the same
-transaction (``Flusher._rows_left_out``), where it lands or becomes the very dead letter
-the row path would have made of it (stage, line, reason). So a chunk with a few bad rows
+1234``. So the chunk is sent again without that row: the rows before it, then the rows
+after it, each part under a savepoint and handled the same way when it fails. Each
+left-out row then goes the row path on its own, in the same transaction
+(``Flusher._rows_left_out``), where it lands or becomes the very dead letter the row path
+would have made of it (stage, line, reason). So a chunk with a few bad rows
 costs a few more ``COPY`` statements, not the row path for all of its rows.
+
+Which rows are known good: none, but for the one named. A CHECK, NOT NULL or a bad value
+fails as its line is read, but a duplicate key only when the rows buffered before it are
+written (PostgreSQL's COPY inserts up to 1,000 rows at a time): a row before the one named
+may still hold a duplicate. So the rows before it are sent again first, each statement
+under a savepoint, and any failure there is handled the same way; then the rows after it.
+The row named is bad whatever else lands: a value its own checks refuse, or a key that
+a row before it (or one in the table) already took, a row that did land.
 
 How a line names a row: ``COPY``'s line counter is not a row counter. PostgreSQL counts a
 newline inside a quoted field too, but not in the first record of the statement, and the
@@ -19,8 +27,8 @@ quotes ends a row; the cut must give exactly the chunk's row count, else nothing
 guessed), and line N of a statement that began at row s names a row i only when no way of
 counting says otherwise: every count gives a number between i - s + 1 (rows) and the
 number of physical lines up to the end of row i. When one row fits (always, where no field
-holds a newline), it is left out; when several may, the rows before the first of them
-land and the next statement starts at it, where line 1 is unambiguous.
+holds a newline), it is left out; when several may, the rows before the first of them are
+sent, and the next statement starts at it, where line 1 is unambiguous.
 
 Only data errors that name a line are handled here: anything else (a transient or fatal
 error, a deferred constraint or foreign key checked at the end of the statement, no line)
@@ -150,6 +158,7 @@ def copy_leaving_out(
     session.rollback()
     session.begin()
     left_out: list[int] = []
+    todo = [(0, rows)]  # ranges of rows still to send, the next one last
     start, stop = 0, rows  # the rows the refused statement sent
     failed = 0
     window = MIN_WINDOW
@@ -159,18 +168,23 @@ def copy_leaving_out(
             named = cut.named(start, stop, line)
             if named is None or len(left_out) >= limit or failed > 2 * limit:
                 raise refused
-            good, last = named
-            if good > start:  # these landed in the refused try: they land again
-                session.copy_data(sql, cut.piece(start, good), good - start)
-            window = max(MIN_WINDOW, 2 * (good - start))
-            if good == last:
-                left_out.append(good)
-                start = good + 1
-            else:
-                start = good  # one of several: the next statement starts there (line 1)
-        if start >= rows:
-            return left_out
-        stop = min(rows, start + window)
+            first, last = named
+            end = todo.pop()[1]
+            if first == last:  # that row is bad whatever else lands
+                left_out.append(first)
+                if first + 1 < end:
+                    todo.append((first + 1, end))
+            elif first > start:
+                todo.append((first, end))  # starting there, it will be line 1
+            else:  # the first row sent, or one after it: the first alone says which
+                todo += [(first + 1, end), (first, first + 1)]
+            if start < first:  # sent again first: these rows may be bad too (see above)
+                todo.append((start, first))
+            window = max(MIN_WINDOW, 2 * (first - start))
+        if not todo:
+            return sorted(left_out)
+        start, end = todo[-1]
+        stop = min(end, start + window)
         session.execute("SAVEPOINT batchline_copy")
         try:
             session.copy_data(sql, cut.piece(start, stop), stop - start)
@@ -185,5 +199,8 @@ def copy_leaving_out(
             continue
         session.execute("RELEASE SAVEPOINT batchline_copy")
         line = None
-        start = stop
+        if stop < end:
+            todo[-1] = (stop, end)
+        else:
+            todo.pop()
         window *= 2
