@@ -34,6 +34,7 @@ commits a chunk all of whose rows landed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any, Protocol, cast
 
 from ._arrow_forms import (
@@ -95,21 +96,8 @@ class ArrowWriter:
         self.wire_ahead = dialect.name != "sqlite"
         #: The map function's own check (``ArrowExact``), when there is one.
         self.unchanged = unchanged
-        #: The rows of the last :meth:`send` that did not land, by index in its data: those
-        #: PostgreSQL's COPY named as failing (``_copy_isolation``), for the row path.
+        #: Rows of the last :meth:`send` its COPY left out (``_copy_isolation``), by index.
         self.left_out: list[int] = []
-
-    def _copy_line(self, exc: BaseException) -> int | None:
-        """The line of the COPY stream a data error names (1-based), else None. Not for a
-        foreign key: it is checked when the statement ends, whatever line it names."""
-        from ._dialects import ErrorKind
-
-        if self.dialect.classify(exc).kind is not ErrorKind.DATA:
-            return None
-        if getattr(exc, "sqlstate", None) == "23503":
-            return None
-        row = self.dialect.reported_row(exc)
-        return None if row is None else row + 1
 
     def exact(self, data: Any, converted: bool = False) -> bool:
         """Whether every column of ``data`` (a ``pyarrow.Table``) goes the bulk path without a
@@ -200,10 +188,15 @@ class ArrowWriter:
             if table is not self.table:  # a staging table: its merge fails, not the COPY
                 session.copy_data(sql, pieces, data.num_rows)
                 return
-            from ._copy_isolation import copy_leaving_out
+            from ._copy_isolation import copy_leaving_out, copy_line
 
             self.left_out = copy_leaving_out(
-                session, sql, pieces, data.num_rows, quote=quote, line_of=self._copy_line
+                session,
+                sql,
+                pieces,
+                data.num_rows,
+                quote=quote,
+                line_of=partial(copy_line, self.dialect),
             )
             return
         columns, types = wire
@@ -299,7 +292,8 @@ class ArrowPart:
         self._end = end
         #: The form the bulk path sends (``ArrowWriter.wire``), when built ahead.
         self.wire: Any = None
-        #: Each row's position, where they do not run on from ``first`` (:meth:`subset`).
+        #: Each row's position, where they do not run on from ``first``
+        #: (``_copy_isolation.left_out_part``).
         self.positions: list[int] | None = None
 
     def __len__(self) -> int:
@@ -320,24 +314,6 @@ class ArrowPart:
             dead.records.append(record)
             dead.fail(i, why)
         return dead
-
-    def subset(self, rows: Sequence[int]) -> ArrowPart:
-        """The records of ``rows`` (indices into :attr:`data`, in order) and those already
-        dead letters (:attr:`failed`): what the row path flushes when the bulk path left
-        those rows out (``_copy_isolation``)."""
-        part = ArrowPart(self.data.take(rows), self.first, self._rows, end=self.end)
-        if self.raw is None:
-            part.positions = [self.first + r for r in rows]
-            return part
-        from ._csv_blocks import META
-
-        # (data holds the records of raw that are not dead letters already, in order)
-        dead = {d.position for d in self.failed}
-        at = self.raw.column(META[0]).to_pylist()
-        read = [i for i, p in enumerate(at) if p not in dead] if dead else range(len(at))
-        keep = sorted({read[r] for r in rows} | {i for i, p in enumerate(at) if p in dead})
-        part.raw, part.failed = self.raw.take(keep), self.failed
-        return part
 
     def as_rows(self) -> Chunk:
         """The same records as a sealed row chunk: each at its position, its row emitted

@@ -47,11 +47,22 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._database import Session
+from ._dialects import Dialect, ErrorKind
 
-__all__ = ["MAX_LEFT_OUT", "CopyRows", "copy_leaving_out", "cut_rows"]
+if TYPE_CHECKING:
+    from ._arrow_write import ArrowPart
+
+__all__ = [
+    "MAX_LEFT_OUT",
+    "CopyRows",
+    "copy_leaving_out",
+    "copy_line",
+    "cut_rows",
+    "left_out_part",
+]
 
 #: Rows a chunk's COPY may leave out before the chunk goes the row path whole; a chunk of
 #: n rows may leave out ``max(MAX_LEFT_OUT, n // LEFT_OUT_SHARE)``. 0: never (as before).
@@ -204,3 +215,34 @@ def copy_leaving_out(
         else:
             todo.pop()
         window *= 2
+
+
+def copy_line(dialect: Dialect, exc: BaseException) -> int | None:
+    """The line of the COPY stream a data error names (1-based), else None. Not for a
+    foreign key: it is checked when the statement ends, whatever line it names."""
+    if dialect.classify(exc).kind is not ErrorKind.DATA:
+        return None
+    if getattr(exc, "sqlstate", None) == "23503":
+        return None
+    row = dialect.reported_row(exc)
+    return None if row is None else row + 1
+
+
+def left_out_part(part: ArrowPart, rows: Sequence[int]) -> ArrowPart:
+    """The records of ``part`` at ``rows`` (indices into its data, in order) and those
+    already dead letters: what the row path flushes when the COPY left those rows out."""
+    from ._arrow_write import ArrowPart
+
+    out = ArrowPart(part.data.take(rows), part.first, part._rows, end=part.end)
+    if part.raw is None:
+        out.positions = [part.first + r for r in rows]
+        return out
+    from ._csv_blocks import META
+
+    # (data holds the records of raw that are not dead letters already, in order)
+    dead = {d.position for d in part.failed}
+    at = part.raw.column(META[0]).to_pylist()
+    read = [i for i, p in enumerate(at) if p not in dead] if dead else range(len(at))
+    keep = sorted({read[r] for r in rows} | {i for i, p in enumerate(at) if p in dead})
+    out.raw, out.failed = part.raw.take(keep), part.failed
+    return out

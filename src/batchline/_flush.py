@@ -216,7 +216,9 @@ class Flusher:
         the chunk's transaction: tried together, then isolated, under savepoints, so each
         lands or becomes the dead letter the row path makes of it. Returns them (with the
         chunk's records already dead letters) as the row chunk the letters are built from."""
-        rows = part.subset(left_out).as_rows()
+        from ._copy_isolation import left_out_part
+
+        rows = left_out_part(part, left_out).as_rows()
         applier = self.applier
         applier.rows, applier.chunk, applier.savepoints = rows, tally, True
         try:
