@@ -264,3 +264,22 @@ def test_a_jsonl_upsert_or_increment_in_bulk_leaves_what_rows_leave(
     assert same(bulk, rowwise)
     assert parsed.rows > 0
     assert [(r[1], r[2]) for r in bulk["letters"]] == [(151, "map")]
+
+
+def test_a_lone_surrogate_is_a_dead_letter_on_both_paths(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # JSON can spell half a UTF-16 pair; no database can store it: the record is
+    # dead-lettered at stage map (it crashed the run at commit), the others land
+    path = tmp_path / "surrogate.jsonl"
+    path.write_text(
+        '{"id": 1, "name": "a"}\n{"id": 2, "name": "\\ud800"}\n{"id": 3, "name": "b\\udfff"}\n'
+        '{"id": 4, "name": "\\ud83d\\ude00"}\n'
+    )
+    bulk, rowwise, _ = load_twice(db_url, path, monkeypatch)
+    assert same(bulk, rowwise)
+    assert [(line, stage) for _, line, stage, *_ in bulk["letters"]] == [(2, "map"), (3, "map")]
+    message = bulk["letters"][0][4]
+    assert "column 'name'" in message and "lone surrogate '\\ud800'" in message
+    assert json.loads(bulk["letters"][0][5]) == {"id": 2, "name": "\ud800"}  # kept, escaped
+    assert [r[:2] for r in bulk["table"]] == [(1, "a"), (4, "\U0001f600")]

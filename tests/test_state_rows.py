@@ -4,6 +4,7 @@ and payload JSON keeps what JSON cannot hold as text."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from batchline._state_rows import key_hash, to_json
+from tests._schemas import execute, rows
 
 
 @pytest.mark.parametrize(
@@ -43,3 +45,29 @@ def test_payload_json_keeps_what_json_cannot_hold_as_text() -> None:
         '"tags": ["a", "b"], "text": "ü\\n\\"x", "nan": NaN}'
     )
     assert to_json(circular) == '"[[...]]"'  # not JSON-able at all: its text, never lost
+
+
+def test_a_lone_surrogate_is_written_escaped() -> None:
+    # no UTF-8 form, so no database takes it as it is; escaped, it reads back the same
+    text = to_json({"name": "a\ud800", "ok": "é"})
+    assert text.isascii() and json.loads(text) == {"name": "a\ud800", "ok": "é"}
+    assert to_json({"ok": "é"}) == '{"ok": "é"}'  # (other text is not escaped)
+
+
+def test_a_dict_with_a_lone_surrogate_is_dead_lettered_not_the_run(db_url: str) -> None:
+    # a Python dict can hold what no UTF-8 file can: the insert refuses it (stage write),
+    # and its dead letter, which holds it, is written escaped (the run crashed at commit);
+    # through bl.load the load's map refuses it first (stage map), naming the column
+    import batchline as bl
+
+    records = [{"id": 1, "name": "a"}, {"id": 2, "name": "x\udc80"}, {"id": 3, "name": "c"}]
+    execute(db_url, "CREATE TABLE s (id BIGINT PRIMARY KEY, name TEXT)")
+    result = bl.Pipeline(db_url, writes=[bl.Insert("s")]).run(records, job="s")
+    assert [(f.line, f.stage) for f in result.failed_items_list] == [(2, "write")]
+    loaded = bl.load(records, db_url, table="l", job="l")
+    (failure,) = loaded.failed_items_list
+    assert (failure.line, failure.stage) == (2, "map")
+    assert "column 'name': a lone surrogate '\\udc80'" in failure.error
+    assert rows(db_url, "SELECT id FROM s ORDER BY id") == rows(
+        db_url, "SELECT id FROM l ORDER BY id"
+    ) == [(1,), (3,)]  # fmt: skip

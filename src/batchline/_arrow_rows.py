@@ -38,7 +38,10 @@ def rows_chunk(
         return chunk
     table = writes[0].table
     rows = part.data.to_pylist()
-    chunk.positions = list(range(part.first, part.first + len(rows)))
+    if part.positions is not None:  # (some rows of a chunk: ArrowPart.subset)
+        chunk.positions = list(part.positions)
+    else:
+        chunk.positions = list(range(part.first, part.first + len(rows)))
     chunk.lines = chunk.positions  # (a row's line is its position; the lists are not grown)
     chunk.records = rows
     for item, row in enumerate(rows):

@@ -34,6 +34,7 @@ commits a chunk all of whose rows landed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any, Protocol, cast
 
 from ._arrow_forms import (
@@ -95,6 +96,8 @@ class ArrowWriter:
         self.wire_ahead = dialect.name != "sqlite"
         #: The map function's own check (``ArrowExact``), when there is one.
         self.unchanged = unchanged
+        #: Rows of the last :meth:`send` its COPY left out (``_copy_isolation``), by index.
+        self.left_out: list[int] = []
 
     def exact(self, data: Any, converted: bool = False) -> bool:
         """Whether every column of ``data`` (a ``pyarrow.Table``) goes the bulk path without a
@@ -159,6 +162,7 @@ class ArrowWriter:
         """Write every row of ``data`` inside the session's open transaction (``wire``:
         its :meth:`wire`, when built ahead): inserted, or staged and merged (upserts and
         increments, :attr:`merge`)."""
+        self.left_out = []
         if self.merge is not None:
             self.merge.send(session, data, wire, self.load)
         else:
@@ -176,10 +180,24 @@ class ArrowWriter:
             if isinstance(wire, CopyText):  # a CSV file's own text (_csv_copy)
                 columns, options = self.dialect.columns_sql(wire.columns), wire.options
                 sql = f"COPY {table.sql} ({columns}) FROM STDIN ({options})"
-                session.copy_data(sql, wire.blocks, data.num_rows)
+                pieces, quote = list(wire.blocks), wire.quote
+            else:
+                columns = self.dialect.columns_sql(names)
+                sql = f"COPY {table.sql} ({columns}) FROM STDIN (FORMAT csv)"
+                pieces, quote = [wire], b'"'
+            if table is not self.table:  # a staging table: its merge fails, not the COPY
+                session.copy_data(sql, pieces, data.num_rows)
                 return
-            sql = f"COPY {table.sql} ({self.dialect.columns_sql(names)}) FROM STDIN (FORMAT csv)"
-            session.copy_data(sql, wire, data.num_rows)
+            from ._copy_isolation import copy_leaving_out, copy_line
+
+            self.left_out = copy_leaving_out(
+                session,
+                sql,
+                pieces,
+                data.num_rows,
+                quote=quote,
+                line_of=partial(copy_line, self.dialect),
+            )
             return
         columns, types = wire
         if all(sqlite_native(t) for t in types):
@@ -254,7 +272,7 @@ class ArrowPart:
     convert, and ``failed`` the records already dead letters (unreadable, or a value that
     does not fit its column), written in the same transaction."""
 
-    __slots__ = ("_end", "_rows", "data", "failed", "first", "raw", "wire")
+    __slots__ = ("_end", "_rows", "data", "failed", "first", "positions", "raw", "wire")
 
     def __init__(
         self,
@@ -274,6 +292,9 @@ class ArrowPart:
         self._end = end
         #: The form the bulk path sends (``ArrowWriter.wire``), when built ahead.
         self.wire: Any = None
+        #: Each row's position, where they do not run on from ``first``
+        #: (``_copy_isolation.left_out_part``).
+        self.positions: list[int] | None = None
 
     def __len__(self) -> int:
         return int(self.data.num_rows)

@@ -82,9 +82,9 @@ def _coerce(column: ColumnSpec, value: Any) -> Any:
         return None
     if column.kind == "text":
         if isinstance(value, str):
-            return value
+            return _unicode(column, value)
         if isinstance(value, (dict, list)):
-            return json.dumps(value, default=str, ensure_ascii=False)
+            return _unicode(column, json.dumps(value, default=str, ensure_ascii=False))
         if isinstance(value, (bytes, bytearray, memoryview)):
             try:
                 return bytes(value).decode("utf-8")
@@ -103,6 +103,24 @@ def _coerce(column: ColumnSpec, value: Any) -> Any:
     except (ValueError, ArithmeticError, TypeError) as exc:
         detail = str(exc) if isinstance(exc, _Misfit) else f"is not {_ARTICLE[column.kind]}"
         raise ValueMisfit(f"column {column.name!r}: {value!r:.200} {detail}", column.name) from None
+
+
+def _unicode(column: ColumnSpec, text: str) -> str:
+    """``text``, when it is Unicode every database can store: not when it holds a lone
+    surrogate (a JSON ``"\\ud800"``, or a Python string built so), which has no UTF-8 form.
+    Let through, it failed the insert and then the dead letter holding it, and so the run."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        lone = text[exc.start]
+        raise ValueMisfit(
+            f"column {column.name!r}: a lone surrogate {lone!r} at character {exc.start} "
+            "(not Unicode text)",
+            column.name,
+        ) from None
+    return text
 
 
 class _Misfit(ValueError):
@@ -173,10 +191,10 @@ def _to_binary(column: ColumnSpec, value: Any) -> bytes:
 def _to_json(column: ColumnSpec, value: Any) -> str:
     """JSON text: lists and dicts are dumped; text must already be valid JSON."""
     if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str, ensure_ascii=False)
+        return _unicode(column, json.dumps(value, default=str, ensure_ascii=False))
     if isinstance(value, str):
         json.loads(value)  # raises ValueError when it is not JSON
-        return value
+        return _unicode(column, value)
     if isinstance(value, (bool, int, float)) and value == value:
         return json.dumps(value)
     raise TypeError

@@ -51,15 +51,18 @@ class CopyText:
     blocks: Sequence[bytes]
     columns: Sequence[str]
     options: str
+    #: The quote character, for cutting the text into rows (``_copy_isolation``).
+    quote: bytes | None = b'"'
 
 
 class CsvCopy:
     """One run's form of :class:`CopyText` (see the module's docstring)."""
 
-    def __init__(self, columns: Sequence[str], options: str, unquoted: bool) -> None:
+    def __init__(self, columns: Sequence[str], options: str, quote: str) -> None:
         self.columns = list(columns)
         self.options = options
-        self.unquoted = unquoted
+        self.unquoted = not quote
+        self.quote = quote.encode() if quote else None
 
     def wire(self, texts: Sequence[bytes | None], raw: Any, converted: Any) -> CopyText | None:
         """The chunk's :class:`CopyText`, or None when it must go Arrow's writer: ``texts``
@@ -77,7 +80,7 @@ class CsvCopy:
                 return None
             if self.unquoted and b'"' in block:
                 return None
-        return CopyText(blocks, self.columns, self.options)
+        return CopyText(blocks, self.columns, self.options, self.quote)
 
 
 def csv_copy(
@@ -117,4 +120,4 @@ def csv_copy(
         options.append(f"FORCE_NOT_NULL ({dialect.columns_sql(text)})")
     if other:
         options.append(f"FORCE_NULL ({dialect.columns_sql(other)})")
-    return CsvCopy(header, ", ".join(options), unquoted=not quote)
+    return CsvCopy(header, ", ".join(options), quote)

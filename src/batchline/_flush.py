@@ -168,8 +168,8 @@ class Flusher:
         assert writer is not None, "a columnar chunk without the run's ArrowWriter"
         session = self.session
         n = len(part)
-        tally = Tally()
-        dead = part.dead_letters()
+        tally, landed = Tally(), n
+        rows = dead = part.dead_letters()
         self.applier.rows = dead
         tried = False
         try:
@@ -183,9 +183,12 @@ class Flusher:
                         session.begin()
                         writer.send(session, part.data, part.wire)
                         # (a CSV chunk's unreadable and misfit records: dead letters here,
-                        # built from a chunk of their own)
-                        tally = Tally()
-                        self._bookkeep(sorted(dead.failures.items()), tally, end, landed=n)
+                        # built from a chunk of their own, with the rows the COPY left out)
+                        tally, landed = Tally(), n - len(writer.left_out)
+                        self.applier.rows = rows = dead
+                        if writer.left_out:
+                            rows = self._rows_left_out(part, writer.left_out, end, tally)
+                        self._bookkeep(sorted(rows.failures.items()), tally, end, landed)
                         session.commit()
                     except Exception as exc:
                         session.rollback()
@@ -204,9 +207,30 @@ class Flusher:
                 f"gave up after {self.retry.attempts} attempts: {exc}", code=exc.code, job=self.job
             ) from exc
         self.applier.rows = _EMPTY
-        self.applier.dirty = False  # a clean chunk, as the row path counts one
-        self._count(tally, end, dead, landed=n)
+        self.applier.dirty = False  # a clean chunk, or one whose bad rows COPY named
+        self._count(tally, end, rows, landed)
         return True
+
+    def _rows_left_out(self, part: ArrowPart, left_out: list[int], end: int, tally: Tally) -> Chunk:
+        """The rows the bulk COPY left out (``_copy_isolation``) through the row path, in
+        the chunk's transaction: tried together, then isolated, under savepoints, so each
+        lands or becomes the dead letter the row path makes of it. Returns them (with the
+        chunk's records already dead letters) as the row chunk the letters are built from."""
+        from ._copy_isolation import left_out_part
+
+        rows = left_out_part(part, left_out).as_rows()
+        applier = self.applier
+        applier.rows, applier.chunk, applier.savepoints = rows, tally, True
+        try:
+            self.resolver.begin(None)
+            if rows.good:
+                try:
+                    applier.commit(rows.good, end)
+                except DataFailure as bad:
+                    self.isolation.isolate(rows.good, end, bad, applier)
+        finally:
+            applier.savepoints = False
+        return rows
 
     def _chunk_transaction(
         self,

@@ -43,11 +43,18 @@ _ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False)
 
 
 def to_json(value: Any) -> str:
-    """JSON for payloads; what JSON cannot hold is stored as text rather than lost."""
+    """JSON for payloads; what JSON cannot hold is stored as text rather than lost. Text
+    with a lone surrogate (no UTF-8 form: no database takes it) is written escaped."""
     try:
-        return _ENCODER.encode(value)
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError):
-        return json.dumps(str(value), ensure_ascii=False)
+        text = json.dumps(str(value), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(json.loads(text))  # (ensure_ascii: "\\ud800", as read)
+    return text
 
 
 def key_hash(key: Any) -> str:
