@@ -4,7 +4,8 @@ A try claims its records' keys before it writes anything (``batchline._apply``):
 ledger lacks are inserted, in the try's transaction (under its savepoint while isolating),
 and those it already had are the try's duplicates. A record that then fails gives its claim
 back (``StateStore.ledger_release``), and a try that fails is rolled back with its claims,
-so the ledger still holds exactly the keys of the records that landed.
+so the ledger still holds exactly the keys of the records that landed (and, for a broker
+without an ordered position, a key per dead-lettered message: ``Flusher._letters_once``).
 
 PostgreSQL, when the run's last claim found no key there (``fresh``: a consumer, a new
 file), inserts every key at once under a savepoint and reads nothing: no key being there
