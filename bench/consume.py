@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -272,6 +273,7 @@ def main() -> None:
                 t.append(time.perf_counter() - s)
         rtt_ms = statistics.median(t) * 1000
         print(f"PostgreSQL through the proxy: SELECT 1 round trip {rtt_ms:.2f} ms", flush=True)
+        print("load average: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
         n, naive_n = args.messages, args.naive_messages
 
         # batchline's own file-load speed on the same rows: a JSON Lines file of the same
@@ -373,6 +375,8 @@ def main() -> None:
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {TABLE}")
     summary = {
+        # other work on the machine moves every figure: say how busy it was
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "rtt_ms": round(rtt_ms, 2),
         "file_load_per_s": round(file_rate),
         "keyed_file_load_per_s": round(keyed_rate),

@@ -18,6 +18,7 @@ from typing import Any
 
 import nats
 import pytest
+import sqlalchemy as sa
 
 import batchline as bl
 from batchline._streams import Consumer, JetStreamSource
@@ -32,6 +33,7 @@ from tests._brokers import (
     map_order,
     message,
     nats_url,
+    order_ids,
     start,
     unique,
 )
@@ -197,6 +199,75 @@ def _restart_nats(url: str) -> None:
         except OSError:
             assert time.monotonic() < deadline, "nats-server did not come back"
             time.sleep(0.05)
+
+
+class AuditedSource(JetStreamSource):
+    """A JetStreamSource that checks, as each acknowledgement leaves, that every message it
+    covers (AckPolicy.ALL: each stream sequence up to the acknowledged one) is committed:
+    its row is in the table, or its dead letter."""
+
+    def __init__(self, url: str, stream: str, db: str, job: str, sent: dict[int, Any]) -> None:
+        super().__init__(url, stream, "outage")
+        self.db, self.job = db, job
+        self.by_seq = {int(seq): i for i, (seq, _) in sent.items()}
+        self.uncommitted: list[int] = []
+        self.audited = 0
+
+    def ack(self, tokens: list[Any]) -> None:
+        last = tokens[-1].metadata.sequence.stream
+        covered = {i for seq, i in self.by_seq.items() if seq <= last}
+        with bl.DeadLetters(self.db) as dlq:
+            lettered = {self.by_seq[d.position] for d in dlq.list(job=self.job)}
+        committed = set(order_ids(self.db)) | lettered
+        self.uncommitted.extend(sorted(covered - committed))
+        self.audited = max(self.audited, len(covered))
+        super().ack(tokens)
+
+
+@pytest.mark.postgres
+def test_nats_database_connection_terminated_mid_run_acks_only_committed(
+    stream: tuple[str, Publisher], postgres_url: str
+) -> None:
+    """PostgreSQL terminates the consumer's connections twice mid-run (pg_terminate_backend,
+    as an administrator or a failover would): the chunk in flight rolls back with its
+    checkpoint and is tried again on a new connection; no acknowledgement ever covers a
+    message that had not committed, and every good message lands once."""
+    url, pub = stream
+    create_orders(postgres_url)
+    sent = pub.publish(0, 2000)
+    # the consumer's connections carry a name of their own: the audit's are left alone
+    named = sa.make_url(postgres_url).update_query_dict({"application_name": "bl-consumer"})
+    pipeline = bl.Pipeline(
+        named.render_as_string(hide_password=False), writes=[bl.Insert("orders")], chunk_size=200
+    )
+    admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    source = AuditedSource(url, pub.stream, postgres_url, "outage", sent)
+    consumer = Consumer(pipeline, source, map_order, job="outage")
+    thread = start(consumer)
+    terminated = 0
+    try:
+        for at_least in (300, 1000):
+            assert consumer.wait_acked(at_least, timeout=60)
+            with admin.connect() as conn:
+                terminated += len(
+                    conn.exec_driver_sql(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'bl-consumer'"
+                    ).all()
+                )
+        assert consumer.wait_acked(len(sent), timeout=60)
+    finally:
+        consumer.stop()
+        thread.join(60)
+        pipeline.close()
+        admin.dispose()
+    result = consumer.result
+    assert result is not None and result.status != "failed", result and result.error
+    assert terminated >= 2
+    assert result.retries >= 1  # a statement met the cut connection and the chunk was retried
+    assert source.audited == len(sent)  # the acknowledgements covered every message …
+    assert source.uncommitted == []  # … each only once it had committed
+    check_exactly_once(postgres_url, "outage", sent)
 
 
 def test_nats_server_restart_mid_run_acknowledges_only_what_committed(

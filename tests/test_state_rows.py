@@ -4,6 +4,7 @@ and payload JSON keeps what JSON cannot hold as text."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -27,6 +28,28 @@ from tests._schemas import execute, rows
 )
 def test_a_ledger_key_hashes_as_every_release_before_hashed_it(key: Any, digest: str) -> None:
     assert key_hash(key) == digest
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        ("amqp", "m-1"),
+        ('a"b\\c', 5, -7, 0),
+        ("é\u2028\x00\n\t", 10**30, -(2**63)),
+        (),
+        ("x",),
+        (1, True),  # a bool is not an int here: true, not 1
+        (1, 2.5),
+        ("s", None),
+        ("a", ("b", 1)),
+        (Decimal("1.0"), "d"),
+        ("amqp", "a\ud800"),  # a lone surrogate: written escaped, as to_json writes it
+    ],
+)
+def test_a_tuple_key_hashes_as_its_json_does(key: Any) -> None:
+    """Tuples of strings and integers take a shorter way to the same text: the hash is the
+    hash of ``to_json(key)``, whatever the tuple holds."""
+    assert key_hash(key) == hashlib.sha256(to_json(key).encode()).hexdigest()
 
 
 def test_payload_json_keeps_what_json_cannot_hold_as_text() -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import tenacity
 
@@ -35,7 +36,7 @@ from ._prepare import Prepared
 from ._result import FailedItem, Result
 from ._retry import RetryPolicy, TransientFailure
 from ._state import StateStore
-from ._state_rows import to_json
+from ._state_rows import key_hash, to_json
 from ._writes import Lookup, Write
 from .typing import ChunkCallback
 
@@ -115,6 +116,10 @@ class Flusher:
         self.row_limit: RowLimit | None = None
         #: How columnar chunks are sent, when the run has them (set by the run loop).
         self.arrow_writer: ArrowWriter | None = None
+        #: Core hook (streams): ``letter_key(position)``, the ledger key a dead letter of
+        #: the record at ``position`` holds (a RabbitMQ message's), or None; see
+        #: :meth:`_letters_once`.
+        self.letter_key: Callable[[int], Any] | None = None
 
     # -- the entry point ----------------------------------------------------------------------
     def flush(self, chunk: Chunk, end: int, prepared: Prepared | None = None) -> None:
@@ -292,6 +297,8 @@ class Flusher:
         rows = self.applier.rows
         positions = rows.positions
         failures = sorted([*pre, *chunk.failures], key=lambda f: positions[f[0]])
+        if self.letter_key is not None and failures:
+            failures = self._letters_once(failures, positions, chunk)
         letter, ops_of, records = self.payload.letter, rows.ops_of, rows.records
         chunk.letters = []
         for item, f in failures:
@@ -306,6 +313,39 @@ class Flusher:
             len(failures),
             len(chunk.duplicates),
         )
+
+    def _letters_once(
+        self, failures: list[tuple[int, Failure]], positions: Sequence[int], chunk: Tally
+    ) -> list[tuple[int, Failure]]:
+        """The failures whose message has no dead letter yet; the others are duplicates.
+
+        A broker without an ordered position (RabbitMQ) delivers again a message whose
+        chunk committed but whose acknowledgement was lost (a crash, a cut connection). Its
+        good records are recognised by their ledger keys; so that a poison message is too,
+        and not dead-lettered twice, each dead letter claims its message's key in the
+        ledger, in the same transaction (``letter_key``: a key of its own, apart from the
+        records' keys, so a corrected message under the same id still lands)."""
+        letter_key = self.letter_key
+        assert letter_key is not None
+        keys: dict[int, str] = {}
+        for item, _ in failures:
+            key = letter_key(positions[item])
+            if key is not None:
+                keys[item] = key_hash(key)
+        if not keys:
+            return failures
+        namespace = self.applier.namespace
+        seen = self.state.ledger_claim(self.session, namespace, self.job, set(keys.values()))
+        kept = []
+        for item, failure in failures:
+            key = keys.get(item)
+            if key is not None:
+                if key in seen:  # dead-lettered before, or earlier in this chunk
+                    chunk.duplicates.append(item)
+                    continue
+                seen.add(key)
+            kept.append((item, failure))
+        return kept
 
     def _expected_transactions(self) -> int:
         return self.transactions_base + self.result.chunks_committed + 1

@@ -56,6 +56,7 @@ def run_job(
     lock_kind: str = "job",
     after_commit: AfterCommit | None = None,
     continuing: bool = False,
+    letter_key: Callable[[int], Any] | None = None,
 ) -> Result:
     """Run over source items (``SourceRecord``/``ReadFailure`` or replayed letters).
 
@@ -64,7 +65,8 @@ def run_job(
 
     Core hook (streams, issue 14): ``after_commit(end)`` is called on the flush thread
     after each chunk commits; ``continuing`` runs a job whose last run finished (a broker
-    consumer's job never ends: a clean stop is followed by the next start)."""
+    consumer's job never ends: a clean stop is followed by the next start);
+    ``letter_key(position)``: the ledger key each dead letter holds (``Flusher.letter_key``)."""
     if map is None and len(pipeline.writes) != 1:
         raise ConfigError("without a map function the pipeline must have exactly one write")
     started = time.perf_counter()
@@ -107,6 +109,7 @@ def run_job(
             spec=spec,
         ).result()
         flusher.on_chunk = on_chunk
+        flusher.letter_key = letter_key  # core hook: streams
         if (
             job_state is not None
             and job_state.status in FINISHED

@@ -36,6 +36,10 @@ class StateStore:
         self._dialect = dialect
         self._job_cols = [c.name for c in tables.jobs.columns]
         self._dl_cols = [c.name for c in tables.dead_letters.columns]
+        #: Whether the last claim found none of its keys in the ledger: then the next one
+        #: expects the same (a consumer, a new file) and skips the lookup where the dialect
+        #: can (``_dialects._ledger``). A hint only: either value claims correctly.
+        self._fresh_keys = True
 
     def _marks(self, n: int) -> str:
         return ", ".join([self._p] * n)
@@ -176,7 +180,11 @@ class StateStore:
         ordered = sorted(keys)  # the same lock order in every runner
         if not ordered:
             return set()
-        return self._dialect.claim_keys(ex, self.ledger, namespace, job, now_iso(), ordered)
+        found = self._dialect.claim_keys(
+            ex, self.ledger, namespace, job, now_iso(), ordered, fresh=self._fresh_keys
+        )
+        self._fresh_keys = not found
+        return found
 
     def ledger_release(self, ex: Executor, namespace: str, keys: Sequence[str]) -> None:
         """Give back claims of the open transaction whose records did not land (left out

@@ -90,6 +90,17 @@ class Executor:
     def driver_connection(self) -> Any:
         raise NotImplementedError
 
+    # Where statements are pipelined (psycopg), what was sent is waited for here; elsewhere
+    # each statement has been waited for already, so these do nothing.
+    def sync(self) -> None:
+        """Wait for every statement sent so far, raising the first one's error."""
+
+    def leave_pipeline(self, exc: BaseException | None = None) -> None:
+        """Stop pipelining, dropping what an aborted pipeline holds after ``exc``."""
+
+    def enter_pipeline(self) -> None:
+        """Pipeline again, inside the current transaction."""
+
 
 _TYPE_MODIFIERS = re.compile(r"\(\s*\d+(?:\s*,\s*\d+)?\s*\)")
 

@@ -155,7 +155,7 @@ class PostgresDialect(Dialect):
     def any_of(self, column_sql: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column_sql} = ANY(%s)", [list(values)]
 
-    claim_keys = claim_keys_postgres  # one INSERT … ON CONFLICT DO NOTHING
+    claim_keys = claim_keys_postgres  # an INSERT of all keys; a SELECT first after duplicates
 
     # -- writes -----------------------------------------------------------------------------
     stages_rows = True

@@ -5,9 +5,10 @@ comes back at the head of the queue, among messages never seen. So the consumer 
 messages itself and each record's idempotency key is its message id (the ``message_id``
 property; without one, a hash of the body): the ledger, written in the chunk's transaction,
 skips a message redelivered after its chunk committed (counted as a duplicate, then
-acknowledged). A poison message is not in the ledger (its writes never landed), so one
-redelivered after a crash between the commit and the acknowledgement is dead-lettered again:
-good messages land exactly once, dead letters at least once.
+acknowledged). A poison message's writes never landed, so its own key is not there; its dead
+letter holds a key of its own instead (``Consumer._letter_key``, claimed with the letter in
+the chunk's transaction), so one redelivered after a crash between the commit and the
+acknowledgement is a duplicate too: good messages and dead letters, each exactly once.
 
 ``prefetch`` (10,000 by default) must cover the chunks in flight: the broker sends no more
 while that many are unacknowledged, and the consumer acknowledges only after commit. The

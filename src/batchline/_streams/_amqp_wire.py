@@ -218,6 +218,7 @@ class Wire:
             _CLASS_METHOD.unpack_from,
             _U64.unpack_from,
         )
+        deliveries = self.deliveries
         while n - pos >= 8:
             kind, _channel, size = unpack_head(buf, pos)
             start = pos + 7
@@ -244,7 +245,13 @@ class Wire:
                 if unpack_cm(buf, start) == (60, 60):  # Basic.Deliver
                     at = start + 4
                     at += 1 + buf[at]  # consumer tag
-                    self._partial = [unpack_u64(buf, at)[0], None, 0, [], 0]
+                    tag = unpack_u64(buf, at)[0]
+                    whole = _whole_content(buf, end + 1, n)
+                    if whole is not None:  # the common case, in one step
+                        message_id, body, pos = whole
+                        deliveries.append((tag, message_id, body))
+                        continue
+                    self._partial = [tag, None, 0, [], 0]
                 else:
                     self._method_frame(bytes(buf[pos : end + 1]))
             # 8: a heartbeat; reading it was the point
@@ -306,6 +313,38 @@ class Wire:
                 sock.close()
 
 
+def _whole_content(buf: bytearray, pos: int, n: int) -> tuple[str | None, bytes, int] | None:
+    """A delivery's content at ``pos`` (after its Basic.Deliver): its message id, its body
+    and where the next frame starts, when its content header and its one body frame are
+    whole in the buffer; else None (then the frames are taken one by one, as they come)."""
+    if n - pos < 8:
+        return None
+    kind, _channel, size = _HEAD.unpack_from(buf, pos)
+    start = pos + 7
+    end = start + size
+    if kind != 2 or end >= n or buf[end] != _FRAME_END:
+        return None
+    length = _U64.unpack_from(buf, start + 4)[0]
+    message_id = _message_id(buf, start + 12, end)
+    if length == 0:
+        return message_id, b"", end + 1
+    pos = end + 1
+    if n - pos < 8:
+        return None
+    kind, _channel, size = _HEAD.unpack_from(buf, pos)
+    start = pos + 7
+    end = start + size
+    if kind != 3 or size != length or end >= n or buf[end] != _FRAME_END:
+        return None
+    return message_id, bytes(buf[start:end]), end + 1
+
+
+#: A content header's property flags → the properties it has before the message id, in order:
+#: True for a short string (content type, encoding, correlation id, reply to, expiration),
+#: False for one octet (delivery mode, priority). Worked out once per set of flags.
+_BEFORE_ID: dict[int, tuple[bool, ...]] = {}
+
+
 def _message_id(buf: bytearray, at: int, end: int) -> str | None:
     """The ``message-id`` property of a content header's property list at ``at``."""
     flags = _U16.unpack_from(buf, at)[0]
@@ -319,11 +358,12 @@ def _message_id(buf: bytearray, at: int, end: int) -> str | None:
         message_id: str | None = properties.message_id
         return message_id
     at += 2
-    for bit in (15, 14, 12, 11, 10, 9, 8):
-        if flags & (1 << bit):
-            if bit in (12, 11):  # delivery mode, priority: one octet
-                at += 1
-            else:  # content type, encoding, correlation id, reply to, expiration
-                at += 1 + buf[at]
+    before = _BEFORE_ID.get(flags)
+    if before is None:
+        before = _BEFORE_ID[flags] = tuple(
+            bit not in (12, 11) for bit in (15, 14, 12, 11, 10, 9, 8) if flags & (1 << bit)
+        )
+    for short in before:
+        at += 1 + buf[at] if short else 1
     length = buf[at]
-    return bytes(buf[at + 1 : at + 1 + length]).decode("utf-8", errors="replace")
+    return buf[at + 1 : at + 1 + length].decode("utf-8", errors="replace")

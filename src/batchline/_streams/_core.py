@@ -13,7 +13,8 @@ engine's source and keeps the two rules the broker adds to a load:
   job's checkpoint, committed in each chunk's transaction, is the last committed broker
   position: a redelivered message at or below it is acknowledged and not applied again.
   Where it does not (RabbitMQ), the idempotency ledger keys each record on its message id,
-  so a redelivery is skipped as a duplicate (in the chunk's transaction too).
+  so a redelivery is skipped as a duplicate (in the chunk's transaction too); each dead
+  letter holds a ledger key of its own, so a poison message is dead-lettered once too.
 
 Micro-batching: the engine closes a chunk when it is full; the consumer also closes it (the
 run loop's ``FLUSH_NOW``) once its oldest message has waited ``linger``, so a quiet stream's
@@ -68,7 +69,8 @@ class Consumer:
             letter committed and before it is acknowledged. A notice, not the record: one
             whose publish fails is logged and still acknowledged (the dead-letter table
             has it), and after a crash between commit and publish it is not sent (on
-            RabbitMQ, whose poison messages come back, it may be sent twice).
+            RabbitMQ the poison message comes back, but as a duplicate: its dead letter
+            had committed).
         lag_interval: seconds between two records of the broker's lag and end position in
             the job's row (``batchline jobs``; see ``_lag``), taken after a chunk commits
             and when the consumer stops; None: never. Only a job started with a ``spec``
@@ -126,6 +128,10 @@ class Consumer:
         self._failed: list[FailedItem] = []  # the failures of the chunk committing now
         if dead_letter_target is not None:
             self._bodies = collections.deque()
+        #: unordered brokers: the message id of each position not yet committed, for the
+        #: ledger key its dead letter holds (``_letter_key``)
+        self._ids: dict[int, str] | None = None if source.ordered else {}
+        self._pruned = 0  # the positions up to here are gone from _ids
         self._lag = None
         if lag_interval is not None and spec is not None:
             tables = pipeline.state_tables
@@ -191,6 +197,7 @@ class Consumer:
                 wait=self.wait,
                 after_commit=self._after_commit,
                 continuing=True,
+                letter_key=None if self._ids is None else self._letter_key,
             )
         finally:
             if self._acks is not None:
@@ -223,6 +230,11 @@ class Consumer:
             )
         if self._bodies is not None:
             self._publish_dead(end)
+        ids = self._ids
+        if ids is not None:
+            for position in range(self._pruned + 1, end + 1):
+                ids.pop(position, None)
+            self._pruned = max(self._pruned, end)
         if self._acks is not None:
             self._acks.commit(end)
         if self._lag is not None:
@@ -276,6 +288,16 @@ class Consumer:
             raise ConfigError("internal: the message key was asked for another record")
         return (self.source.kind, current[1])
 
+    def _letter_key(self, position: int) -> Any:
+        """The ledger key the dead letter of the message at ``position`` holds (on the flush
+        thread, before its chunk commits): a message delivered again after its dead letter
+        committed is then a duplicate, not a second dead letter. Its own key, apart from
+        the message's record key (``_message_key``): a corrected message under the same id
+        still lands."""
+        ids = self._ids
+        message_id = None if ids is None else ids.get(position)
+        return None if message_id is None else ("dead letter", self.source.kind, message_id)
+
     def _committed(self) -> int:
         """The job's checkpoint, read after the run took the job (so it cannot move)."""
         from .._dead_letters import DeadLetters
@@ -288,7 +310,7 @@ class Consumer:
     def _records(self) -> Iterator[Any]:
         """The engine's source: decoded messages, with ``FLUSH_NOW`` when a linger expires."""
         source = self.source
-        committed = self._committed()
+        committed = self._pruned = self._committed()
         acks = self._acks = Acks(source, committed)
         source.open(committed)
         if self.dead_letter_target is not None:
@@ -301,6 +323,7 @@ class Consumer:
         oldest: float | None = None  # when the first message after the last cut arrived
         monotonic = time.monotonic
         arrivals = self._arrivals
+        ids = self._ids
         while not self._stop.is_set():
             if oldest is None:
                 timeout = idle
@@ -325,6 +348,8 @@ class Consumer:
                 else:
                     last += 1
                     m.position = last
+                    if ids is not None:
+                        ids[last] = m.id
                 fresh.append(m)
             # registered before the run loop sees any of them: their chunk may commit soon
             acks.extend(fresh)
