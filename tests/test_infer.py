@@ -411,3 +411,14 @@ def test_a_free_text_column_is_decided_without_observing_every_value(
     assert [c.kind for c in infer_columns(sample)] == ["integer", "text"]
     assert sum(text.startswith("word") for text in observed) == 11  # 10 allowed, one over
     assert sum(not text.startswith("word") for text in observed) == 1000
+
+
+def test_equal_values_of_other_kinds_are_each_counted_as_their_own_kind() -> None:
+    """``True == 1 == 1.0`` in Python: a column counted by value must still tell them apart."""
+    assert infer_columns([{"a": True}] * 50 + [{"a": 1}] * 50)[0].kind == "text"
+    assert infer_columns([{"a": 1}] * 50 + [{"a": 1.0}] * 50)[0].kind == "float"
+    assert infer_columns([{"a": [1]}, {"a": "x"}, {"a": {"b": 2}}])[0].kind == "json"
+    assert infer_columns([{"a": [1]}, {"a": None}, {"b": "1"}]) == [
+        ColumnSpec("a", "json"),
+        ColumnSpec("b", "integer"),
+    ]

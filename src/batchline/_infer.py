@@ -17,6 +17,7 @@ column as text whatever the others say (``"007"``); a 0/1 column stays integer, 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -189,21 +190,26 @@ def infer_columns(
     Empty strings and None say nothing about the type (the column is nullable). Columns come
     out in the order their keys were first seen. See the module docstring for the rules.
     """
-    stats: dict[str, _Stats] = {}
-    # Text (most of a CSV sample) is counted first and each distinct value observed once,
-    # standing for all its copies: a flag or a date column repeats a few values.
+    records = list(islice(sample, max_rows))
+    # Columns in the order their keys were first seen; each is read as a whole (a C loop),
+    # its text (most of a CSV sample) counted (Counter, in C) and each distinct value
+    # observed once, standing for all its copies: a flag or a date column repeats a few.
+    names = list(dict.fromkeys(name for record in records for name in record))
+    stats = {name: _Stats() for name in names}
     texts: dict[str, dict[str, int]] = {}
-    for record in islice(sample, max_rows):
-        for name, value in record.items():
-            column = stats.get(name)
-            if column is None:
-                column = stats[name] = _Stats()
-                texts[name] = {}
-            if type(value) is str:
-                seen = texts[name]
-                seen[value] = seen.get(value, 0) + 1
-            elif value is not None:
-                column.observe(value)
+    for name in names:
+        values = [record.get(name) for record in records]
+        try:
+            counted = Counter(values)
+            mixed = any(type(v) is not str and v is not None for v in counted)
+        except TypeError:  # an unhashable value: a JSON list or object
+            counted, mixed = Counter([v for v in values if type(v) is str]), True
+        if mixed:  # each other value observed as it is (1, True and 1.0 are equal keys)
+            column = stats[name]
+            for value in values:
+                if value is not None and type(value) is not str:
+                    column.observe(value)
+        texts[name] = {v: n for v, n in counted.items() if type(v) is str}
     for name, seen in texts.items():
         column = stats[name]
         present = [(text.strip(), count) for text, count in seen.items()]
