@@ -28,58 +28,27 @@ import gzip
 import io
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from ._csv_lines import Stream, plain_lines
 from ._errors import SourceError
 
 if TYPE_CHECKING:
     from ._sources import FileSource, SourceItem
 
-__all__ = ["BLOCK_BYTES", "META", "csv_batches", "csv_blocks", "csv_sample", "opened"]
+__all__ = [
+    "BLOCK_BYTES",
+    "META",
+    "csv_batches",
+    "csv_blocks",
+    "csv_sample",
+    "opened",
+]
 
 #: Bytes read per block: one record batch each (a chunk may take several, or part of one).
 BLOCK_BYTES = 4 * 1024 * 1024
 #: The columns a batch carries besides the file's: position, line, read error, raw text.
 META = ("\x00position", "\x00line", "\x00error", "\x00raw")
-
-
-class _Stream:
-    """Blocks of whole lines from a binary stream, and single lines after a block (for a
-    quoted field that runs past it)."""
-
-    def __init__(self, stream: IO[bytes] | gzip.GzipFile, size: int) -> None:
-        self._stream = stream
-        self._size = size
-        self._rest = b""
-
-    def block(self) -> bytes:
-        """The next block of whole lines (the last may lack its newline); b"" at the end."""
-        rest = self._rest
-        while True:
-            data = self._stream.read(self._size)
-            if not data:
-                self._rest = b""
-                return rest
-            buf = rest + data if rest else data
-            cut = buf.rfind(b"\n")
-            if cut >= 0:
-                self._rest = buf[cut + 1 :]
-                return buf[: cut + 1]
-            rest = buf  # a line longer than a block: read on
-
-    def drop_bom(self) -> None:
-        """Drop a UTF-8 BOM at the start of the stream, as the row reader does."""
-        head = self._stream.read(len(codecs.BOM_UTF8))
-        self._rest = b"" if head == codecs.BOM_UTF8 else head
-
-    def readline(self) -> bytes:
-        rest = self._rest
-        cut = rest.find(b"\n")
-        if cut >= 0:
-            self._rest = rest[cut + 1 :]
-            return rest[: cut + 1]
-        self._rest = b""
-        return rest + self._stream.readline()
 
 
 @contextmanager
@@ -149,7 +118,7 @@ def csv_blocks(source: FileSource, size: int | None = None) -> Iterator[tuple[An
         header, lines = _header(source, stream, delimiter, quote)
         if not header:
             return  # an empty file
-        blocks = _Stream(stream, size)
+        blocks = Stream(stream, size)
         if lines == 0 and _is_utf8(source.encoding):
             blocks.drop_bom()  # (no header line was read: the first data line may hold it)
         schema = pa.schema(
@@ -275,16 +244,9 @@ class _FastReader:
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
-        if (
-            not self.header
-            or b"\x00" in block
-            or b"\n\n" in block
-            or b"\n\r\n" in block
-            or block.startswith((b"\n", b"\r\n"))
-            or (b"\r" in block and block.count(b"\r") != block.count(b"\r\n"))
-        ):
+        n = plain_lines(block) if self.header else None
+        if n is None:
             return None
-        n = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
         if not self.utf8:
             try:
                 block = block.decode(self.encoding).encode("utf-8")

@@ -2,7 +2,7 @@
 
 Why: the row reader (``FileSource._iter_jsonl``) costs a ``json.loads`` dict and a
 ``SourceRecord`` per line. Here the file is cut into blocks of whole lines
-(``_csv_blocks._Stream``), and a block is parsed by pyarrow's JSON reader, in C, with an
+(``_csv_lines.Stream``), and a block is parsed by pyarrow's JSON reader, in C, with an
 explicit schema of the load's columns, each of the Arrow type whose values ``json.loads``
 would give and ``coerce_record`` would read the same (:func:`jsonl_schema`: int64, float64,
 bool, string). pyarrow takes a block only when it is safe to say each line is one record
@@ -34,7 +34,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._arrow_values import bool_scalar
-from ._csv_blocks import BLOCK_BYTES, META, _is_utf8, _numbers, _Stream, opened
+from ._csv_blocks import BLOCK_BYTES, META, _is_utf8, _numbers, opened
+from ._csv_lines import Stream
 
 if TYPE_CHECKING:
     from ._infer import ColumnSpec
@@ -91,7 +92,7 @@ def jsonl_blocks(
         + [pa.field(SLOW, pa.bool_())]
     )
     with opened(source) as stream:
-        blocks = _Stream(stream, size or BLOCK_BYTES)
+        blocks = Stream(stream, size or BLOCK_BYTES)
         utf8 = _is_utf8(source.encoding)
         if utf8:
             blocks.drop_bom()
