@@ -311,3 +311,40 @@ def lag_then_caught_up(
         second.stop()
         thread.join(60)
     return behind, jobs_row(db, job)
+
+
+def consume_through_db_outages(
+    postgres_url: str, source: Any, total: int, cut_at: tuple[int, ...]
+) -> tuple[Any, int]:
+    """Consume ``source`` into PostgreSQL's ``orders`` (job ``outage``, chunks of 200) while
+    the consumer's connections are terminated (``pg_terminate_backend``, as an administrator
+    or a failover would) once ``cut_at``'s counts of messages are acked, until ``total``
+    are; returns the consumer's result and how many connections were terminated."""
+    from batchline._streams import Consumer
+
+    # the consumer's connections carry a name of their own: the audit's are left alone
+    named = sa.make_url(postgres_url).update_query_dict({"application_name": "bl-consumer"})
+    pipeline = bl.Pipeline(
+        named.render_as_string(hide_password=False), writes=[bl.Insert("orders")], chunk_size=200
+    )
+    admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    consumer = Consumer(pipeline, source, map_order, job="outage")
+    thread = start(consumer)
+    terminated = 0
+    try:
+        for at_least in cut_at:
+            assert consumer.wait_acked(at_least, timeout=60)
+            with admin.connect() as conn:
+                terminated += len(
+                    conn.exec_driver_sql(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'bl-consumer'"
+                    ).all()
+                )
+        assert consumer.wait_acked(total, timeout=60)
+    finally:
+        consumer.stop()
+        thread.join(60)
+        pipeline.close()
+        admin.dispose()
+    return consumer.result, terminated

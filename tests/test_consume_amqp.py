@@ -17,7 +17,6 @@ from typing import Any
 
 import pika
 import pytest
-import sqlalchemy as sa
 
 import batchline as bl
 from batchline._streams import Consumer, RabbitSource
@@ -25,6 +24,7 @@ from tests._brokers import (
     amqp_url,
     check_linger,
     close_amqp_connections,
+    consume_through_db_outages,
     create_orders,
     kill_chain,
     lag_then_caught_up,
@@ -310,32 +310,8 @@ def test_amqp_database_connection_terminated_mid_run_acks_only_committed(
     url, pub = queue
     create_orders(postgres_url)
     sent = pub.publish(0, 4000)
-    # the consumer's connections carry a name of their own: the audit's are left alone
-    named = sa.make_url(postgres_url).update_query_dict({"application_name": "bl-consumer"})
-    named_url = named.render_as_string(hide_password=False)
-    admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
     source = AuditedSource(url, pub.queue, postgres_url, job="outage")
-    pipeline = bl.Pipeline(named_url, writes=[bl.Insert("orders")], chunk_size=200)
-    consumer = Consumer(pipeline, source, map_order, job="outage")
-    thread = start(consumer)
-    terminated = 0
-    try:
-        for at_least in (500, 2000):
-            assert consumer.wait_acked(at_least, timeout=60)
-            with admin.connect() as conn:
-                terminated += len(
-                    conn.exec_driver_sql(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE application_name = 'bl-consumer'"
-                    ).all()
-                )
-        assert consumer.wait_acked(len(sent), timeout=60)
-    finally:
-        consumer.stop()
-        thread.join(60)
-        pipeline.close()
-        admin.dispose()
-    result = consumer.result
+    result, terminated = consume_through_db_outages(postgres_url, source, len(sent), (500, 2000))
     assert result is not None and result.status != "failed", result and result.error
     assert terminated >= 2
     assert result.retries >= 1  # a chunk was cut short and tried again

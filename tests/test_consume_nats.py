@@ -18,13 +18,13 @@ from typing import Any
 
 import nats
 import pytest
-import sqlalchemy as sa
 
 import batchline as bl
 from batchline._streams import Consumer, JetStreamSource
 from tests._brokers import (
     check_exactly_once,
     check_linger,
+    consume_through_db_outages,
     counted,
     create_orders,
     kill_chain,
@@ -235,33 +235,8 @@ def test_nats_database_connection_terminated_mid_run_acks_only_committed(
     url, pub = stream
     create_orders(postgres_url)
     sent = pub.publish(0, 2000)
-    # the consumer's connections carry a name of their own: the audit's are left alone
-    named = sa.make_url(postgres_url).update_query_dict({"application_name": "bl-consumer"})
-    pipeline = bl.Pipeline(
-        named.render_as_string(hide_password=False), writes=[bl.Insert("orders")], chunk_size=200
-    )
-    admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
     source = AuditedSource(url, pub.stream, postgres_url, "outage", sent)
-    consumer = Consumer(pipeline, source, map_order, job="outage")
-    thread = start(consumer)
-    terminated = 0
-    try:
-        for at_least in (300, 1000):
-            assert consumer.wait_acked(at_least, timeout=60)
-            with admin.connect() as conn:
-                terminated += len(
-                    conn.exec_driver_sql(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE application_name = 'bl-consumer'"
-                    ).all()
-                )
-        assert consumer.wait_acked(len(sent), timeout=60)
-    finally:
-        consumer.stop()
-        thread.join(60)
-        pipeline.close()
-        admin.dispose()
-    result = consumer.result
+    result, terminated = consume_through_db_outages(postgres_url, source, len(sent), (300, 1000))
     assert result is not None and result.status != "failed", result and result.error
     assert terminated >= 2
     assert result.retries >= 1  # a statement met the cut connection and the chunk was retried
