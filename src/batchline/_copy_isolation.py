@@ -53,7 +53,10 @@ from ._database import Session
 from ._dialects import Dialect, ErrorKind
 
 if TYPE_CHECKING:
+    from ._apply import Tally
     from ._arrow_write import ArrowPart
+    from ._chunk import Chunk
+    from ._flush import Flusher
 
 __all__ = [
     "MAX_LEFT_OUT",
@@ -62,6 +65,7 @@ __all__ = [
     "copy_line",
     "cut_rows",
     "left_out_part",
+    "rows_left_out",
 ]
 
 #: Rows a chunk's COPY may leave out before the chunk goes the row path whole; a chunk of
@@ -246,3 +250,27 @@ def left_out_part(part: ArrowPart, rows: Sequence[int]) -> ArrowPart:
     keep = sorted({read[r] for r in rows} | {i for i, p in enumerate(at) if p in dead})
     out.raw, out.failed = part.raw.take(keep), part.failed
     return out
+
+
+def rows_left_out(
+    flusher: Flusher, part: ArrowPart, left_out: list[int], end: int, tally: Tally
+) -> Chunk:
+    """The rows ``flusher``'s bulk COPY left out, through its row path, in the chunk's
+    transaction: tried together, then isolated, under savepoints, so each lands or becomes
+    the dead letter the row path makes of it. Returns them (with the chunk's records
+    already dead letters) as the row chunk the letters are built from."""
+    from ._failures import DataFailure
+
+    rows = left_out_part(part, left_out).as_rows()
+    applier = flusher.applier
+    applier.rows, applier.chunk, applier.savepoints = rows, tally, True
+    try:
+        flusher.resolver.begin(None)
+        if rows.good:
+            try:
+                applier.commit(rows.good, end)
+            except DataFailure as bad:
+                flusher.isolation.isolate(rows.good, end, bad, applier)
+    finally:
+        applier.savepoints = False
+    return rows

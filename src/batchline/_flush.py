@@ -24,6 +24,7 @@ import tenacity
 from ._apply import Applier, Tally
 from ._arrow_write import ArrowPart, ArrowWriter
 from ._chunk import Chunk
+from ._copy_isolation import rows_left_out
 from ._database import Session
 from ._dialects import Dialect, ErrorKind, RowLimit, TableInfo
 from ._errors import FatalDatabaseError, JobLocked, TransientExhausted
@@ -192,7 +193,7 @@ class Flusher:
                         tally, landed = Tally(), n - len(writer.left_out)
                         self.applier.rows = rows = dead
                         if writer.left_out:
-                            rows = self._rows_left_out(part, writer.left_out, end, tally)
+                            rows = rows_left_out(self, part, writer.left_out, end, tally)
                         self._bookkeep(sorted(rows.failures.items()), tally, end, landed)
                         session.commit()
                     except Exception as exc:
@@ -215,27 +216,6 @@ class Flusher:
         self.applier.dirty = False  # a clean chunk, or one whose bad rows COPY named
         self._count(tally, end, rows, landed)
         return True
-
-    def _rows_left_out(self, part: ArrowPart, left_out: list[int], end: int, tally: Tally) -> Chunk:
-        """The rows the bulk COPY left out (``_copy_isolation``) through the row path, in
-        the chunk's transaction: tried together, then isolated, under savepoints, so each
-        lands or becomes the dead letter the row path makes of it. Returns them (with the
-        chunk's records already dead letters) as the row chunk the letters are built from."""
-        from ._copy_isolation import left_out_part
-
-        rows = left_out_part(part, left_out).as_rows()
-        applier = self.applier
-        applier.rows, applier.chunk, applier.savepoints = rows, tally, True
-        try:
-            self.resolver.begin(None)
-            if rows.good:
-                try:
-                    applier.commit(rows.good, end)
-                except DataFailure as bad:
-                    self.isolation.isolate(rows.good, end, bad, applier)
-        finally:
-            applier.savepoints = False
-        return rows
 
     def _chunk_transaction(
         self,

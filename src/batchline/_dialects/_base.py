@@ -13,13 +13,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
 
+from ._executor import Executor
 from ._ledger import claim_keys_portable
 
 __all__ = [
@@ -64,42 +65,6 @@ class RowTooLarge(ValueError):
 
 def utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-
-
-class Executor:
-    """The statement interface a dialect writes through (implemented by the session).
-
-    It counts statements, so tests and the benchmark can see how many reach the database.
-    """
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        raise NotImplementedError
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def copy_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        raise NotImplementedError
-
-    def execute_each(self, sql: str, rows: Iterable[Sequence[Any]], count: int) -> None:
-        """Run ``sql`` once per row of ``rows`` (the driver's ``executemany``), taking
-        the rows one at a time; ``count`` is how many there are, for the listeners."""
-        raise NotImplementedError
-
-    @property
-    def driver_connection(self) -> Any:
-        raise NotImplementedError
-
-    # Where statements are pipelined (psycopg), what was sent is waited for here; elsewhere
-    # each statement has been waited for already, so these do nothing.
-    def sync(self) -> None:
-        """Wait for every statement sent so far, raising the first one's error."""
-
-    def leave_pipeline(self, exc: BaseException | None = None) -> None:
-        """Stop pipelining, dropping what an aborted pipeline holds after ``exc``."""
-
-    def enter_pipeline(self) -> None:
-        """Pipeline again, inside the current transaction."""
 
 
 _TYPE_MODIFIERS = re.compile(r"\(\s*\d+(?:\s*,\s*\d+)?\s*\)")
