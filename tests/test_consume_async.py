@@ -105,6 +105,27 @@ def test_arun_linger_flushes_a_trickling_async_iterable(sqlite_url: str) -> None
     assert max(waits) < 0.1 + 0.1, sorted(waits)[-3:]
 
 
+def test_arun_linger_counts_from_a_chunks_first_record(sqlite_url: str) -> None:
+    """A fast async iterable of 6,000 records in chunks of 400, linger 0.15 s (far longer
+    than collecting a chunk, shorter than the run): every chunk is full. Timed from the
+    first record after the last linger cut (as it was), the clock ran across chunks closed
+    by size and cut one short every 0.15 s."""
+    create_orders(sqlite_url)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")], chunk_size=400)
+    sizes: list[int] = []
+
+    def chunk(result: bl.Result, failed: object) -> None:
+        sizes.append(result.records_seen - sum(sizes))
+
+    async def burst() -> AsyncIterator[dict[str, Any]]:
+        for i in range(6000):
+            yield {"id": i, "sku": "s", "qty": 1, "sent": 0.0}
+
+    result = asyncio.run(pipeline.arun(burst(), map_order, linger=0.15, on_chunk=chunk))
+    assert result.items_processed == 6000
+    assert sizes == [400] * 15, sizes
+
+
 def test_async_consumer_on_redis_with_an_async_map(sqlite_url: str) -> None:
     url = redis_url()
     create_priced(sqlite_url)

@@ -165,6 +165,57 @@ def test_redis_linger_flushes_a_trickle_within_linger_plus_one_flush(
     )
 
 
+def test_redis_busy_stream_chunks_are_full_linger_counts_from_a_chunks_first_message(
+    stream: tuple[str, redis.Redis, str], sqlite_url: str
+) -> None:
+    """A backlog of 30,000 messages in chunks of 400, with a linger (0.15 s) shorter than the
+    whole run but far longer than collecting a chunk (a few ms): every chunk is full. Timed
+    from the first message after the last linger cut (as it was), the clock ran across
+    chunks closed by size, and a busy stream's chunk was cut short every 0.15 s."""
+    url, client, name = stream
+    create_orders(sqlite_url)
+    publish(client, name, 0, 30_000)
+    sizes: list[int] = []
+
+    def chunk(result: bl.Result, failed: object) -> None:
+        sizes.append(result.records_seen - sum(sizes))
+
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")], chunk_size=400)
+    source = RedisStreamSource(url, name, "g")
+    consumer = Consumer(
+        pipeline, source, map_order, job="busy", linger=0.15, fetch_size=700, on_chunk=chunk
+    )
+    thread = start(consumer)
+    try:
+        assert consumer.wait_acked(30_000, timeout=120)
+    finally:
+        consumer.stop()
+        thread.join(60)
+    assert sizes == [400] * 75, sizes
+
+
+def test_redis_end_of_a_burst_lands_without_waiting_out_linger(
+    stream: tuple[str, redis.Redis, str], sqlite_url: str
+) -> None:
+    """A burst of 2,500 in chunks of 1,000 with a 30 s linger: its last chunk (500, a fetch's
+    worth) is flushed once the stream has nothing more and the flush is idle, not 30 s
+    later. A chunk under a fetch's worth still waits for linger (the trickle test)."""
+    url, client, name = stream
+    create_orders(sqlite_url)
+    pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")], chunk_size=1000)
+    consumer = Consumer(pipeline, RedisStreamSource(url, name, "g"), map_order, job="burst",
+                        linger=30.0)  # fmt: skip
+    thread = start(consumer)
+    try:
+        assert consumer.ready.wait(30)
+        sent = publish(client, name, 0, 2500)
+        assert consumer.wait_acked(2500, timeout=15), consumer.acked
+    finally:
+        consumer.stop()
+        thread.join(60)
+    assert order_ids(sqlite_url) == sorted(i for i, (_, kind) in sent.items() if kind == "good")
+
+
 # -- SIGKILL at random instants, with a producer publishing all along ---------------------------
 
 

@@ -53,9 +53,12 @@ def _records(
     records: AsyncIterable[Mapping[str, Any]] | Iterable[Mapping[str, Any]],
     loop: asyncio.AbstractEventLoop,
     linger: float | None,
+    cuts: list[int],
 ) -> Iterator[Any]:
     """The engine's source, on the mapping thread: numbered records, each taken from the
-    async iterable on the loop when asked for; ``FLUSH_NOW`` once one waited ``linger``."""
+    async iterable on the loop when asked for; ``FLUSH_NOW`` once the open chunk's first
+    record waited ``linger``. ``cuts[0]`` counts the chunks the run loop closed (its
+    ``on_cut``): the record after a cut opens a chunk, and starts the clock again."""
     if not isinstance(records, AsyncIterable):
         for position, record in enumerate(records, start=1):
             yield _item(position, record)
@@ -67,6 +70,7 @@ def _records(
 
     position = 0
     oldest: float | None = None
+    seen = cuts[0]
     while True:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(next_record(), loop)
         while True:
@@ -80,12 +84,16 @@ def _records(
             except FutureTimeout:
                 oldest = None
                 yield FLUSH_NOW  # then wait on for the same record
+                seen = cuts[0]
             except StopAsyncIteration:
                 return
         position += 1
         if oldest is None:
             oldest = time.monotonic()
         yield _item(position, record)
+        if cuts[0] != seen:  # that record filled the chunk
+            seen = cuts[0]
+            oldest = None
 
 
 def _item(position: int, record: Any) -> Any:
@@ -111,8 +119,12 @@ async def arun(
     if linger is not None and not linger > 0:
         raise ConfigError(f"linger must be above 0, got {linger}")
     loop = asyncio.get_running_loop()
-    source = _records(records, loop, linger)
+    cuts = [0]
+    source = _records(records, loop, linger, cuts)
     mapped = sync_map(map, loop)
+
+    def cut() -> None:
+        cuts[0] += 1
 
     def run() -> Result:
         return pipeline._run_source(
@@ -121,6 +133,7 @@ async def arun(
             job=job,
             idempotency_key=idempotency_key,
             fingerprint=source_id,
+            on_cut=cut,
             **options,
         )
 

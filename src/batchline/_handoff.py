@@ -72,6 +72,7 @@ class Handoff:
         pipelined: bool,
         result: Result,
         after_commit: AfterCommit | None = None,
+        on_cut: Callable[[], None] | None = None,
     ) -> None:
         self.flusher = flusher
         self.sizer = sizer
@@ -80,6 +81,7 @@ class Handoff:
         self.pipelined = pipelined
         self.result = result
         self.after_commit = after_commit
+        self.on_cut = on_cut
         self._in_flight: Future[None] | None = None
 
     def _flush(self, closed: Chunk, end: int, prepared: Prepared | None) -> None:
@@ -103,6 +105,8 @@ class Handoff:
         self._in_flight = future
         if not self.pipelined:
             self.wait()
+        if self.on_cut is not None:  # core hook: streams (the next record opens a chunk)
+            self.on_cut()
 
     def wait(self) -> None:
         """Wait for the chunk in flight (raising what its flush raised), then check the

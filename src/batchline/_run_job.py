@@ -57,6 +57,8 @@ def run_job(
     after_commit: AfterCommit | None = None,
     continuing: bool = False,
     letter_key: Callable[[int], Any] | None = None,
+    on_resume: Callable[[int], None] | None = None,
+    on_cut: Callable[[], None] | None = None,
 ) -> Result:
     """Run over source items (``SourceRecord``/``ReadFailure`` or replayed letters).
 
@@ -66,7 +68,10 @@ def run_job(
     Core hook (streams, issue 14): ``after_commit(end)`` is called on the flush thread
     after each chunk commits; ``continuing`` runs a job whose last run finished (a broker
     consumer's job never ends: a clean stop is followed by the next start);
-    ``letter_key(position)``: the ledger key each dead letter holds (``Flusher.letter_key``)."""
+    ``letter_key(position)``: the ledger key each dead letter holds (``Flusher.letter_key``);
+    ``on_resume(position)`` is told the checkpoint the run goes on from, before the source is
+    first read; ``on_cut()`` is called each time a chunk is closed, before the next record is
+    read (a source timing its own linger learns that a new chunk opens)."""
     if map is None and len(pipeline.writes) != 1:
         raise ConfigError("without a map function the pipeline must have exactly one write")
     started = time.perf_counter()
@@ -126,6 +131,8 @@ def run_job(
         result.resumed_from = resume
         if resume:
             log.info("job %s: resuming after record %d", name, resume)
+        if on_resume is not None:  # core hook: streams
+            on_resume(resume)
         status = run_loop(
             source,
             map,
@@ -146,6 +153,7 @@ def run_job(
             worker=worker,
             result=result,
             after_commit=after_commit,  # core hook: streams
+            on_cut=on_cut,  # core hook: streams
         )
         result.status = status
         try:

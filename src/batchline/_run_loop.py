@@ -70,6 +70,7 @@ def run_loop(
     worker: ThreadPoolExecutor,
     result: Result,
     after_commit: AfterCommit | None = None,  # core hook: streams
+    on_cut: Callable[[], None] | None = None,  # core hook: streams
 ) -> Status:
     """Load the records after position ``resume``; return the run's status.
 
@@ -108,6 +109,7 @@ def run_loop(
         pipelined=pipelined,
         result=result,
         after_commit=after_commit,  # core hook: streams
+        on_cut=on_cut,  # core hook: streams
     )
     try:
         if writer is not None:

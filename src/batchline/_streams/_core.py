@@ -17,10 +17,16 @@ engine's source and keeps the two rules the broker adds to a load:
   letter holds a ledger key of its own, so a poison message is dead-lettered once too.
 
 Micro-batching: the engine closes a chunk when it is full; the consumer also closes it (the
-run loop's ``FLUSH_NOW``) once its oldest message has waited ``linger``, so a quiet stream's
-messages wait at most ``linger`` plus one flush. Backpressure comes from the engine: while
-a chunk flushes and the next is full, the run loop does not ask for more, so nothing is
-fetched and memory holds at most two chunks and one fetch.
+run loop's ``FLUSH_NOW``) once its first message has waited ``linger``, so a quiet stream's
+messages wait at most ``linger`` plus one flush. The clock starts when the chunk takes its
+first message (the run loop tells the consumer of every chunk it closes, ``on_cut``): timed
+from anything earlier, a busy stream's chunks would be cut short every ``linger``, and those
+collected while a slow flush held the run loop back would be cut at one fetch. One more cut
+ends a burst without waiting out ``linger``: when the chunk holds at least a fetch's worth,
+the flush is idle and the broker sends nothing for ``CAUGHT_UP`` (10 ms), the chunk goes
+now; a trickle's chunks stay under a fetch and keep waiting for company. Backpressure
+comes from the engine: while a chunk flushes and the next is full, the run loop does not
+ask for more, so nothing is fetched and memory holds at most two chunks and one fetch.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ from ._source import BrokerSource, DeadMessage, Message, broker_position, decode
 __all__ = ["BrokerSource", "Consumer", "Message", "broker_position", "decode_json"]
 
 log = logging.getLogger("batchline")
+
+#: Seconds a fetch waits, once the open chunk is worth flushing and the flush is idle,
+#: before the consumer takes the broker's silence for the end of a burst and flushes.
+CAUGHT_UP = 0.01
 
 
 class Consumer:
@@ -140,6 +150,8 @@ class Consumer:
         self._arrivals: collections.deque[tuple[int, float]] | None = None
         self._chunk_counts: tuple[int, Sequence[FailedItem], int, int] | None = None
         self._seen = (0, 0, 0)  # records_seen, duplicates, retries at the last chunk
+        self._checkpoint = 0  # the job's, as the run found it (``_resumed``)
+        self._cuts = self._commits = 0  # chunks closed, and committed (flush idle: equal)
         if metrics is not None:
             metrics.lag = source.lag
             self._arrivals = collections.deque()
@@ -198,6 +210,8 @@ class Consumer:
                 after_commit=self._after_commit,
                 continuing=True,
                 letter_key=None if self._ids is None else self._letter_key,
+                on_resume=self._resumed,
+                on_cut=self._cut,
             )
         finally:
             if self._acks is not None:
@@ -213,6 +227,7 @@ class Consumer:
         return result
 
     def _after_commit(self, end: int) -> None:
+        self._commits += 1  # (every cut chunk commits, or the run ends)
         # metrics first, then acks: whoever waits for the acks finds the chunk counted
         if self.metrics is not None and self._chunk_counts is not None:
             arrivals, oldest = self._arrivals, None
@@ -298,19 +313,22 @@ class Consumer:
         message_id = None if ids is None else ids.get(position)
         return None if message_id is None else ("dead letter", self.source.kind, message_id)
 
-    def _committed(self) -> int:
-        """The job's checkpoint, read after the run took the job (so it cannot move)."""
-        from .._dead_letters import DeadLetters
+    def _resumed(self, position: int) -> None:
+        # core hook, on the mapping thread before the first fetch: the job's checkpoint,
+        # read by the run after it took the job (so it cannot move)
+        self._checkpoint = position
 
-        tables = self.pipeline.state_tables
-        letters = DeadLetters(self.pipeline.engine, prefix=tables.prefix, schema=tables.schema)
-        job = letters.job(self.job)
-        return 0 if job is None else job.position
+    def _cut(self) -> None:
+        # core hook, on the mapping thread: the run loop closed a chunk (full, or told to);
+        # the next message opens a new one, and its linger starts then
+        self._cuts += 1
 
     def _records(self) -> Iterator[Any]:
-        """The engine's source: decoded messages, with ``FLUSH_NOW`` when a linger expires."""
+        """The engine's source: decoded messages, with ``FLUSH_NOW`` when the open chunk's
+        first message has waited ``linger``, or when the broker has nothing more for a
+        moment while the flush is idle and the chunk holds at least a fetch's worth."""
         source = self.source
-        committed = self._pruned = self._committed()
+        committed = self._pruned = self._checkpoint
         acks = self._acks = Acks(source, committed)
         source.open(committed)
         if self.dead_letter_target is not None:
@@ -320,7 +338,11 @@ class Consumer:
         last = committed  # the highest position handed to the run loop
         linger = self.linger
         idle = min(linger, 0.25)  # how long a fetch waits while no chunk is open
-        oldest: float | None = None  # when the first message after the last cut arrived
+        enough = self.fetch_size  # a chunk worth flushing without waiting out linger
+        caught_up = min(linger, CAUGHT_UP)
+        oldest: float | None = None  # when the open chunk took its first message
+        taken = 0  # messages in the open chunk
+        cuts = self._cuts
         monotonic = time.monotonic
         arrivals = self._arrivals
         ids = self._ids
@@ -330,11 +352,20 @@ class Consumer:
             else:
                 timeout = oldest + linger - monotonic()
                 if timeout <= 0:
-                    oldest = None
+                    oldest, taken = None, 0
                     yield FLUSH_NOW
+                    cuts = self._cuts
                     continue
+                if taken >= enough:  # (looking again every CAUGHT_UP while a flush runs)
+                    timeout = min(timeout, caught_up)
             messages = source.fetch(self.fetch_size, timeout)
             if not messages:
+                if oldest is not None and taken >= enough and self._cuts == self._commits:
+                    # the broker has nothing more right now and the flush is idle: waiting
+                    # out linger would only delay these (the end of a burst)
+                    oldest, taken = None, 0
+                    yield FLUSH_NOW
+                    cuts = self._cuts
                 continue
             fresh: list[Message] = []
             for m in messages:
@@ -354,16 +385,20 @@ class Consumer:
             # registered before the run loop sees any of them: their chunk may commit soon
             acks.extend(fresh)
             now = monotonic()
-            if oldest is None and fresh:
-                oldest = now
             if arrivals is not None:
                 arrivals.extend((m.position, now) for m in fresh)
             if self._bodies is not None:
                 self._bodies.extend((m.position, m.id, m.body) for m in fresh)
             for m in fresh:
+                if oldest is None:
+                    oldest = monotonic()
                 if m.record is None:
                     yield ReadFailure(m.position, m.position, m.error or "undecodable", m.raw)
                 else:
                     self._current = (m.record, m.id)
                     yield SourceRecord(m.position, m.position, m.record)
+                taken += 1
+                if self._cuts != cuts:  # that message filled the chunk: a new one opens
+                    cuts = self._cuts
+                    oldest, taken = None, 0
         log.info("job %s: stopping: the last chunk commits, then the consumer ends", self.job)
