@@ -308,10 +308,14 @@ class LossySource(JetStreamSource):
 
     def fetch(self, max_count: int, timeout: float) -> list[Any]:
         puller = self._puller
-        if self.lost is None and puller is not None and len(puller.buffer) > 10:
+        if self.lost is None and puller is not None:
             with puller.ready:
-                self.lost = int(puller.buffer[5].reply.split(".")[5])
-                del puller.buffer[5]
+                # on the first fetch, once more than 10 are buffered (the stream holds them
+                # all: not whenever a fetch happens to find them, which a busy machine may
+                # never do)
+                if puller.ready.wait_for(lambda: len(puller.buffer) > 10, timeout=30):
+                    self.lost = int(puller.buffer[5].reply.split(".")[5])
+                    del puller.buffer[5]
         return super().fetch(max_count, timeout)
 
 
