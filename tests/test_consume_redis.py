@@ -197,9 +197,10 @@ def test_redis_busy_stream_chunks_are_full_linger_counts_from_a_chunks_first_mes
 def test_redis_end_of_a_burst_lands_without_waiting_out_linger(
     stream: tuple[str, redis.Redis, str], sqlite_url: str
 ) -> None:
-    """A burst of 2,500 in chunks of 1,000 with a 30 s linger: its last chunk (500, a fetch's
-    worth) is flushed once the stream has nothing more and the flush is idle, not 30 s
-    later. A chunk under a fetch's worth still waits for linger (the trickle test)."""
+    """A burst of 2,500 in chunks of 1,000 with a 30 s linger: its last chunk (500, the
+    least a chunk needs to go early) is flushed once the stream has nothing more and the
+    flush is idle, not 30 s later. A chunk under 500 still waits for linger (the trickle
+    test)."""
     url, client, name = stream
     create_orders(sqlite_url)
     pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")], chunk_size=1000)

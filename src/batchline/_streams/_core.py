@@ -22,9 +22,9 @@ messages wait at most ``linger`` plus one flush. The clock starts when the chunk
 first message (the run loop tells the consumer of every chunk it closes, ``on_cut``): timed
 from anything earlier, a busy stream's chunks would be cut short every ``linger``, and those
 collected while a slow flush held the run loop back would be cut at one fetch. One more cut
-ends a burst without waiting out ``linger``: when the chunk holds at least a fetch's worth,
-the flush is idle and the broker sends nothing for ``CAUGHT_UP`` (10 ms), the chunk goes
-now; a trickle's chunks stay under a fetch and keep waiting for company. Backpressure
+ends a burst without waiting out ``linger``: when the chunk holds at least ``BURST`` (500)
+messages, the flush is idle and the broker sends nothing for ``CAUGHT_UP`` (10 ms), the
+chunk goes now; a trickle's chunks stay under that and keep waiting for company. Backpressure
 comes from the engine: while a chunk flushes and the next is full, the run loop does not
 ask for more, so nothing is fetched and memory holds at most two chunks and one fetch.
 """
@@ -55,6 +55,10 @@ log = logging.getLogger("batchline")
 #: Seconds a fetch waits, once the open chunk is worth flushing and the flush is idle,
 #: before the consumer takes the broker's silence for the end of a burst and flushes.
 CAUGHT_UP = 0.01
+#: Messages that make a chunk worth flushing at the end of a burst: enough to spread a
+#: transaction's fixed cost (its round trips, the commit). A trickle's chunks stay under
+#: it, and wait for linger to gather company.
+BURST = 500
 
 
 class Consumer:
@@ -326,7 +330,7 @@ class Consumer:
     def _records(self) -> Iterator[Any]:
         """The engine's source: decoded messages, with ``FLUSH_NOW`` when the open chunk's
         first message has waited ``linger``, or when the broker has nothing more for a
-        moment while the flush is idle and the chunk holds at least a fetch's worth."""
+        moment while the flush is idle and the chunk holds at least ``BURST`` messages."""
         source = self.source
         committed = self._pruned = self._checkpoint
         acks = self._acks = Acks(source, committed)
@@ -338,7 +342,7 @@ class Consumer:
         last = committed  # the highest position handed to the run loop
         linger = self.linger
         idle = min(linger, 0.25)  # how long a fetch waits while no chunk is open
-        enough = self.fetch_size  # a chunk worth flushing without waiting out linger
+        enough = BURST  # a chunk worth flushing without waiting out linger
         caught_up = min(linger, CAUGHT_UP)
         oldest: float | None = None  # when the open chunk took its first message
         taken = 0  # messages in the open chunk
