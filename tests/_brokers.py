@@ -162,6 +162,19 @@ def start(consumer: Any) -> threading.Thread:
     return thread
 
 
+def consume(consumer: Any, expected: int, timeout: float = 60) -> bl.Result:
+    """Run ``consumer`` on a thread until ``expected`` messages are acknowledged, then stop
+    it (its last chunk commits) and return its result."""
+    thread = start(consumer)
+    try:
+        assert consumer.wait_acked(expected, timeout=timeout), consumer.acked
+    finally:
+        consumer.stop()
+        thread.join(60)
+    assert consumer.result is not None
+    return consumer.result
+
+
 def spawn(command: list[str]) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.Popen(

@@ -24,6 +24,7 @@ from tests._brokers import (
     amqp_url,
     check_linger,
     close_amqp_connections,
+    consume,
     consume_through_db_outages,
     create_orders,
     kill_chain,
@@ -103,17 +104,6 @@ def check(url: str, job: str, sent: dict[int, tuple[str, str]]) -> None:
     assert order_ids(url) == good  # each good message once, none lost, none doubled
     poison = sorted((i, kind) for i, (_, kind) in sent.items() if kind != "good")
     assert poison_letters(url, job) == poison
-
-
-def consume(consumer: Consumer, expected: int) -> bl.Result:
-    thread = start(consumer)
-    try:
-        assert consumer.wait_acked(expected, timeout=60)
-    finally:
-        consumer.stop()
-        thread.join(60)
-    assert consumer.result is not None
-    return consumer.result
 
 
 @pytest.mark.parametrize("db", BACKENDS, indirect=True)

@@ -24,6 +24,7 @@ from batchline._streams import Consumer, JetStreamSource
 from tests._brokers import (
     check_exactly_once,
     check_linger,
+    consume,
     consume_through_db_outages,
     counted,
     create_orders,
@@ -91,17 +92,6 @@ def db(request: pytest.FixtureRequest) -> str:
     url = str(request.getfixturevalue(f"{request.param}_url"))
     create_orders(url)
     return url
-
-
-def consume(consumer: Consumer, expected: int) -> bl.Result:
-    thread = start(consumer)
-    try:
-        assert consumer.wait_acked(expected, timeout=60)
-    finally:
-        consumer.stop()
-        thread.join(60)
-    assert consumer.result is not None
-    return consumer.result
 
 
 @pytest.mark.parametrize("db", BACKENDS, indirect=True)

@@ -23,6 +23,7 @@ from batchline._streams import Consumer, RedisStreamSource, stream_id, stream_po
 from tests._brokers import (
     check_exactly_once,
     check_linger,
+    consume,
     create_orders,
     kill_chain,
     lag_then_caught_up,
@@ -76,12 +77,7 @@ def test_redis_poison_is_dead_lettered_with_its_id_and_good_messages_land_once(
     sent = publish(client, name, 0, 3000)
     pipeline = bl.Pipeline(db, writes=[bl.Insert("orders")])
     consumer = Consumer(pipeline, RedisStreamSource(url, name, "loaders"), map_order, job="j")
-    thread = start(consumer)
-    try:
-        assert consumer.wait_acked(len(sent), timeout=60)
-    finally:
-        consumer.stop()
-        thread.join(60)
+    consume(consumer, len(sent))
     assert consumer.result is not None
     assert consumer.result.status == "partial_success"
     assert consumer.result.items_failed == 30
@@ -102,21 +98,14 @@ def test_redis_redelivered_messages_are_not_applied_again(
     sent = publish(client, name, 0, 600)
     pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
 
-    def consume(expected: int) -> bl.Result:  # expected: messages acknowledged first
-        consumer = Consumer(pipeline, RedisStreamSource(url, name, "g"), map_order, job="again")
-        thread = start(consumer)
-        try:
-            assert consumer.wait_acked(expected, timeout=60)
-        finally:
-            consumer.stop()
-            thread.join(60)
-        assert consumer.result is not None
-        return consumer.result
+    def consume_again(expected: int) -> bl.Result:  # expected: messages acknowledged first
+        source = RedisStreamSource(url, name, "g")
+        return consume(Consumer(pipeline, source, map_order, job="again"), expected)
 
-    consume(len(sent))
+    consume_again(len(sent))
     client.xgroup_setid(name, "g", "0")  # deliver everything again
     sent.update(publish(client, name, 600, 700))
-    again = consume(100)  # the new ones, delivered after the 600 again
+    again = consume_again(100)  # the new ones, delivered after the 600 again
     assert again.items_processed == 100 - 1  # only the new ones (one of them is poison)
     assert client.xpending(name, "g")["pending"] == 0  # the 600 acknowledged again
     check_exactly_once(sqlite_url, "again", sent, stream_id)
@@ -134,13 +123,7 @@ def test_redis_pending_entries_of_a_dead_consumer_are_claimed(
     client.xreadgroup("g", "old-pod", {name: ">"}, count=150)  # delivered, never acked
     assert client.xpending(name, "g")["pending"] == 150
     pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
-    consumer = Consumer(pipeline, RedisStreamSource(url, name, "g"), map_order, job="claim")
-    thread = start(consumer)
-    try:
-        assert consumer.wait_acked(200, timeout=60)
-    finally:
-        consumer.stop()
-        thread.join(60)
+    consume(Consumer(pipeline, RedisStreamSource(url, name, "g"), map_order, job="claim"), 200)
     check_exactly_once(sqlite_url, "claim", sent, stream_id)
     assert client.xpending(name, "g")["pending"] == 0
 
@@ -185,12 +168,7 @@ def test_redis_busy_stream_chunks_are_full_linger_counts_from_a_chunks_first_mes
     consumer = Consumer(
         pipeline, source, map_order, job="busy", linger=0.15, fetch_size=700, on_chunk=chunk
     )
-    thread = start(consumer)
-    try:
-        assert consumer.wait_acked(30_000, timeout=120)
-    finally:
-        consumer.stop()
-        thread.join(60)
+    consume(consumer, 30_000, timeout=120)
     assert sizes == [400] * 75, sizes
 
 
@@ -466,12 +444,9 @@ def test_redis_poison_is_republished_to_the_dead_letter_stream(
     pipeline = bl.Pipeline(sqlite_url, writes=[bl.Insert("orders")])
     source = RedisStreamSource(url, name, "g")
     consumer = Consumer(pipeline, source, map_order, job="dlt", dead_letter_target=dead)
-    thread = start(consumer)
     try:
-        assert consumer.wait_acked(600, timeout=60)
+        consume(consumer, 600)
     finally:
-        consumer.stop()
-        thread.join(60)
         pipeline.close()
     try:
         entries = client.xrange(dead)
