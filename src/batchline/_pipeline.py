@@ -280,7 +280,7 @@ class Pipeline:
                 as the engine asks for them.
             map: ``map(record, out)`` or ``async def map(record, out)``: an async map runs
                 on this loop (it may await), one record at a time, in order.
-            linger: flush a chunk once its oldest record waited this many seconds (for an
+            linger: flush a chunk once its first record waited this many seconds (for an
                 iterable that trickles); None waits for full chunks.
             job, idempotency_key, restart, source_id, spec, on_chunk, wait: as for :meth:`run`.
         """

@@ -70,7 +70,7 @@ class Consumer:
         map: ``map(record, out)``, or None when each message is a row of the only write.
         job: the job (checkpoint, dead letters, lock) the consumer runs as; one job per
             consumer group / durable consumer / queue.
-        linger: seconds a chunk's oldest message may wait before the chunk is flushed.
+        linger: seconds a chunk's first message may wait before the chunk is flushed.
         fetch_size: messages asked of the broker at once.
         idempotency_key: for unordered brokers only: ``fn(record)`` replacing the message
             id as the ledger key.

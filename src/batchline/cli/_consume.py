@@ -144,7 +144,7 @@ def _stop_on_signals(stop: Any) -> Iterator[None]:
     type=click.IntRange(min=1),
     default=200,
     show_default=True,
-    help="Flush a chunk once its oldest message has waited this long.",
+    help="Flush a chunk once its first message has waited this long.",
 )
 @click.option("--chunk-size", type=click.IntRange(min=1), help="Records per transaction at most.")
 @click.option(
@@ -205,7 +205,7 @@ def consume(
     """Consume BROKER_URL (redis://, nats://, amqp://) into a table until SIGTERM/SIGINT.
 
     Messages are collected into chunks, each written in one transaction that also moves the
-    job's checkpoint; a chunk flushes when full or once its oldest message waited
+    job's checkpoint; a chunk flushes when full or once its first message waited
     --linger-ms. Messages are acknowledged only after their chunk committed. A message that
     is not JSON, does not fit the table or is refused by the database goes to the dead
     letters with its broker id/position and is acknowledged. A redelivered message is never
