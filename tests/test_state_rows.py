@@ -44,12 +44,27 @@ def test_a_ledger_key_hashes_as_every_release_before_hashed_it(key: Any, digest:
         ("a", ("b", 1)),
         (Decimal("1.0"), "d"),
         ("amqp", "a\ud800"),  # a lone surrogate: written escaped, as to_json writes it
+        ("a\ud800", "m-1"),  # in the first part too
+        ("amqp", 7),
+        ("é", "ü\u2028\x00"),
+        ("t", True),
+        ("t", 10**30),
+        ("t", ["x"]),
     ],
 )
 def test_a_tuple_key_hashes_as_its_json_does(key: Any) -> None:
     """Tuples of strings and integers take a shorter way to the same text: the hash is the
     hash of ``to_json(key)``, whatever the tuple holds."""
     assert key_hash(key) == hashlib.sha256(to_json(key).encode()).hexdigest()
+    assert key_hash(key) == hashlib.sha256(to_json(key).encode()).hexdigest()  # kept state
+
+
+def test_two_part_keys_hash_as_their_json_past_the_kept_tags() -> None:
+    """The hash state kept for a two-part key's first string is copied, never changed, and
+    tags past the ones kept hash the same way."""
+    keys = [(f"tag-{i % 300}", f"m-{i}") for i in range(900)]
+    for key in keys:
+        assert key_hash(key) == hashlib.sha256(to_json(key).encode()).hexdigest()
 
 
 def test_payload_json_keeps_what_json_cannot_hold_as_text() -> None:

@@ -71,6 +71,10 @@ def key_hash(key: Any) -> str:
     third of the time: the encoder's Python layers were most of a key's cost.
     """
     if type(key) is tuple:
+        if len(key) == 2 and type(key[0]) is str:
+            hashed = _tagged_hash(key[0], key[1])
+            if hashed is not None:
+                return hashed
         parts = []
         for part in key:
             kind = type(part)
@@ -86,6 +90,36 @@ def key_hash(key: Any) -> str:
             except UnicodeEncodeError:
                 pass  # a lone surrogate, which to_json writes escaped
     return _sha256(to_json(key).encode()).hexdigest()
+
+
+#: The hash state after ``["<tag>", `` for each first part of a two-part key seen (a
+#: consumer's ``"amqp"``, a file's name): a key of that shape then hashes only the rest.
+_TAGS: dict[str, Any] = {}
+_TAGS_MAX = 256  # past this many, tags are not kept (the hash is the same either way)
+
+
+def _tagged_hash(tag: str, value: Any) -> str | None:
+    """``key_hash((tag, value))`` for a string or integer ``value``, from ``tag``'s kept
+    hash state; None for another value, or text with a lone surrogate (which ``to_json``
+    writes escaped)."""
+    kind = type(value)
+    if kind is str:
+        rest = _encode_str(value) + "]"
+    elif kind is int:
+        rest = int.__repr__(value) + "]"
+    else:
+        return None
+    state = _TAGS.get(tag)
+    try:
+        if state is None:
+            state = _sha256(("[" + _encode_str(tag) + ", ").encode())
+            if len(_TAGS) < _TAGS_MAX:
+                _TAGS[tag] = state
+        hashed = state.copy()
+        hashed.update(rest.encode())
+    except UnicodeEncodeError:
+        return None
+    return hashed.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
